@@ -1,0 +1,217 @@
+"""Configs as frozen dataclasses, with `smoke`, `cpu` and `paper` presets.
+
+A `Config` groups the data, model and training settings. It round-trips through
+JSON (`to_dict` / `from_dict`), and `override` applies `section.key=value`
+strings; an unknown section or key raises an error naming it.
+
+Example:
+    >>> cfg = override(get_preset("smoke"), ["train.batch_size=4"])
+    >>> cfg.train.batch_size
+    4
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """What episodes are made of.
+
+    Attributes:
+        source: base dataset name (see `gpicl_tf.data.sources.SOURCES`).
+        data_dir: where TFDS or IDX files live ("" = the source's default).
+        download: let TFDS download missing data (needs internet).
+        image_size: resize images to this square size (0 = keep).
+        grayscale: convert colour images to one channel.
+        input_size: the model's input size N_x; every dataset is projected to it.
+        num_classes: size of the shared prediction head.
+        episode_length: examples per episode (N).
+        log2_num_tasks: meta-training uses 2**log2_num_tasks task ids.
+        train_episodes: episodes written for meta-training.
+        test_episodes: episodes written for meta-test (unseen tasks, test split).
+        episodes_per_shard: episodes per TFRecord shard.
+        seed: global seed; same seed gives byte-identical shards.
+        bias_mode: what the curriculum fixes: "permutation" (the paper) or
+            "task" (projection and permutation, as a public replication does).
+        random_dim: input size of the synthetic "random" source.
+        random_examples: examples per split of the synthetic "random" source.
+    """
+
+    source: str = "digits"
+    data_dir: str = ""
+    download: bool = False
+    image_size: int = 0
+    grayscale: bool = False
+    input_size: int = 64
+    num_classes: int = 10
+    episode_length: int = 100
+    log2_num_tasks: int = 16
+    train_episodes: int = 20_000
+    test_episodes: int = 512
+    episodes_per_shard: int = 2_048
+    seed: int = 0
+    bias_mode: str = "permutation"
+    random_dim: int = 64
+    random_examples: int = 2_000
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The sequence model. Sizes follow the paper's names (N_M = model_size)."""
+
+    arch: str = "transformer"
+    model_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 8
+    key_size: int = 16
+    mlp_ratio: int = 4
+    dropout: float = 0.0
+    lstm_units: int = 256
+    mlp_hidden: int = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Meta-optimisation and the curriculum."""
+
+    batch_size: int = 64
+    steps: int = 3_000
+    steps_per_epoch: int = 250
+    learning_rate: float = 1e-3
+    warmup_steps: int = 200
+    min_lr_ratio: float = 0.1
+    adam_epsilon: float = 1e-8
+    weight_decay: float = 0.0
+    clip_norm: float = 1.0
+    mixed_precision: bool = False
+    jit_compile: bool = True
+    shuffle_buffer: int = 2_048
+    bias_fraction: float = 0.0
+    bias_schedule: str = "constant"
+    bias_anneal_steps: int = 1_000
+    plateau_drop: float = 0.1
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Config":
+        sections = {f.name: f.type for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - set(sections))
+        if unknown:
+            raise KeyError(f"unknown config section(s) {unknown}; known: {sorted(sections)}")
+        parts = {}
+        for name, section_cls in _section_classes().items():
+            parts[name] = _section_from_dict(section_cls, d.get(name, {}), name)
+        return cls(**parts)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Config":
+        return cls.from_dict(json.loads(text))
+
+
+def _section_classes() -> dict[str, type]:
+    return {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+
+
+def _section_from_dict(section_cls: type, d: dict[str, Any], name: str):
+    hints = typing.get_type_hints(section_cls)
+    unknown = sorted(set(d) - set(hints))
+    if unknown:
+        raise KeyError(f"unknown key(s) {unknown} in config section '{name}'")
+    return section_cls(**{k: _coerce(hints[k], v, f"{name}.{k}") for k, v in d.items()})
+
+
+def _coerce(kind: type, value: Any, key: str) -> Any:
+    """Converts a JSON or command-line value to the field's type, or raises."""
+    if isinstance(value, str) and kind is not str:
+        text = value.strip()
+        if kind is bool:
+            if text.lower() in ("true", "1", "yes"):
+                return True
+            if text.lower() in ("false", "0", "no"):
+                return False
+            raise ValueError(f"{key}={value!r} is not a boolean")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{key}={value!r} is not a valid {kind.__name__}") from e
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ValueError(f"{key}={value!r} is not a valid {kind.__name__}")
+    return value
+
+
+def override(config: Config, assignments: list[str] | tuple[str, ...]) -> Config:
+    """Returns `config` with `section.key=value` assignments applied."""
+    d = config.to_dict()
+    for item in assignments:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} is not of the form section.key=value")
+        path, value = item.split("=", 1)
+        section, _, key = path.strip().partition(".")
+        if section not in d:
+            raise KeyError(f"unknown config section '{section}' in override {item!r}")
+        if key not in d[section]:
+            raise KeyError(f"unknown config key '{path.strip()}' in override {item!r}")
+        d[section][key] = value
+    return Config.from_dict(d)
+
+
+def _smoke() -> Config:
+    return Config(
+        data=DataConfig(
+            source="digits", input_size=16, episode_length=12, log2_num_tasks=4,
+            train_episodes=96, test_episodes=32, episodes_per_shard=32,
+        ),
+        model=ModelConfig(model_size=16, num_layers=1, num_heads=2, key_size=8,
+                          lstm_units=16, mlp_hidden=16),
+        train=TrainConfig(batch_size=8, steps=20, steps_per_epoch=10, warmup_steps=2,
+                          shuffle_buffer=64),
+    )
+
+
+def _cpu() -> Config:
+    return Config()
+
+
+def _paper() -> Config:
+    return Config(
+        data=DataConfig(
+            source="mnist", input_size=784, log2_num_tasks=24,
+            train_episodes=1_000_000, test_episodes=2_048, episodes_per_shard=8_192,
+        ),
+        model=ModelConfig(model_size=256, num_layers=4, num_heads=8, key_size=32),
+        train=TrainConfig(batch_size=128, steps=500_000, steps_per_epoch=1_000,
+                          learning_rate=2e-4, adam_epsilon=1e-10, clip_norm=2.0,
+                          warmup_steps=1_000, bias_fraction=0.9, shuffle_buffer=16_384),
+    )
+
+
+PRESETS = {"smoke": _smoke, "cpu": _cpu, "paper": _paper}
+
+
+def get_preset(name: str) -> Config:
+    """Returns the named preset: one of `PRESETS`."""
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset '{name}'; known: {sorted(PRESETS)}")
+    return PRESETS[name]()

@@ -1,0 +1,77 @@
+"""Full check of an episode directory: checksums, counts, parse, index ranges."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from gpicl_tf.data import storage
+from gpicl_tf.data.schema import EpisodeSchema
+
+
+def _check_shard(directory: str, entry: dict, spec: dict, num_examples: int) -> str | None:
+    problem = storage.check_file(directory, entry, "sha256")
+    if problem:
+        return problem
+    path = os.path.join(directory, entry["file"])
+    count = 0
+    try:
+        for raw in tf.data.TFRecordDataset(path, compression_type="GZIP"):
+            rec = tf.io.parse_single_example(raw, spec)
+            idx = rec["indices"].numpy()
+            if idx.min() < 0 or idx.max() >= num_examples:
+                return (f"shard {path} record {count} has indices outside "
+                        f"[0, {num_examples}): [{idx.min()}, {idx.max()}]")
+            count += 1
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+        return f"shard {path} cannot be read at record {count}: {e.message}"
+    if count != entry["episodes"]:
+        return f"shard {path} holds {count} episodes, the manifest lists {entry['episodes']}"
+    return None
+
+
+def inspect_directory(directory: str) -> dict:
+    """Returns {"summary": {...}, "problems": [messages naming files]}."""
+    manifest = storage.read_manifest(directory)
+    schema = EpisodeSchema.from_dict(manifest["schema"])
+    problems, sizes = [], {}
+    for split, entry in manifest["base"].items():
+        problem = storage.check_file(directory, entry, "sha256")
+        if problem is None:
+            try:
+                storage.read_base(directory, entry)
+            except storage.CorruptShardError as e:
+                problem = str(e)
+        if problem:
+            problems.append(problem)
+    spec = schema.record_spec()
+    for split, info in manifest["splits"].items():
+        num_examples = manifest["base"][info["data_split"]]["examples"]
+        for entry in info["shards"]:
+            problem = _check_shard(directory, entry, spec, num_examples)
+            if problem:
+                problems.append(problem)
+        sizes[split] = {"episodes": info["episodes"], "shards": len(info["shards"]),
+                        "bytes": int(np.sum([s["bytes"] for s in info["shards"]]))}
+    summary = {"directory": directory, "source": manifest["source"]["name"],
+               "schema": {k: manifest["schema"][k] for k in
+                          ("episode_length", "input_size", "num_classes")},
+               "splits": sizes}
+    return {"summary": summary, "problems": problems}
+
+
+def format_report(report: dict) -> str:
+    s = report["summary"]
+    lines = [f"episode directory {s['directory']}: source {s['source']}, schema {s['schema']}"]
+    for split, v in s["splits"].items():
+        per = v["bytes"] / max(v["episodes"], 1)
+        lines.append(f"  {split}: {v['episodes']} episodes, {v['shards']} shards, "
+                     f"{v['bytes']} bytes ({per:.0f} bytes/episode)")
+    if report["problems"]:
+        lines.append(f"{len(report['problems'])} bad file(s):")
+        lines.extend(f"  BAD {p}" for p in report["problems"])
+    else:
+        lines.append("all files match the manifest")
+    return "\n".join(lines)

@@ -1,0 +1,205 @@
+"""Reads episode directories into batched `tf.data` pipelines.
+
+Example:
+    >>> eps = open_episodes("tfrecords/cpu", expect={"input_size": 64})  # doctest: +SKIP
+    >>> bias = make_bias_variable()                                       # doctest: +SKIP
+    >>> ds = make_dataset(eps, "train", batch_size=64, bias=bias)         # doctest: +SKIP
+    >>> features, targets = next(iter(ds))  # tokens [64, N, 74], targets [64, N]
+
+The curriculum's bias is a `tf.Variable` read inside the map: in each batch the
+first round(bias * batch_size) episodes take the fixed task's permutation
+("permutation" mode) or its projection and permutation ("task" mode). Batches
+already prefetched keep the value they were built with; a change reaches the
+batches after at most the prefetch depth (see tests/data/test_pipeline.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from gpicl_tf.data import augment, schema as schema_lib, storage
+
+BIAS_MODES = ("permutation", "task")
+_EXPECTABLE = ("episode_length", "input_size", "num_classes", "source", "format")
+
+
+@dataclasses.dataclass(frozen=True)
+class EpisodeSet:
+    """An opened, verified episode directory."""
+
+    directory: str
+    manifest: dict
+    schema: schema_lib.EpisodeSchema
+    shards: dict           # split -> tuple of good shard paths
+    skipped: tuple = ()    # messages naming shards skipped as corrupt
+
+    @property
+    def seed(self) -> int:
+        return int(self.manifest["config"]["seed"])
+
+    @property
+    def bias_mode(self) -> str:
+        return self.manifest["config"]["bias_mode"]
+
+    def num_episodes(self, split: str) -> int:
+        return int(self.manifest["splits"][split]["episodes"])
+
+    @functools.cached_property
+    def _base(self) -> dict:
+        return {}
+
+    def base(self, data_split: str) -> tuple[np.ndarray, np.ndarray]:
+        """Raw base data (x [M, dim] stored dtype, y int64 [M]) of a data split."""
+        if data_split not in self._base:
+            self._base[data_split] = storage.read_base(
+                self.directory, self.manifest["base"][data_split])
+        return self._base[data_split]
+
+
+def _check_expectations(manifest: dict, expect: dict, path: str) -> None:
+    found = dict(manifest["schema"])
+    found["source"] = manifest["source"]["name"]
+    found["format"] = manifest.get("format")
+    for key, want in expect.items():
+        if key not in _EXPECTABLE:
+            raise KeyError(f"cannot check manifest field {key!r}; checkable: {_EXPECTABLE}")
+        if found.get(key) != want:
+            raise storage.ManifestMismatchError(
+                f"manifest field {key!r} is {found.get(key)!r} in {path}, "
+                f"the consumer expects {want!r}")
+
+
+def open_episodes(directory: str, *, expect: dict | None = None, verify: str = "sha256",
+                  on_corrupt: str = "raise") -> EpisodeSet:
+    """Opens and verifies an episode directory.
+
+    Args:
+        directory: written by `write_episodes` / `pipelines.make_episodes`.
+        expect: manifest fields the consumer relies on, e.g. {"input_size": 64};
+            a mismatch raises `ManifestMismatchError` naming the field.
+        verify: "sha256" (default), "size" or "none": how each file is checked.
+        on_corrupt: "raise" (`CorruptShardError` naming the file) or "skip"
+            (leave the shard out and list it in `EpisodeSet.skipped`).
+    """
+    if on_corrupt not in ("raise", "skip"):
+        raise ValueError(f"on_corrupt={on_corrupt!r} is not 'raise' or 'skip'")
+    if verify not in ("sha256", "size", "none"):
+        raise ValueError(f"verify={verify!r} is not 'sha256', 'size' or 'none'")
+    manifest = storage.read_manifest(directory)
+    path = os.path.join(directory, storage.MANIFEST)
+    if manifest.get("format") != schema_lib.FORMAT:
+        raise storage.ManifestMismatchError(
+            f"manifest field 'format' is {manifest.get('format')!r} in {path}, "
+            f"this reader reads {schema_lib.FORMAT!r}")
+    _check_expectations(manifest, expect or {}, path)
+    for split, entry in manifest["base"].items():
+        problem = storage.check_file(directory, entry, verify)
+        if problem:  # base data is shared by every episode: never skippable
+            raise storage.CorruptShardError(problem)
+    shards, skipped = {}, []
+    for split, info in manifest["splits"].items():
+        good = []
+        for entry in info["shards"]:
+            problem = storage.check_file(directory, entry, verify)
+            if problem and on_corrupt == "raise":
+                raise storage.CorruptShardError(problem)
+            if problem:
+                skipped.append(problem)
+            else:
+                good.append(os.path.join(directory, entry["file"]))
+        shards[split] = tuple(good)
+    return EpisodeSet(directory, manifest, schema_lib.EpisodeSchema.from_dict(manifest["schema"]),
+                      shards, tuple(skipped))
+
+
+def make_bias_variable(value: float = 0.0) -> tf.Variable:
+    """The curriculum's bias fraction, on the host, outside any strategy scope."""
+    with tf.device("/cpu:0"):
+        return tf.Variable(value, trainable=False, dtype=tf.float32, name="bias_fraction")
+
+
+def _records(files: tuple, shuffle: bool, skip_errors: bool) -> tf.data.Dataset:
+    def read(path):
+        ds = tf.data.TFRecordDataset(path, compression_type="GZIP")
+        return ds.ignore_errors() if skip_errors else ds
+
+    files_ds = tf.data.Dataset.from_tensor_slices(list(files))
+    if not shuffle:
+        return files_ds.flat_map(read)
+    return files_ds.interleave(read, cycle_length=min(len(files), 8),
+                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def make_dataset(episodes: EpisodeSet, split: str, batch_size: int, *, shuffle: bool = True,
+                 repeat: bool = True, bias: tf.Variable | None = None,
+                 bias_mode: str | None = None, seed: int = 0, shuffle_buffer: int = 2048,
+                 drop_remainder: bool = True, prefetch: int = 4) -> tf.data.Dataset:
+    """Batches of ({"tokens": float32 [B, N, N_x + C]}, targets int32 [B, N]).
+
+    `prefetch` bounds how many ready batches wait (and so how late a change of
+    `bias` can arrive); pass tf.data.AUTOTUNE to let tf.data choose.
+    """
+    if split not in episodes.shards:
+        raise KeyError(f"split {split!r} is not in {episodes.directory}; "
+                       f"it has {sorted(episodes.shards)}")
+    files = episodes.shards[split]
+    if not files:
+        raise storage.CorruptShardError(
+            f"no readable shard left for split {split!r} in {episodes.directory}: "
+            f"{list(episodes.skipped)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be positive")
+    bias_mode = bias_mode or episodes.bias_mode
+    if bias_mode not in BIAS_MODES:
+        raise ValueError(f"bias_mode={bias_mode!r} is not one of {BIAS_MODES}")
+    build = _episode_builder(episodes, split, batch_size, bias, bias_mode)
+    ds = _records(files, shuffle, skip_errors=bool(episodes.skipped))
+    if shuffle:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.enumerate().map(build, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    return ds.prefetch(prefetch)
+
+
+def _episode_builder(episodes: EpisodeSet, split: str, batch_size: int,
+                     bias: tf.Variable | None, bias_mode: str):
+    schema = episodes.schema
+    manifest = episodes.manifest
+    base_x, base_y = episodes.base(manifest["splits"][split]["data_split"])
+    x_table = tf.constant(base_x)                  # [M, dim] uint8 / float16
+    y_table = tf.constant(base_y.astype(np.int32))  # [M]
+    mean = float(manifest["source"]["mean"])
+    std = float(manifest["source"]["std"])
+    spec = schema.record_spec()
+    seed = episodes.seed
+
+    def build(position, raw):
+        rec = tf.io.parse_single_example(raw, spec)
+        x = (tf.cast(tf.gather(x_table, rec["indices"]), tf.float32) - mean) / std  # [N, dim]
+        labels = tf.gather(y_table, rec["indices"])                                 # [N]
+        if bias is None:
+            biased = tf.constant(False)
+        else:
+            fixed = tf.cast(tf.round(bias.read_value() * batch_size), tf.int64)
+            biased = position % batch_size < fixed
+        return augment.augment_episode(
+            x, labels, seed=seed, task_id=rec["task_id"], input_size=schema.input_size,
+            num_classes=schema.num_classes,
+            fixed_projection=tf.logical_and(biased, bias_mode == "task"),
+            fixed_permutation=biased)
+
+    return build
+
+
+def read_records(episodes: EpisodeSet, split: str) -> list[dict]:
+    """Every stored record of a split, in file order, as numpy dicts (for tools)."""
+    spec = episodes.schema.record_spec()
+    ds = _records(episodes.shards[split], shuffle=False, skip_errors=False)
+    return [{k: v.numpy() for k, v in tf.io.parse_single_example(r, spec).items()} for r in ds]

@@ -1,0 +1,35 @@
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import dataclasses  # noqa: E402
+
+import pytest  # noqa: E402
+
+from gpicl_tf.config import get_preset  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def smoke_config():
+    return get_preset("smoke")
+
+
+@pytest.fixture(scope="session")
+def smoke_episodes(tmp_path_factory, smoke_config):
+    """A smoke episode directory, written once per session (treat as read-only)."""
+    from gpicl_tf.data import episodes
+
+    out = str(tmp_path_factory.mktemp("smoke_episodes"))
+    episodes.write_episodes(smoke_config.data, out, overwrite=True)
+    return out
+
+
+@pytest.fixture
+def fresh_episodes(tmp_path, smoke_config):
+    """A smoke episode directory a test may damage."""
+    from gpicl_tf.data import episodes
+
+    out = str(tmp_path / "eps")
+    cfg = dataclasses.replace(smoke_config.data, train_episodes=64, test_episodes=16)
+    episodes.write_episodes(cfg, out)
+    return out

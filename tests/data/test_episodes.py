@@ -1,0 +1,153 @@
+import dataclasses
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from gpicl_tf.data import augment, episodes, pipeline, storage
+
+
+def _files(directory):
+    return sorted(os.path.basename(p) for p in glob.glob(os.path.join(directory, "*")))
+
+
+def test_manifest_lists_every_file_with_checksums(smoke_episodes, smoke_config):
+    manifest = storage.read_manifest(smoke_episodes)
+    assert manifest["schema"]["episode_length"] == smoke_config.data.episode_length
+    assert manifest["config"] == dataclasses.asdict(smoke_config.data)
+    listed = [e["file"] for e in manifest["base"].values()]
+    listed += [s["file"] for split in manifest["splits"].values() for s in split["shards"]]
+    assert sorted(listed + ["manifest.json"]) == _files(smoke_episodes)
+    for split in manifest["splits"].values():
+        assert sum(s["episodes"] for s in split["shards"]) == split["episodes"]
+        for s in split["shards"]:
+            path = os.path.join(smoke_episodes, s["file"])
+            assert os.path.getsize(path) == s["bytes"]
+            assert storage.sha256_file(path) == s["sha256"]
+
+
+def test_same_seed_gives_byte_identical_shards(tmp_path, smoke_config):
+    cfg = dataclasses.replace(smoke_config.data, train_episodes=40, test_episodes=8)
+    a, b, c = (str(tmp_path / n) for n in "abc")
+    episodes.write_episodes(cfg, a)
+    episodes.write_episodes(cfg, b)
+    episodes.write_episodes(dataclasses.replace(cfg, seed=1), c)
+    for name in _files(a):
+        if name != "manifest.json":
+            with open(os.path.join(a, name), "rb") as fa, open(os.path.join(b, name), "rb") as fb:
+                assert fa.read() == fb.read(), name
+    sha = lambda d: [s["sha256"] for s in storage.read_manifest(d)["splits"]["train"]["shards"]]
+    assert sha(a) != sha(c)
+
+
+def test_write_read_round_trip(smoke_episodes):
+    eps = pipeline.open_episodes(smoke_episodes)
+    records = pipeline.read_records(eps, "train")
+    manifest = eps.manifest
+    per = manifest["config"]["episodes_per_shard"]
+    plan = episodes.split_plans(episodes.DataConfig(**manifest["config"]))[0]
+    expected = []
+    for shard, entry in enumerate(manifest["splits"]["train"]["shards"]):
+        expected += list(episodes.shard_records(plan, shard, shard * per, entry["episodes"],
+                                                manifest["base"]["train"]["examples"],
+                                                eps.schema.episode_length, eps.seed))
+    assert len(records) == len(expected) == eps.num_episodes("train")
+    assert [r["episode_id"] for r in records] == list(range(len(records)))
+    assert all(0 <= r["task_id"] < 2**manifest["config"]["log2_num_tasks"] for r in records)
+    assert all(len(set(r["indices"].tolist())) == eps.schema.episode_length for r in records)
+
+    # The model features equal a numpy re-derivation from the stored record.
+    ds = pipeline.make_dataset(eps, "train", batch_size=4, shuffle=False, repeat=False)
+    features, targets = next(iter(ds))
+    x, y = eps.base("train")
+    mean, std = manifest["source"]["mean"], manifest["source"]["std"]
+    for i in range(4):
+        idx, task = records[i]["indices"], records[i]["task_id"]
+        a = augment.task_projection(eps.seed, task, x.shape[1], eps.schema.input_size).numpy()
+        perm = augment.task_permutation(eps.seed, task, eps.schema.num_classes).numpy()
+        want_x = ((x[idx].astype(np.float32) - mean) / std) @ a
+        want_y = perm[y[idx]]
+        np.testing.assert_array_equal(targets[i], want_y)
+        np.testing.assert_allclose(features["tokens"][i, :, :eps.schema.input_size], want_x,
+                                   rtol=1e-4, atol=1e-4)
+        prev = np.eye(eps.schema.num_classes)[want_y[:-1]]
+        np.testing.assert_array_equal(features["tokens"][i, 1:, eps.schema.input_size:], prev)
+        assert not features["tokens"][i, 0, eps.schema.input_size:].numpy().any()
+
+
+def test_test_split_uses_unseen_tasks_and_test_data(smoke_episodes):
+    eps = pipeline.open_episodes(smoke_episodes)
+    records = pipeline.read_records(eps, "test")
+    assert eps.manifest["splits"]["test"]["data_split"] == "test"
+    assert all(r["task_id"] >= augment.UNSEEN_TASK_OFFSET for r in records)
+    assert max(r["indices"].max() for r in records) < eps.manifest["base"]["test"]["examples"]
+
+
+def test_existing_set_is_not_overwritten_silently(fresh_episodes, smoke_config):
+    with pytest.raises(FileExistsError, match="overwrite"):
+        episodes.write_episodes(smoke_config.data, fresh_episodes)
+
+
+def test_failed_write_leaves_no_complete_set(fresh_episodes, smoke_config, monkeypatch):
+    real = storage.write_records
+    calls = []
+
+    def failing(path, records):
+        calls.append(path)
+        if len(calls) == 4:  # base-train, base-test, shard 0, then the disk "fills"
+            raise OSError(28, "No space left on device")
+        return real(path, records)
+
+    monkeypatch.setattr(storage, "write_records", failing)
+    with pytest.raises(OSError, match="No space"):
+        episodes.write_episodes(smoke_config.data, fresh_episodes, overwrite=True)
+    assert not os.path.exists(os.path.join(fresh_episodes, "manifest.json"))
+    assert not [f for f in os.listdir(fresh_episodes) if ".tmp" in f]
+    with pytest.raises(FileNotFoundError, match="not a complete episode directory"):
+        pipeline.open_episodes(fresh_episodes)
+
+
+def test_interrupted_record_stream_leaves_no_file(tmp_path):
+    def records():
+        yield b"one"
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        storage.write_records(str(tmp_path / "x.tfrecord.gz"), records())
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("field,value", [("episode_length", 0), ("input_size", -1),
+                                         ("num_classes", 1)])
+def test_bad_schema_values_are_named(tmp_path, smoke_config, field, value):
+    with pytest.raises(ValueError, match=f"{field}={value}"):
+        episodes.write_episodes(dataclasses.replace(smoke_config.data, **{field: value}),
+                                str(tmp_path))
+
+
+def test_too_long_episode_is_named(tmp_path, smoke_config):
+    cfg = dataclasses.replace(smoke_config.data, source="random", random_examples=10)
+    with pytest.raises(ValueError, match="episode_length=12 exceeds the 10 examples"):
+        episodes.write_episodes(cfg, str(tmp_path))
+
+
+def test_too_many_classes_is_named(tmp_path, smoke_config):
+    with pytest.raises(ValueError, match="num_classes=5"):
+        episodes.write_episodes(dataclasses.replace(smoke_config.data, num_classes=5),
+                                str(tmp_path))
+
+
+def test_make_episodes_cli(tmp_path):
+    out = tmp_path / "cli"
+    cmd = [sys.executable, "-m", "pipelines.make_episodes", "--preset", "smoke",
+           "--out", str(out), "--set", "data.train_episodes=20", "--noprogress"]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "train: 20 episodes" in done.stdout
+    assert json.load(open(out / "manifest.json"))["splits"]["train"]["episodes"] == 20
+    again = subprocess.run(cmd, capture_output=True, text=True)
+    assert again.returncode != 0 and "overwrite" in again.stderr
