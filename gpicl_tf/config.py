@@ -36,8 +36,6 @@ class DataConfig:
         test_episodes: episodes written for meta-test (unseen tasks, test split).
         episodes_per_shard: episodes per TFRecord shard.
         seed: global seed; same seed gives byte-identical shards.
-        bias_mode: what the curriculum fixes: "permutation" (the paper) or
-            "task" (projection and permutation, as a public replication does).
         random_dim: input size of the synthetic "random" source.
         random_examples: examples per split of the synthetic "random" source.
     """
@@ -55,7 +53,6 @@ class DataConfig:
     test_episodes: int = 512
     episodes_per_shard: int = 2_048
     seed: int = 0
-    bias_mode: str = "permutation"
     random_dim: int = 64
     random_examples: int = 2_000
 
@@ -77,7 +74,14 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Meta-optimisation and the curriculum."""
+    """Meta-optimisation and the curriculum.
+
+    The curriculum fixes `bias_fraction` of every batch to one task: its label
+    permutation only (`bias_mode="permutation"`, the paper) or its projection
+    too (`"task"`, as a public replication does), following `bias_schedule`
+    ("constant", "linear" anneal over `bias_anneal_steps`, or "plateau": off
+    once the loss falls `plateau_drop` below chance).
+    """
 
     batch_size: int = 64
     steps: int = 3_000
@@ -92,6 +96,7 @@ class TrainConfig:
     jit_compile: bool = True
     shuffle_buffer: int = 2_048
     bias_fraction: float = 0.0
+    bias_mode: str = "permutation"
     bias_schedule: str = "constant"
     bias_anneal_steps: int = 1_000
     plateau_drop: float = 0.1

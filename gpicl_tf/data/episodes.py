@@ -97,8 +97,6 @@ def write_episodes(config: DataConfig, out_dir: str, *, overwrite: bool = False,
     """Writes the episode directory for `config` and returns its manifest."""
     schema = schema_lib.EpisodeSchema(config.episode_length, config.input_size,
                                       config.num_classes)
-    if config.bias_mode not in ("permutation", "task"):
-        raise ValueError(f"bias_mode={config.bias_mode!r} is not 'permutation' or 'task'")
     if config.episodes_per_shard < 1:
         raise ValueError(f"episodes_per_shard={config.episodes_per_shard} must be positive")
     plans = split_plans(config)

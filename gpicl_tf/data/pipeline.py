@@ -42,10 +42,6 @@ class EpisodeSet:
     def seed(self) -> int:
         return int(self.manifest["config"]["seed"])
 
-    @property
-    def bias_mode(self) -> str:
-        return self.manifest["config"]["bias_mode"]
-
     def num_episodes(self, split: str) -> int:
         return int(self.manifest["splits"][split]["episodes"])
 
@@ -137,7 +133,7 @@ def _records(files: tuple, shuffle: bool, skip_errors: bool) -> tf.data.Dataset:
 
 def make_dataset(episodes: EpisodeSet, split: str, batch_size: int, *, shuffle: bool = True,
                  repeat: bool = True, bias: tf.Variable | None = None,
-                 bias_mode: str | None = None, seed: int = 0, shuffle_buffer: int = 2048,
+                 bias_mode: str = "permutation", seed: int = 0, shuffle_buffer: int = 2048,
                  drop_remainder: bool = True, prefetch: int = 4) -> tf.data.Dataset:
     """Batches of ({"tokens": float32 [B, N, N_x + C]}, targets int32 [B, N]).
 
@@ -154,7 +150,6 @@ def make_dataset(episodes: EpisodeSet, split: str, batch_size: int, *, shuffle: 
             f"{list(episodes.skipped)}")
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be positive")
-    bias_mode = bias_mode or episodes.bias_mode
     if bias_mode not in BIAS_MODES:
         raise ValueError(f"bias_mode={bias_mode!r} is not one of {BIAS_MODES}")
     build = _episode_builder(episodes, split, batch_size, bias, bias_mode)

@@ -1,0 +1,89 @@
+"""The GPICL Transformer, the LSTM learner and the no-context MLP.
+
+All three take the schema's named input `tokens` (B, T, N_x + C) and return
+logits (B, T, C): the prediction for y_j from tokens 1..j (the MLP: from x_j
+alone). Build any of them with `build_model(model_config, schema)`.
+
+Example:
+    >>> from gpicl_tf.config import get_preset
+    >>> from gpicl_tf.data.schema import EpisodeSchema
+    >>> model = build_model(get_preset("smoke").model, EpisodeSchema(12, 16, 10))
+    >>> model.output_shape
+    (None, None, 10)
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from gpicl_tf.config import ModelConfig
+from gpicl_tf.data.schema import TOKENS, EpisodeSchema
+from gpicl_tf.models.layers import TakeFeatures, TransformerBlock
+
+ARCHS = ("transformer", "lstm", "mlp")
+
+
+def _tokens_input(schema: EpisodeSchema) -> keras.KerasTensor:
+    return keras.Input(shape=(None, schema.token_size), name=TOKENS, dtype="float32")
+
+
+def _logits(h, schema: EpisodeSchema):
+    # float32 logits even under a mixed-precision policy.
+    return layers.Dense(schema.num_classes, dtype="float32", name="logits")(h)
+
+
+def build_transformer(config: ModelConfig, schema: EpisodeSchema) -> keras.Model:
+    """Causal pre-LN Transformer without positional encoding (the causal mask
+    orders the sequence), so any context length works."""
+    if config.model_size % config.num_heads:
+        raise ValueError(f"num_heads={config.num_heads} does not divide "
+                         f"model_size={config.model_size}")
+    tokens = _tokens_input(schema)
+    h = layers.Dense(config.model_size, name="token_embedding")(tokens)   # (B, T, N_M)
+    for i in range(config.num_layers):
+        h = TransformerBlock(config.model_size, config.num_heads, config.key_size,
+                             config.mlp_ratio, config.dropout, name=f"transformer_block_{i}")(h)
+    h = layers.LayerNormalization(epsilon=1e-5, name="final_norm")(h)
+    return keras.Model({TOKENS: tokens}, _logits(h, schema), name="gpicl_transformer")
+
+
+def build_lstm(config: ModelConfig, schema: EpisodeSchema) -> keras.Model:
+    """The LSTM learner: its whole state is (h, c) of size 2 * lstm_units."""
+    tokens = _tokens_input(schema)
+    h = layers.LSTM(config.lstm_units, return_sequences=True, name="lstm")(tokens)
+    return keras.Model({TOKENS: tokens}, _logits(h, schema), name="gpicl_lstm")
+
+
+def build_mlp(config: ModelConfig, schema: EpisodeSchema) -> keras.Model:
+    """Sees x_j only (no context, no previous label): can only memorise tasks."""
+    tokens = _tokens_input(schema)
+    h = TakeFeatures(schema.input_size, name="inputs_only")(tokens)
+    for i in range(config.num_layers):
+        h = layers.Dense(config.mlp_hidden, activation="relu", name=f"hidden_{i}")(h)
+    return keras.Model({TOKENS: tokens}, _logits(h, schema), name="gpicl_mlp")
+
+
+def build_model(config: ModelConfig, schema: EpisodeSchema) -> keras.Model:
+    builders = {"transformer": build_transformer, "lstm": build_lstm, "mlp": build_mlp}
+    if config.arch not in builders:
+        raise ValueError(f"arch={config.arch!r} is not one of {ARCHS}")
+    for name in ("model_size", "num_layers", "num_heads", "key_size", "lstm_units", "mlp_hidden"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name}={getattr(config, name)} must be positive")
+    if not 0.0 <= config.dropout < 1.0:
+        raise ValueError(f"dropout={config.dropout} must be in [0, 1)")
+    return builders[config.arch](config, schema)
+
+
+def state_size(config: ModelConfig, context_length: int) -> int:
+    """Accessible state when predicting the next token (PAPER.md: the bottleneck).
+
+    Transformer: keys and values of every layer and head over the context;
+    LSTM: its hidden and cell state; MLP: none.
+    """
+    if config.arch == "transformer":
+        return 2 * config.num_layers * config.num_heads * config.key_size * context_length
+    if config.arch == "lstm":
+        return 2 * config.lstm_units
+    return 0

@@ -1,0 +1,169 @@
+import csv
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from gpicl_tf.config import override
+from gpicl_tf.data import augment, pipeline
+from gpicl_tf.models import build_model
+from gpicl_tf.training import callbacks, train
+
+
+def _history(workdir):
+    with open(os.path.join(workdir, "history.csv")) as f:
+        return list(csv.DictReader(f))
+
+
+def test_run_on_one_device_with_xla(smoke_config, smoke_episodes, tmp_path):
+    workdir = str(tmp_path / "run")
+    summary = train.run(smoke_config, workdir, smoke_episodes, verbose=0)
+    assert summary["xla"] is True and summary["replicas"] == 1
+    assert summary["steps"] == smoke_config.train.steps
+    for name in ("config.json", "model.keras", "summary.json", "history.csv"):
+        assert os.path.exists(os.path.join(workdir, name)), name
+    assert os.listdir(os.path.join(workdir, "tensorboard"))
+    saved = json.load(open(os.path.join(workdir, "config.json")))["config"]
+    assert saved["model"] == smoke_config.to_dict()["model"]
+    rows = _history(workdir)
+    assert len(rows) == 2
+    for key in ("loss", "acc_first10", "acc_last10", "improvement", "val_accuracy",
+                "bias_fraction"):
+        assert key in rows[0], key
+    model = keras.models.load_model(os.path.join(workdir, "model.keras"))
+    assert model.output_shape == (None, None, 10)
+    # A finished run is not trained again; another config in its workdir is refused.
+    assert train.run(smoke_config, workdir, smoke_episodes, verbose=0) == summary
+    with pytest.raises(ValueError, match="train.batch_size=8.*has 4"):
+        train.run(override(smoke_config, ["train.batch_size=4"]), workdir, smoke_episodes)
+
+
+def _train_cli(episodes, workdir, *extra):
+    return [sys.executable, "-m", "pipelines.train", "--preset", "smoke", "--episodes", episodes,
+            "--workdir", workdir, *extra]
+
+
+@pytest.mark.slow
+def test_fit_under_mirrored_strategy_on_two_logical_cpus(smoke_episodes, tmp_path):
+    workdir = str(tmp_path / "mirrored")
+    done = subprocess.run(_train_cli(smoke_episodes, workdir, "--strategy", "mirrored",
+                                     "--cpu_devices", "2"), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.load(open(os.path.join(workdir, "summary.json")))
+    assert summary["strategy"] == "MirroredStrategy" and summary["replicas"] == 2
+    assert summary["xla"] is False  # logged fallback: XLA fails there
+    assert "XLA off" in done.stderr
+    assert math.isfinite(summary["final"]["loss"])
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_and_ends_at_the_same_step(smoke_episodes, tmp_path):
+    workdir = str(tmp_path / "killed")
+    args = _train_cli(smoke_episodes, workdir, "--set", "train.steps=300",
+                      "--set", "train.steps_per_epoch=30")
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        if os.path.exists(os.path.join(workdir, "history.csv")) and len(_history(workdir)) >= 2:
+            break
+        time.sleep(0.05)
+    else:
+        proc.kill()
+        pytest.fail("the run did not finish two epochs within 180 s")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_after = len(_history(workdir))
+    assert killed_after < 10 and not os.path.exists(os.path.join(workdir, "summary.json"))
+    done = subprocess.run(args, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.load(open(os.path.join(workdir, "summary.json")))
+    assert summary["steps"] == 300
+    epochs = [int(r["epoch"]) for r in _history(workdir)]
+    assert epochs[-1] == 9
+    assert epochs.count(0) == 1, epochs  # resumed: the first epoch was not run again
+
+
+def test_curriculum_callback_changes_the_batches(smoke_config, smoke_episodes):
+    eps = pipeline.open_episodes(smoke_episodes)
+    records = pipeline.read_records(eps, "train")
+    x, y = eps.base("train")
+    c = eps.schema.num_classes
+    fixed = augment.task_permutation(eps.seed, augment.FIXED_TASK_ID, c).numpy()
+    seen = []
+
+    def tap(features, targets):
+        def record(t):
+            seen.append(t.numpy())
+            return 0
+        tf.py_function(record, [targets], tf.int32)  # runs as each batch is built
+        return features, targets
+
+    bias = pipeline.make_bias_variable(0.0)
+    ds = pipeline.make_dataset(eps, "train", 8, shuffle=False, bias=bias, prefetch=1).map(tap)
+    model = build_model(smoke_config.model, eps.schema)
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    steps = 24
+    cb = callbacks.CurriculumCallback(bias, "linear", 1.0, anneal_steps=steps // 2)
+    model.fit(ds, epochs=1, steps_per_epoch=steps, callbacks=[cb], verbose=0)
+
+    def biased_rows(batch_index, targets):
+        rows = [(batch_index * 8 + b) % len(records) for b in range(8)]
+        return sum(np.array_equal(targets[b], fixed[y[records[r]["indices"]]])
+                   for b, r in enumerate(rows))
+
+    counts = [biased_rows(i, t) for i, t in enumerate(seen[:steps])]
+    print(counts)
+    assert counts[0] == 8 and max(counts[:3]) == 8   # the callback set 1.0 at step 0
+    assert 0 < counts[8] < 8                         # half-way through the anneal
+    assert counts[-8:] == [0] * 8                    # annealed to 0 by step 12
+    assert all(a >= b for a, b in zip(counts, counts[1:]))
+
+
+@pytest.mark.parametrize("schedule,step,left,want", [
+    ("constant", 500, False, 0.9), ("linear", 0, False, 0.9), ("linear", 50, False, 0.45),
+    ("linear", 200, False, 0.0), ("plateau", 10, False, 0.9), ("plateau", 10, True, 0.0)])
+def test_bias_schedules(schedule, step, left, want):
+    assert callbacks.bias_at(schedule, 0.9, step, 100, left) == pytest.approx(want)
+
+
+def test_bad_schedule_is_named():
+    with pytest.raises(ValueError, match="'cosine'"):
+        callbacks.CurriculumCallback(pipeline.make_bias_variable(), "cosine")
+    with pytest.raises(ValueError, match="bias_fraction=1.5"):
+        callbacks.CurriculumCallback(pipeline.make_bias_variable(), "constant", 1.5)
+
+
+def test_plateau_schedule_switches_off_when_loss_falls(smoke_config, smoke_episodes):
+    bias = pipeline.make_bias_variable(0.0)
+    cb = callbacks.CurriculumCallback(bias, "plateau", 0.8, num_classes=10, plateau_drop=0.1)
+    cb.set_model(build_model(smoke_config.model, pipeline.open_episodes(smoke_episodes).schema))
+    cb.model.compile("adam", "mse")
+    cb.model.optimizer.build(cb.model.trainable_variables)
+    cb.on_train_batch_begin(0)
+    assert float(bias.numpy()) == pytest.approx(0.8)
+    cb.on_train_batch_end(0, {"loss": 2.3})
+    cb.on_train_batch_begin(1)
+    assert float(bias.numpy()) == pytest.approx(0.8)
+    cb.on_train_batch_end(1, {"loss": 1.9})  # < 0.9 * ln 10 = 2.07
+    cb.on_train_batch_begin(2)
+    assert float(bias.numpy()) == 0.0
+
+
+@pytest.mark.slow
+def test_loss_falls_on_a_single_memorisable_task(smoke_config, smoke_episodes, tmp_path):
+    cfg = override(smoke_config, [
+        "train.bias_fraction=1.0", "train.bias_mode=task", "train.steps=200",
+        "train.steps_per_epoch=100", "train.learning_rate=3e-3", "model.model_size=32",
+        "model.num_heads=4"])
+    summary = train.run(cfg, str(tmp_path / "single"), smoke_episodes, verbose=0)
+    first = float(_history(str(tmp_path / "single"))[0]["loss"])
+    assert summary["final"]["loss"] < 0.5 * math.log(10), summary["final"]
+    assert summary["final"]["loss"] < 0.6 * first
