@@ -59,9 +59,15 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """The sequence model. Sizes follow the paper's names (N_M = model_size)."""
+    """The sequence model. Sizes follow the paper's names (N_M = model_size).
+
+    `layout`: "paper" (token j = [x_j, one_hot(y_{j-1})], causal) or "pfn"
+    (context tokens [x_i, one_hot(y_i)], queries [x_j, 0] attending to the
+    context before them); the LSTM reads the paper layout.
+    """
 
     arch: str = "transformer"
+    layout: str = "paper"
     model_size: int = 128
     num_layers: int = 4
     num_heads: int = 8

@@ -43,24 +43,6 @@ def task_permutation(seed, task_id, num_classes: int) -> tf.Tensor:
     return tf.cast(tf.argsort(u), tf.int32)
 
 
-def previous_label_tokens(labels: tf.Tensor, num_classes: int) -> tf.Tensor:
-    """one_hot(y_{j-1}) for every position j, zeros at j = 0.
-
-    Args:
-        labels: int [..., N] labels y_1..y_N.
-    Returns:
-        float32 [..., N, num_classes].
-    """
-    onehot = tf.one_hot(labels, num_classes, dtype=tf.float32)  # [..., N, C]
-    pad = tf.zeros_like(onehot[..., :1, :])                     # [..., 1, C]
-    return tf.concat([pad, onehot[..., :-1, :]], axis=-2)
-
-
-def make_tokens(x: tf.Tensor, labels: tf.Tensor, num_classes: int) -> tf.Tensor:
-    """Tokens concat(x_j, one_hot(y_{j-1})): float32 [..., N, d + C]."""
-    return tf.concat([tf.cast(x, tf.float32), previous_label_tokens(labels, num_classes)], axis=-1)
-
-
 def augment_episode(x: tf.Tensor, labels: tf.Tensor, *, seed, task_id, input_size: int,
                     num_classes: int, fixed_projection=False, fixed_permutation=False):
     """Applies task `task_id` to raw episode data and builds the model features.
@@ -71,7 +53,7 @@ def augment_episode(x: tf.Tensor, labels: tf.Tensor, *, seed, task_id, input_siz
         fixed_projection, fixed_permutation: bool scalars; when true, the
             curriculum's fixed task supplies that part of the task.
     Returns:
-        ({"tokens": float32 [N, input_size + C]}, targets int32 [N]).
+        ({"inputs": float32 [N, input_size], "labels": int32 [N]}, targets int32 [N]).
     """
     d_in = x.shape[-1]
     proj_id = tf.where(fixed_projection, tf.constant(FIXED_TASK_ID, tf.int64),
@@ -80,4 +62,4 @@ def augment_episode(x: tf.Tensor, labels: tf.Tensor, *, seed, task_id, input_siz
                        tf.cast(task_id, tf.int64))
     projected = tf.matmul(x, task_projection(seed, proj_id, d_in, input_size))  # [N, N_x]
     targets = tf.gather(task_permutation(seed, perm_id, num_classes), labels)   # [N]
-    return {"tokens": make_tokens(projected, targets, num_classes)}, targets
+    return {"inputs": projected, "labels": targets}, targets

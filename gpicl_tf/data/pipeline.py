@@ -4,7 +4,7 @@ Example:
     >>> eps = open_episodes("tfrecords/cpu", expect={"input_size": 64})  # doctest: +SKIP
     >>> bias = make_bias_variable()                                       # doctest: +SKIP
     >>> ds = make_dataset(eps, "train", batch_size=64, bias=bias)         # doctest: +SKIP
-    >>> features, targets = next(iter(ds))  # tokens [64, N, 74], targets [64, N]
+    >>> features, targets = next(iter(ds))  # inputs [64, N, 64], labels/targets [64, N]
 
 The curriculum's bias is a `tf.Variable` read inside the map: in each batch the
 first round(bias * batch_size) episodes take the fixed task's permutation
@@ -135,7 +135,7 @@ def make_dataset(episodes: EpisodeSet, split: str, batch_size: int, *, shuffle: 
                  repeat: bool = True, bias: tf.Variable | None = None,
                  bias_mode: str = "permutation", seed: int = 0, shuffle_buffer: int = 2048,
                  drop_remainder: bool = True, prefetch: int = 4) -> tf.data.Dataset:
-    """Batches of ({"tokens": float32 [B, N, N_x + C]}, targets int32 [B, N]).
+    """Batches of ({"inputs": float32 [B, N, N_x], "labels": int32 [B, N]}, targets [B, N]).
 
     `prefetch` bounds how many ready batches wait (and so how late a change of
     `bias` can arrive); pass tf.data.AUTOTUNE to let tf.data choose.

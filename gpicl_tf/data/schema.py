@@ -6,8 +6,12 @@ the task's projection and permutation are re-derived from the task id and the
 model features are built:
 
     record:   episode_id int64 [], task_id int64 [], indices int64 [N]
-    features: tokens float32 [N, input_size + num_classes]
-    targets:  int32 [N]
+    features: inputs float32 [N, input_size]   projected x_1..x_N
+              labels int32 [N]                 permuted y_1..y_N
+    targets:  int32 [N]                        y_1..y_N
+
+The model turns features into tokens (the paper's concat(x_j, one_hot(y_{j-1})),
+or the PFN layout) and never lets a prediction see its own or a later label.
 
 The writer, the reader, the models' named inputs and (later) the serving
 signatures all take their keys, shapes and dtypes from `EpisodeSchema`.
@@ -20,7 +24,8 @@ import dataclasses
 import tensorflow as tf
 
 FORMAT = "gpicl_tf.episodes/1"
-TOKENS = "tokens"
+INPUTS = "inputs"
+LABELS = "labels"
 TARGETS = "targets"
 
 
@@ -54,7 +59,8 @@ class EpisodeSchema:
 
     def feature_specs(self, length: int | None = None) -> dict[str, tf.TensorSpec]:
         """Model input specs (batch-first); `length` None allows any length."""
-        return {TOKENS: tf.TensorSpec([None, length, self.token_size], tf.float32, name=TOKENS)}
+        return {INPUTS: tf.TensorSpec([None, length, self.input_size], tf.float32, name=INPUTS),
+                LABELS: tf.TensorSpec([None, length], tf.int32, name=LABELS)}
 
     def target_spec(self, length: int | None = None) -> tf.TensorSpec:
         return tf.TensorSpec([None, length], tf.int32, name=TARGETS)
@@ -63,8 +69,9 @@ class EpisodeSchema:
         d = dataclasses.asdict(self)
         d["record"] = {k: {"shape": list(v.shape), "dtype": v.dtype.name}
                        for k, v in self.record_spec().items()}
-        d["features"] = {TOKENS: {"shape": [self.episode_length, self.token_size],
-                                  "dtype": "float32"}}
+        d["features"] = {INPUTS: {"shape": [self.episode_length, self.input_size],
+                                  "dtype": "float32"},
+                         LABELS: {"shape": [self.episode_length], "dtype": "int32"}}
         d["targets"] = {"shape": [self.episode_length], "dtype": "int32"}
         return d
 

@@ -8,9 +8,9 @@ from keras import layers, ops
 
 @keras.saving.register_keras_serializable(package="gpicl_tf")
 class TransformerBlock(layers.Layer):
-    """Pre-LayerNorm causal Transformer block.
+    """Pre-LayerNorm Transformer block.
 
-    x + MHA(LN(x)) with a causal mask, then x + MLP(LN(x)).
+    x + MHA(LN(x)) under `attention_mask` (B or 1, T, T), then x + MLP(LN(x)).
 
     Args:
         model_size: width N_M of the residual stream.
@@ -21,7 +21,7 @@ class TransformerBlock(layers.Layer):
 
     Example:
         >>> block = TransformerBlock(16, num_heads=2, key_size=8)
-        >>> block(keras.ops.zeros((2, 5, 16))).shape
+        >>> block(keras.ops.zeros((2, 5, 16)), attention_mask(5, "paper")).shape
         (2, 5, 16)
     """
 
@@ -40,26 +40,26 @@ class TransformerBlock(layers.Layer):
         self.feedforward_output_dense = layers.Dense(model_size, name="feedforward_output_dense")
         self.feedforward_dropout = layers.Dropout(dropout, name="feedforward_dropout")
 
-    def build(self, input_shape):
-        self.attention_norm.build(input_shape)
-        self.attention.build(input_shape, input_shape)
-        self.feedforward_norm.build(input_shape)
-        self.feedforward_intermediate_dense.build(input_shape)
+    def build(self, x_shape, attention_mask_shape=None):
+        self.attention_norm.build(x_shape)
+        self.attention.build(x_shape, x_shape)
+        self.feedforward_norm.build(x_shape)
+        self.feedforward_intermediate_dense.build(x_shape)
         self.feedforward_output_dense.build(
-            tuple(input_shape[:-1]) + (self.mlp_ratio * self.model_size,))
+            tuple(x_shape[:-1]) + (self.mlp_ratio * self.model_size,))
         self.built = True
 
-    def call(self, x, training=None):
+    def call(self, x, attention_mask, training=None):
         h = self.attention_norm(x)                                   # (B, T, N_M)
-        h = self.attention(h, h, use_causal_mask=True, training=training)
+        h = self.attention(h, h, attention_mask=attention_mask, training=training)
         x = x + self.attention_dropout(h, training=training)
         h = self.feedforward_norm(x)
         h = self.feedforward_intermediate_dense(h)                   # (B, T, 4 N_M)
         h = self.feedforward_output_dense(h)                         # (B, T, N_M)
         return x + self.feedforward_dropout(h, training=training)
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
+    def compute_output_shape(self, x_shape, attention_mask_shape=None):
+        return x_shape
 
     def get_config(self):
         return {**super().get_config(), "model_size": self.model_size,
@@ -67,22 +67,99 @@ class TransformerBlock(layers.Layer):
                 "mlp_ratio": self.mlp_ratio, "dropout": self.dropout}
 
 
+LAYOUTS = ("paper", "pfn")
+
+
+def _check_layout(layout: str) -> None:
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout={layout!r} is not one of {LAYOUTS}")
+
+
+def attention_mask(num_examples, layout: str):
+    """Which token may attend to which: bool (1, T, T).
+
+    paper: T = N tokens, causal.
+    pfn:   T = 2N tokens, N context tokens (causal among themselves) then N
+           queries; query j sees context tokens < j and itself, never a label
+           of example j or later, and no other query.
+    """
+    _check_layout(layout)
+    n = num_examples
+    if layout == "paper":
+        i = ops.arange(n)[:, None]
+        j = ops.arange(n)[None, :]
+        return ops.expand_dims(j <= i, 0)
+    i = ops.arange(2 * n)[:, None]
+    j = ops.arange(2 * n)[None, :]
+    context_row, context_col = i < n, j < n
+    context = ops.logical_and(ops.logical_and(context_row, context_col), j <= i)
+    query_row = ops.logical_not(context_row)
+    sees_context = ops.logical_and(ops.logical_and(query_row, context_col), j < i - n)
+    itself = ops.logical_and(query_row, ops.equal(i, j))
+    return ops.expand_dims(ops.logical_or(ops.logical_or(context, sees_context), itself), 0)
+
+
 @keras.saving.register_keras_serializable(package="gpicl_tf")
-class TakeFeatures(layers.Layer):
-    """Keeps the first `size` features of each token: x_j without the label part."""
+class EpisodeTokens(layers.Layer):
+    """Builds the token sequence and its attention mask from an episode.
 
-    def __init__(self, size: int, **kwargs):
+    paper: token j = concat(x_j, one_hot(y_{j-1})), the first with zero labels.
+    pfn:   context tokens concat(x_i, one_hot(y_i)), then query tokens
+           concat(x_j, 0) (PFNs / TabPFN; PAPER.md "Neighbours").
+
+    Call with (inputs (B, N, N_x), labels (B, N) int); returns
+    (tokens (B, T, N_x + C), mask (1, T, T)).
+    """
+
+    def __init__(self, layout: str, num_classes: int, **kwargs):
         super().__init__(**kwargs)
-        self.size = size
+        _check_layout(layout)
+        self.layout, self.num_classes = layout, num_classes
 
-    def call(self, tokens):
-        return tokens[..., :self.size]
+    def call(self, inputs, labels):
+        onehot = ops.one_hot(ops.cast(labels, "int32"), self.num_classes,
+                             dtype=inputs.dtype)                      # (B, N, C)
+        n = ops.shape(inputs)[1]
+        if self.layout == "paper":
+            previous = ops.pad(onehot[:, :-1], [[0, 0], [1, 0], [0, 0]])
+            return ops.concatenate([inputs, previous], axis=-1), attention_mask(n, "paper")
+        context = ops.concatenate([inputs, onehot], axis=-1)          # (B, N, N_x + C)
+        queries = ops.concatenate([inputs, ops.zeros_like(onehot)], axis=-1)
+        tokens = ops.concatenate([context, queries], axis=1)          # (B, 2N, N_x + C)
+        return tokens, attention_mask(n, "pfn")
 
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:-1]) + (self.size,)
+    def compute_output_spec(self, inputs, labels):
+        length = inputs.shape[1] if self.layout == "paper" or inputs.shape[1] is None \
+            else 2 * inputs.shape[1]
+        tokens = keras.KerasTensor((inputs.shape[0], length, inputs.shape[2] + self.num_classes),
+                                   dtype=inputs.dtype)
+        return tokens, keras.KerasTensor((1, length, length), dtype="bool")
 
     def get_config(self):
-        return {**super().get_config(), "size": self.size}
+        return {**super().get_config(), "layout": self.layout, "num_classes": self.num_classes}
+
+
+@keras.saving.register_keras_serializable(package="gpicl_tf")
+class QueryOutputs(layers.Layer):
+    """The hidden states that predict y_1..y_N: all tokens (paper), the queries (pfn)."""
+
+    def __init__(self, layout: str, **kwargs):
+        super().__init__(**kwargs)
+        _check_layout(layout)
+        self.layout = layout
+
+    def call(self, hidden):
+        if self.layout == "paper":
+            return hidden
+        return hidden[:, ops.shape(hidden)[1] // 2:]
+
+    def compute_output_shape(self, input_shape):
+        if self.layout == "paper" or input_shape[1] is None:
+            return input_shape
+        return (input_shape[0], input_shape[1] // 2, input_shape[2])
+
+    def get_config(self):
+        return {**super().get_config(), "layout": self.layout}
 
 
 def sequence_accuracy_parts(targets, logits):

@@ -1,8 +1,10 @@
 """The GPICL Transformer, the LSTM learner and the no-context MLP.
 
-All three take the schema's named input `tokens` (B, T, N_x + C) and return
-logits (B, T, C): the prediction for y_j from tokens 1..j (the MLP: from x_j
-alone). Build any of them with `build_model(model_config, schema)`.
+All three take the schema's named inputs `inputs` (B, N, N_x) and `labels`
+(B, N) and return logits (B, N, C): the prediction for y_j from x_1..x_j and
+y_1..y_{j-1} (the MLP: from x_j alone). The Transformer builds its tokens in
+the paper's layout or the PFN layout (`ModelConfig.layout`). Build any of them
+with `build_model(model_config, schema)`.
 
 Example:
     >>> from gpicl_tf.config import get_preset
@@ -18,14 +20,15 @@ import keras
 from keras import layers
 
 from gpicl_tf.config import ModelConfig
-from gpicl_tf.data.schema import TOKENS, EpisodeSchema
-from gpicl_tf.models.layers import TakeFeatures, TransformerBlock
+from gpicl_tf.data.schema import INPUTS, LABELS, EpisodeSchema
+from gpicl_tf.models.layers import LAYOUTS, EpisodeTokens, QueryOutputs, TransformerBlock
 
 ARCHS = ("transformer", "lstm", "mlp")
 
 
-def _tokens_input(schema: EpisodeSchema) -> keras.KerasTensor:
-    return keras.Input(shape=(None, schema.token_size), name=TOKENS, dtype="float32")
+def _episode_inputs(schema: EpisodeSchema) -> dict:
+    return {INPUTS: keras.Input(shape=(None, schema.input_size), name=INPUTS, dtype="float32"),
+            LABELS: keras.Input(shape=(None,), name=LABELS, dtype="int32")}
 
 
 def _logits(h, schema: EpisodeSchema):
@@ -34,40 +37,50 @@ def _logits(h, schema: EpisodeSchema):
 
 
 def build_transformer(config: ModelConfig, schema: EpisodeSchema) -> keras.Model:
-    """Causal pre-LN Transformer without positional encoding (the causal mask
-    orders the sequence), so any context length works."""
+    """Transformer without positional encoding (the mask orders the sequence),
+    so any context length works."""
     if config.model_size % config.num_heads:
         raise ValueError(f"num_heads={config.num_heads} does not divide "
                          f"model_size={config.model_size}")
-    tokens = _tokens_input(schema)
-    h = layers.Dense(config.model_size, name="token_embedding")(tokens)   # (B, T, N_M)
+    episode = _episode_inputs(schema)
+    tokens, mask = EpisodeTokens(config.layout, schema.num_classes, name="episode_tokens")(
+        episode[INPUTS], episode[LABELS])                                    # (B, T, N_x + C)
+    h = layers.Dense(config.model_size, name="token_embedding")(tokens)     # (B, T, N_M)
     for i in range(config.num_layers):
         h = TransformerBlock(config.model_size, config.num_heads, config.key_size,
-                             config.mlp_ratio, config.dropout, name=f"transformer_block_{i}")(h)
+                             config.mlp_ratio, config.dropout,
+                             name=f"transformer_block_{i}")(h, mask)
     h = layers.LayerNormalization(epsilon=1e-5, name="final_norm")(h)
-    return keras.Model({TOKENS: tokens}, _logits(h, schema), name="gpicl_transformer")
+    h = QueryOutputs(config.layout, name="query_outputs")(h)                # (B, N, N_M)
+    return keras.Model(episode, _logits(h, schema), name="gpicl_transformer")
 
 
 def build_lstm(config: ModelConfig, schema: EpisodeSchema) -> keras.Model:
-    """The LSTM learner: its whole state is (h, c) of size 2 * lstm_units."""
-    tokens = _tokens_input(schema)
+    """The LSTM learner (paper layout): its whole state is (h, c), 2 * lstm_units."""
+    if config.layout != "paper":
+        raise ValueError(f"layout={config.layout!r}: the LSTM reads the paper layout only")
+    episode = _episode_inputs(schema)
+    tokens, _ = EpisodeTokens("paper", schema.num_classes, name="episode_tokens")(
+        episode[INPUTS], episode[LABELS])
     h = layers.LSTM(config.lstm_units, return_sequences=True, name="lstm")(tokens)
-    return keras.Model({TOKENS: tokens}, _logits(h, schema), name="gpicl_lstm")
+    return keras.Model(episode, _logits(h, schema), name="gpicl_lstm")
 
 
 def build_mlp(config: ModelConfig, schema: EpisodeSchema) -> keras.Model:
-    """Sees x_j only (no context, no previous label): can only memorise tasks."""
-    tokens = _tokens_input(schema)
-    h = TakeFeatures(schema.input_size, name="inputs_only")(tokens)
+    """Sees x_j only (no context, no labels): can only memorise tasks."""
+    episode = _episode_inputs(schema)
+    h = episode[INPUTS]
     for i in range(config.num_layers):
         h = layers.Dense(config.mlp_hidden, activation="relu", name=f"hidden_{i}")(h)
-    return keras.Model({TOKENS: tokens}, _logits(h, schema), name="gpicl_mlp")
+    return keras.Model(episode, _logits(h, schema), name="gpicl_mlp")
 
 
 def build_model(config: ModelConfig, schema: EpisodeSchema) -> keras.Model:
     builders = {"transformer": build_transformer, "lstm": build_lstm, "mlp": build_mlp}
     if config.arch not in builders:
         raise ValueError(f"arch={config.arch!r} is not one of {ARCHS}")
+    if config.layout not in LAYOUTS:
+        raise ValueError(f"layout={config.layout!r} is not one of {LAYOUTS}")
     for name in ("model_size", "num_layers", "num_heads", "key_size", "lstm_units", "mlp_hidden"):
         if getattr(config, name) < 1:
             raise ValueError(f"{name}={getattr(config, name)} must be positive")
@@ -79,7 +92,8 @@ def build_model(config: ModelConfig, schema: EpisodeSchema) -> keras.Model:
 def state_size(config: ModelConfig, context_length: int) -> int:
     """Accessible state when predicting the next token (PAPER.md: the bottleneck).
 
-    Transformer: keys and values of every layer and head over the context;
+    Transformer: keys and values of every layer and head over the context
+    (the PFN layout keeps the context's, the paper layout the same count);
     LSTM: its hidden and cell state; MLP: none.
     """
     if config.arch == "transformer":

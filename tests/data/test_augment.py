@@ -51,13 +51,6 @@ def test_reproducible_across_processes():
     assert out == _fingerprint()
 
 
-def test_tokens_carry_previous_label():
-    x = tf.ones([3, 2])
-    tokens = augment.make_tokens(x, tf.constant([2, 0, 1]), 3).numpy()
-    np.testing.assert_array_equal(tokens[:, 2:], [[0, 0, 0], [0, 0, 1], [1, 0, 0]])
-    np.testing.assert_array_equal(tokens[:, :2], 1)
-
-
 def _episode(task_id, fixed_projection, fixed_permutation):
     x = tf.reshape(tf.range(5 * 6, dtype=tf.float32) / 30.0, [5, 6])
     labels = tf.constant([0, 1, 2, 3, 1])
@@ -73,16 +66,18 @@ def test_augment_same_eagerly_and_in_dataset_map(fixed):
         lambda t: _episode(t, tf.constant(fixed[0]), tf.constant(fixed[1])))
     graph_f, graph_t = next(iter(ds))
     np.testing.assert_array_equal(eager_t, graph_t)
-    np.testing.assert_allclose(eager_f["tokens"], graph_f["tokens"], rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(eager_f["labels"], eager_t)
+    np.testing.assert_array_equal(eager_f["labels"], graph_f["labels"])
+    np.testing.assert_allclose(eager_f["inputs"], graph_f["inputs"], rtol=1e-6, atol=1e-6)
 
 
 def test_fixed_task_ignores_task_id():
     f1, t1 = _episode(1, True, True)
     f2, t2 = _episode(2, True, True)
     np.testing.assert_array_equal(t1, t2)
-    np.testing.assert_array_equal(f1["tokens"], f2["tokens"])
+    np.testing.assert_array_equal(f1["inputs"], f2["inputs"])
     _, p1 = _episode(1, False, True)
     _, p2 = _episode(2, False, True)
     np.testing.assert_array_equal(p1, p2)  # same permutation, projections differ
-    assert not np.array_equal(_episode(1, False, True)[0]["tokens"],
-                              _episode(2, False, True)[0]["tokens"])
+    assert not np.array_equal(_episode(1, False, True)[0]["inputs"],
+                              _episode(2, False, True)[0]["inputs"])

@@ -72,11 +72,8 @@ def test_write_read_round_trip(smoke_episodes):
         want_x = ((x[idx].astype(np.float32) - mean) / std) @ a
         want_y = perm[y[idx]]
         np.testing.assert_array_equal(targets[i], want_y)
-        np.testing.assert_allclose(features["tokens"][i, :, :eps.schema.input_size], want_x,
-                                   rtol=1e-4, atol=1e-4)
-        prev = np.eye(eps.schema.num_classes)[want_y[:-1]]
-        np.testing.assert_array_equal(features["tokens"][i, 1:, eps.schema.input_size:], prev)
-        assert not features["tokens"][i, 0, eps.schema.input_size:].numpy().any()
+        np.testing.assert_array_equal(features["labels"][i], want_y)
+        np.testing.assert_allclose(features["inputs"][i], want_x, rtol=1e-4, atol=1e-4)
 
 
 def test_test_split_uses_unseen_tasks_and_test_data(smoke_episodes):

@@ -31,10 +31,13 @@ def test_batches_have_schema_shapes(smoke_episodes):
     ds = pipeline.make_dataset(eps, "train", batch_size=4)
     spec_f, spec_t = ds.element_spec
     s = eps.schema
-    assert spec_f["tokens"].shape.as_list() == [4, s.episode_length, s.token_size]
+    assert spec_f["inputs"].shape.as_list() == [4, s.episode_length, s.input_size]
+    assert spec_f["labels"].shape.as_list() == [4, s.episode_length]
     assert spec_t.shape.as_list() == [4, s.episode_length] and spec_t.dtype == tf.int32
+    for key, spec in s.feature_specs().items():
+        assert spec_f[key].dtype == spec.dtype, key
     features, targets = next(iter(ds))
-    assert features["tokens"].dtype == tf.float32
+    assert features["inputs"].dtype == tf.float32
     assert targets.numpy().min() >= 0 and targets.numpy().max() < s.num_classes
 
 
@@ -123,8 +126,8 @@ def test_task_mode_fixes_the_projection_too(smoke_episodes):
     a = augment.task_projection(eps.seed, augment.FIXED_TASK_ID, x.shape[1], n_x).numpy()
     m = eps.manifest["source"]
     want = ((x[records[0]["indices"]] - m["mean"]) / m["std"]) @ a
-    np.testing.assert_allclose(f_task["tokens"][0, :, :n_x], want, rtol=1e-4, atol=1e-4)
-    assert not np.allclose(f_perm["tokens"][0, :, :n_x], want, atol=1e-3)
+    np.testing.assert_allclose(f_task["inputs"][0], want, rtol=1e-4, atol=1e-4)
+    assert not np.allclose(f_perm["inputs"][0], want, atol=1e-3)
 
 
 def test_bias_change_reaches_batches_despite_prefetch(smoke_episodes):

@@ -7,64 +7,102 @@ import pytest
 from gpicl_tf.config import ModelConfig, get_preset
 from gpicl_tf.data.schema import EpisodeSchema
 from gpicl_tf.models import build_model, state_size
+from gpicl_tf.models.layers import EpisodeTokens, attention_mask
 
 SCHEMA = EpisodeSchema(episode_length=8, input_size=6, num_classes=4)
+VARIANTS = [("transformer", "paper"), ("transformer", "pfn"), ("lstm", "paper"),
+            ("mlp", "paper")]
 
 
-def _config(arch, **kw):
-    return dataclasses.replace(get_preset("smoke").model, arch=arch, model_size=8, num_heads=2,
-                               key_size=4, num_layers=2, lstm_units=8, mlp_hidden=8, **kw)
+def _config(arch, layout="paper", **kw):
+    return dataclasses.replace(get_preset("smoke").model, arch=arch, layout=layout, model_size=8,
+                               num_heads=2, key_size=4, num_layers=2, lstm_units=8,
+                               mlp_hidden=8, **kw)
 
 
-def _tokens(batch=2, length=8, seed=0):
-    return np.random.default_rng(seed).standard_normal(
-        (batch, length, SCHEMA.token_size)).astype("float32")
+def _episode(batch=2, length=8, seed=0):
+    rng = np.random.default_rng(seed)
+    return {"inputs": rng.standard_normal((batch, length, SCHEMA.input_size)).astype("float32"),
+            "labels": rng.integers(0, SCHEMA.num_classes, (batch, length)).astype("int32")}
 
 
-@pytest.mark.parametrize("arch", ["transformer", "lstm", "mlp"])
-def test_output_shapes_and_named_input(arch):
-    model = build_model(_config(arch), SCHEMA)
-    assert [i.name for i in model.inputs] == ["tokens"]
+@pytest.mark.parametrize("arch,layout", VARIANTS)
+def test_output_shapes_and_named_inputs(arch, layout):
+    model = build_model(_config(arch, layout), SCHEMA)
+    assert sorted(i.name for i in model.inputs) == ["inputs", "labels"]
     for length in (1, 5, 8):
-        out = model({"tokens": _tokens(length=length)})
-        assert tuple(out.shape) == (2, length, SCHEMA.num_classes)
-        assert str(out.dtype) in ("float32", "<dtype: 'float32'>")
+        out = np.asarray(model(_episode(length=length)))
+        assert out.shape == (2, length, SCHEMA.num_classes) and out.dtype == np.float32
 
 
-@pytest.mark.parametrize("arch", ["transformer", "lstm", "mlp"])
-def test_causality(arch):
-    model = build_model(_config(arch), SCHEMA)
-    tokens = _tokens()
-    base = np.asarray(model({"tokens": tokens}))
-    for j in range(7):
-        changed = tokens.copy()
-        changed[:, j + 1:] = _tokens(seed=j + 1)[:, j + 1:]
-        out = np.asarray(model({"tokens": changed}))
+@pytest.mark.parametrize("arch,layout", VARIANTS)
+def test_causality(arch, layout):
+    """Output j depends on x_1..x_j and y_1..y_{j-1} only."""
+    model = build_model(_config(arch, layout), SCHEMA)
+    episode = _episode()
+    base = np.asarray(model(episode))
+    other = _episode(seed=9)
+    for j in range(8):
+        later = {k: v.copy() for k, v in episode.items()}
+        later["inputs"][:, j + 1:] = other["inputs"][:, j + 1:]
+        later["labels"][:, j:] = other["labels"][:, j:]  # y_j itself included
+        out = np.asarray(model(later))
         np.testing.assert_allclose(out[:, :j + 1], base[:, :j + 1], rtol=1e-5, atol=1e-5)
-        assert not np.allclose(out[:, j + 1:], base[:, j + 1:])
+        if j < 7:
+            assert not np.allclose(out[:, j + 1:], base[:, j + 1:])
+
+
+@pytest.mark.parametrize("layout", ["paper", "pfn"])
+def test_transformer_uses_the_context(layout):
+    model = build_model(_config("transformer", layout), SCHEMA)
+    episode = _episode()
+    changed = {k: v.copy() for k, v in episode.items()}
+    changed["labels"][:, 0] = (changed["labels"][:, 0] + 1) % SCHEMA.num_classes
+    assert not np.allclose(np.asarray(model(episode))[:, 1:], np.asarray(model(changed))[:, 1:])
 
 
 def test_mlp_ignores_context_and_labels():
     model = build_model(_config("mlp"), SCHEMA)
-    tokens = _tokens()
-    changed = tokens.copy()
-    changed[:, :, SCHEMA.input_size:] = 0.0  # previous labels
-    changed[:, :4] = _tokens(seed=5)[:, :4]  # earlier examples
-    np.testing.assert_allclose(np.asarray(model({"tokens": tokens}))[:, 4:],
-                               np.asarray(model({"tokens": changed}))[:, 4:], rtol=1e-6)
+    episode = _episode()
+    changed = {"inputs": episode["inputs"].copy(), "labels": np.zeros_like(episode["labels"])}
+    changed["inputs"][:, :4] = _episode(seed=5)["inputs"][:, :4]
+    np.testing.assert_allclose(np.asarray(model(episode))[:, 4:],
+                               np.asarray(model(changed))[:, 4:], rtol=1e-6)
 
 
-@pytest.mark.parametrize("arch", ["transformer", "lstm", "mlp"])
-def test_config_round_trip_and_save_load(arch, tmp_path):
-    model = build_model(_config(arch, dropout=0.1 if arch == "transformer" else 0.0), SCHEMA)
+def test_paper_tokens_carry_the_previous_label():
+    inputs = np.ones((1, 3, 2), "float32")
+    tokens, mask = EpisodeTokens("paper", 3)(inputs, np.array([[2, 0, 1]], "int32"))
+    np.testing.assert_array_equal(np.asarray(tokens)[0, :, 2:], [[0, 0, 0], [0, 0, 1], [1, 0, 0]])
+    np.testing.assert_array_equal(np.asarray(tokens)[0, :, :2], 1)
+    np.testing.assert_array_equal(np.asarray(mask)[0], np.tril(np.ones((3, 3), bool)))
+
+
+def test_pfn_tokens_and_mask():
+    inputs = np.arange(6, dtype="float32").reshape(1, 3, 2)
+    tokens, mask = EpisodeTokens("pfn", 3)(inputs, np.array([[2, 0, 1]], "int32"))
+    tokens = np.asarray(tokens)[0]
+    np.testing.assert_array_equal(tokens[:3, 2:], np.eye(3)[[2, 0, 1]])  # own labels
+    np.testing.assert_array_equal(tokens[3:, 2:], 0)                     # queries: none
+    np.testing.assert_array_equal(tokens[3:, :2], tokens[:3, :2])
+    np.testing.assert_array_equal(np.asarray(mask)[0].astype(int), [
+        [1, 0, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0],
+        [0, 0, 0, 1, 0, 0], [1, 0, 0, 0, 1, 0], [1, 1, 0, 0, 0, 1]])
+    np.testing.assert_array_equal(np.asarray(attention_mask(1, "pfn"))[0], [[1, 0], [0, 1]])
+
+
+@pytest.mark.parametrize("arch,layout", VARIANTS)
+def test_config_round_trip_and_save_load(arch, layout, tmp_path):
+    dropout = 0.1 if arch == "transformer" else 0.0
+    model = build_model(_config(arch, layout, dropout=dropout), SCHEMA)
     clone = keras.Model.from_config(model.get_config())
     assert clone.get_config() == model.get_config()
     path = str(tmp_path / "m.keras")
     model.save(path)
     loaded = keras.models.load_model(path)
-    tokens = _tokens()
-    np.testing.assert_allclose(np.asarray(loaded({"tokens": tokens})),
-                               np.asarray(model({"tokens": tokens})), rtol=1e-6, atol=1e-6)
+    episode = _episode()
+    np.testing.assert_allclose(np.asarray(loaded(episode)), np.asarray(model(episode)),
+                               rtol=1e-6, atol=1e-6)
 
 
 def test_paper_size_matches_the_paper():
@@ -79,6 +117,8 @@ def test_paper_size_matches_the_paper():
 @pytest.mark.parametrize("kw,match", [
     ({"num_heads": 3}, "num_heads=3 does not divide model_size=8"),
     ({"arch": "gru"}, "arch='gru'"),
+    ({"layout": "bert"}, "layout='bert'"),
+    ({"arch": "lstm", "layout": "pfn"}, "reads the paper layout only"),
     ({"num_layers": 0}, "num_layers=0"),
     ({"dropout": 1.0}, "dropout=1.0"),
 ])
