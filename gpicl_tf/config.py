@@ -110,10 +110,35 @@ class TrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """Meta-test evaluation (comma-separated lists, so they pass through --set).
+
+    Attributes:
+        datasets: unseen datasets, projected to the model's input size.
+        episodes: meta-test episodes per evaluation set.
+        positions: where baselines are fitted (1-indexed; the last position is
+            always added); the learners are evaluated at every position.
+        sequence_baselines: architectures trained by the same pipeline and
+            evaluated beside the Transformer ("lstm", "mlp").
+        baseline_steps: meta-training steps of each sequence baseline.
+        sgd_tuning_episodes: meta-training episodes on which the SGD baseline's
+            learning rate and step count are chosen.
+    """
+
+    datasets: str = "fashion_mnist_idx,random"
+    episodes: int = 256
+    positions: str = "1,2,5,10,20,50,100"
+    sequence_baselines: str = "lstm,mlp"
+    baseline_steps: int = 500
+    sgd_tuning_episodes: int = 128
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -138,7 +163,7 @@ class Config:
 
 
 def _section_classes() -> dict[str, type]:
-    return {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+    return {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "eval": EvalConfig}
 
 
 def _section_from_dict(section_cls: type, d: dict[str, Any], name: str):
@@ -198,6 +223,8 @@ def _smoke() -> Config:
                           lstm_units=16, mlp_hidden=16),
         train=TrainConfig(batch_size=8, steps=20, steps_per_epoch=10, warmup_steps=2,
                           shuffle_buffer=64),
+        eval=EvalConfig(datasets="random", episodes=32, baseline_steps=20,
+                        sgd_tuning_episodes=16),
     )
 
 

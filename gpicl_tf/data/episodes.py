@@ -39,7 +39,8 @@ class SplitPlan:
 
 
 def split_plans(config: DataConfig) -> list[SplitPlan]:
-    """`train`: seen task ids on the train split; `test`: unseen ids, test split."""
+    """`train`: seen task ids on the train split; `test`: unseen ids, test split;
+    `seen`: seen task ids on the test split (memorisation)."""
     if not 0 <= config.log2_num_tasks <= 31:
         raise ValueError(f"log2_num_tasks={config.log2_num_tasks} must be in [0, 31]")
     n = 2**config.log2_num_tasks
@@ -47,6 +48,7 @@ def split_plans(config: DataConfig) -> list[SplitPlan]:
         SplitPlan("train", "train", 0, n, config.train_episodes),
         SplitPlan("test", "test", augment.UNSEEN_TASK_OFFSET,
                   augment.UNSEEN_TASK_OFFSET + 2**31, config.test_episodes),
+        SplitPlan("seen", "test", 0, n, config.test_episodes),
     ]
 
 

@@ -144,6 +144,8 @@ def make_dataset(episodes: EpisodeSet, split: str, batch_size: int, *, shuffle: 
         raise KeyError(f"split {split!r} is not in {episodes.directory}; "
                        f"it has {sorted(episodes.shards)}")
     files = episodes.shards[split]
+    if episodes.num_episodes(split) == 0:
+        raise ValueError(f"split {split!r} of {episodes.directory} holds no episodes")
     if not files:
         raise storage.CorruptShardError(
             f"no readable shard left for split {split!r} in {episodes.directory}: "

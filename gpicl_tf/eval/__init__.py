@@ -1,0 +1,1 @@
+"""Meta-test evaluation: learners and baselines on the same episodes."""

@@ -1,0 +1,88 @@
+"""The main job: episodes -> meta-training -> baselines -> evaluation -> report.
+
+    run_all(get_preset("cpu"), "runs/cpu")
+
+Layout of the workdir: episodes/<source>/ (training and meta-test episodes),
+episodes/eval-<source>/ (unseen datasets), transformer/, lstm/, mlp/ (training
+runs), report/ (report.json, report.md, PNG plots). Every stage reads the
+previous stage's files; a finished stage is not run again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+from absl import logging
+
+from gpicl_tf.config import Config
+from gpicl_tf.data import episodes as episodes_lib, sources, storage
+from gpicl_tf.eval import evaluate as evaluate_lib, report as report_lib
+from gpicl_tf.training import train
+
+NAMES = {"transformer": "GPICL Transformer", "lstm": "LSTM", "mlp": "MLP (no context)"}
+
+
+def _episodes(data, out: str) -> str:
+    if not os.path.exists(os.path.join(out, storage.MANIFEST)):
+        episodes_lib.write_episodes(data, out, overwrite=True, progress=True)
+    return out
+
+
+def write_eval_episodes(config: Config, workdir: str) -> tuple[dict, list]:
+    """Meta-test episodes of unseen datasets, projected to the model's input size."""
+    sets, skipped = {}, []
+    for name in [n.strip() for n in config.eval.datasets.split(",") if n.strip()]:
+        if name == config.data.source:
+            continue
+        data = dataclasses.replace(config.data, source=name, train_episodes=0,
+                                   test_episodes=config.eval.episodes)
+        try:
+            out = _episodes(data, os.path.join(workdir, "episodes", f"eval-{name}"))
+        except sources.SourceUnavailableError as e:
+            logging.warning("unseen dataset %s skipped: %s", name, e)
+            skipped.append({"dataset": name, "reason": str(e)})
+            continue
+        sets[f"{name} (unseen dataset)"] = (out, "test")
+    return sets, skipped
+
+
+def run_all(config: Config, workdir: str, *, verbose="auto") -> dict:
+    """Runs every stage; returns the report (also in workdir/report/)."""
+    t0 = time.perf_counter()
+    times = {}
+    # ------------------------------------------------------------------ episodes
+    train_eps = _episodes(config.data, os.path.join(workdir, "episodes", config.data.source))
+    eval_sets, skipped = write_eval_episodes(config, workdir)
+    times["episodes"] = time.perf_counter() - t0
+
+    # ------------------------------------------------------------------ meta-training
+    runs = {"transformer": config}
+    for arch in [a.strip() for a in config.eval.sequence_baselines.split(",") if a.strip()]:
+        runs[arch] = dataclasses.replace(
+            config, model=dataclasses.replace(config.model, arch=arch, layout="paper"),
+            train=dataclasses.replace(config.train, steps=config.eval.baseline_steps,
+                                      steps_per_epoch=min(config.train.steps_per_epoch,
+                                                          config.eval.baseline_steps)))
+    models = {}
+    for name, cfg in runs.items():
+        t = time.perf_counter()
+        run_dir = os.path.join(workdir, name)
+        train.run(cfg, run_dir, train_eps, verbose=verbose)
+        models[NAMES.get(name, name)] = os.path.join(run_dir, train.MODEL_FILE)
+        times[f"train_{name}"] = time.perf_counter() - t
+
+    # ------------------------------------------------------------------ evaluation
+    t = time.perf_counter()
+    source = config.data.source
+    sets = {f"{source} (unseen tasks)": (train_eps, "test"),
+            f"{source} (seen tasks)": (train_eps, "seen"), **eval_sets}
+    report = evaluate_lib.evaluate(models, sets, (train_eps, "train"), config.eval)
+    times["evaluate"] = time.perf_counter() - t
+    times["total"] = time.perf_counter() - t0
+    report["skipped"] = skipped
+    report["config"] = config.to_dict()
+    report["seconds"] = {k: round(v, 1) for k, v in times.items()}
+    report_lib.write_report(report, os.path.join(workdir, "report"))
+    return report

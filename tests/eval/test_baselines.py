@@ -1,0 +1,59 @@
+import numpy as np
+import pytest
+
+from gpicl_tf.eval import baselines
+
+
+def _separable(episodes=24, length=40, dim=8, classes=4, seed=0):
+    """Each class a far-apart cluster: any honest learner is near 1.0 late."""
+    rng = np.random.default_rng(seed)
+    means = rng.standard_normal((episodes, classes, dim)) * 6
+    labels = rng.integers(0, classes, (episodes, length))
+    x = np.take_along_axis(means, labels[..., None].repeat(dim, -1), 1)
+    return (x + rng.standard_normal(x.shape)).astype("float32"), labels
+
+
+@pytest.mark.parametrize("name", ["knn", "logistic_regression", "sgd"])
+def test_baselines_solve_separable_tasks(name):
+    x, y = _separable()
+    positions = (1, 2, 20, 40)
+    if name == "sgd":
+        correct = baselines.sgd(x, y, positions, 4, baselines.SGDSettings(0.1, 50))
+    else:
+        correct = getattr(baselines, name)(x, y, positions)
+    assert correct.shape == (24, 4)
+    assert set(np.unique(correct)) <= {0.0, 1.0}
+    assert correct[:, 2:].mean() > 0.95
+    assert correct[:, 0].mean() == pytest.approx((y[:, 0] == 0).mean())
+
+
+def test_baselines_are_fitted_on_the_prefix_only():
+    x, y = _separable(episodes=4, length=6)
+    x[:, 5:] = x[:, :1]        # example 6 repeats example 1 ...
+    y2 = y.copy()
+    y2[:, 5] = (y[:, 0] + 1) % 4  # ... with another label: the nearest neighbour is wrong
+    assert baselines.knn(x, y2, (6,)).sum() == 0
+    # A baseline never sees the label it predicts: changing y_j leaves its prediction.
+    for fn in (baselines.knn, baselines.logistic_regression):
+        a = fn(x, y, (3,))
+        flipped = y.copy()
+        flipped[:, 2] = (y[:, 2] + 1) % 4
+        b = fn(x, flipped, (3,))
+        assert ((a == 1) & (b == 1)).sum() == 0  # never right for both labels
+
+
+def test_chance_is_one_over_classes():
+    assert baselines.chance(np.zeros((3, 5)), (1, 5), 10).tolist() == [[0.1, 0.1]] * 3
+
+
+def test_positions_are_checked():
+    x, y = _separable(episodes=2, length=5)
+    with pytest.raises(ValueError, match=r"positions \[0, 6\] are outside \[1, 5\]"):
+        baselines.knn(x, y, (0, 3, 6))
+
+
+def test_sgd_tuning_picks_the_best_grid_point():
+    x, y = _separable(episodes=8)
+    chosen, scores = baselines.tune_sgd(x, y, 4, learning_rates=(1e-5, 0.1), steps=(1, 30))
+    assert (chosen.learning_rate, chosen.steps) == (0.1, 30)
+    assert scores["lr=0.1,steps=30"] == max(scores.values())

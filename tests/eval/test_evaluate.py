@@ -1,0 +1,92 @@
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from gpicl_tf.config import override
+from gpicl_tf.data import pipeline
+from gpicl_tf.eval import evaluate, report as report_lib
+from gpicl_tf.models import build_model
+
+
+@pytest.fixture(scope="module")
+def saved_model(smoke_config, smoke_episodes, tmp_path_factory):
+    model = build_model(smoke_config.model, pipeline.open_episodes(smoke_episodes).schema)
+    path = str(tmp_path_factory.mktemp("model") / "model.keras")
+    model.save(path)
+    return path
+
+
+def test_per_position_curves_have_the_right_length_and_bounds(smoke_config, smoke_episodes,
+                                                              saved_model, tmp_path):
+    cfg = override(smoke_config, ["eval.positions=1,3,100"]).eval
+    report = evaluate.evaluate({"learner": saved_model},
+                               {"unseen": (smoke_episodes, "test"),
+                                "seen": (smoke_episodes, "seen")},
+                               (smoke_episodes, "train"), cfg)
+    n = smoke_config.data.episode_length
+    for entry in report["datasets"].values():
+        assert entry["episodes"] == cfg.episodes and entry["length"] == n
+        learner = entry["methods"]["learner"]
+        assert learner["positions"] == list(range(1, n + 1))
+        assert len(learner["mean"]) == len(learner["ci95"]) == n
+        for name, m in entry["methods"].items():
+            assert all(0.0 <= v <= 1.0 for v in m["mean"]), name
+            assert all(c >= 0 for c in m["ci95"]), name
+            if name != "learner":
+                assert m["positions"] == [1, 3, n]  # 100 > n is dropped, n always added
+        assert entry["methods"]["chance"]["last"] == pytest.approx(0.1)
+        assert -1 <= learner["improvement"] <= 1
+    paths = report_lib.write_report(report, str(tmp_path / "report"))
+    back = json.load(open(paths["json"]))
+    assert set(back["datasets"]) == {"unseen", "seen"}
+    table = open(paths["md"]).read()
+    assert "| Method | unseen | seen |" in table and "| logistic regression |" in table
+    for name in ("unseen", "seen"):
+        with open(paths[name], "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_learner_correct_matches_argmax(smoke_episodes, saved_model):
+    eps = pipeline.open_episodes(smoke_episodes)
+    inputs, labels = evaluate.episode_arrays(eps, "test", 5)
+    model = keras.models.load_model(saved_model)
+    correct = evaluate.learner_correct(model, inputs, labels)
+    logits = np.asarray(model({"inputs": inputs, "labels": labels}))
+    np.testing.assert_array_equal(correct, logits.argmax(-1) == labels)
+
+
+def test_evaluation_checks_the_episode_schema(smoke_config, smoke_episodes, saved_model,
+                                              tmp_path):
+    from gpicl_tf.data import episodes
+
+    other = str(tmp_path / "other")
+    episodes.write_episodes(override(smoke_config, ["data.input_size=8"]).data, other)
+    with pytest.raises(Exception, match="'input_size' is 8.*expects 16"):
+        evaluate.evaluate({"learner": saved_model}, {"x": (other, "test")},
+                          (smoke_episodes, "train"), smoke_config.eval)
+
+
+def test_bad_positions_are_named(smoke_config):
+    with pytest.raises(ValueError, match="eval.positions='1,x'"):
+        evaluate.resolve_positions(override(smoke_config, ["eval.positions=1,x"]).eval, 12)
+
+
+@pytest.mark.slow
+def test_main_job_smoke_end_to_end(tmp_path):
+    workdir = str(tmp_path / "run")
+    done = subprocess.run([sys.executable, "-m", "pipelines.run", "--preset", "smoke",
+                           "--workdir", workdir], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.load(open(os.path.join(workdir, "report", "report.json")))
+    assert set(report["datasets"]) == {"digits (unseen tasks)", "digits (seen tasks)",
+                                       "random (unseen dataset)"}
+    methods = report["datasets"]["digits (unseen tasks)"]["methods"]
+    assert {"GPICL Transformer", "LSTM", "MLP (no context)", "logistic regression", "1-NN",
+            "SGD (tuned)", "chance"} <= set(methods)
+    assert "| GPICL Transformer |" in done.stdout
+    assert os.path.exists(os.path.join(workdir, "report", "accuracy_digits_unseen_tasks.png"))
