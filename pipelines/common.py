@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from absl import flags
 
@@ -16,6 +17,25 @@ FLAGS = flags.FLAGS
 def resolve_config() -> config_lib.Config:
     """The preset named by --preset with every --set applied."""
     return config_lib.override(config_lib.get_preset(FLAGS.preset), FLAGS.set)
+
+
+def run(main) -> None:
+    """absl's app.run, with bad input reported as one line naming it (exit 2)."""
+    from absl import app
+
+    def guarded(argv):
+        from gpicl_tf.data.sources import SourceUnavailableError
+        from gpicl_tf.data.storage import CorruptShardError, ManifestMismatchError
+
+        try:
+            return main(argv)
+        except (SourceUnavailableError, CorruptShardError, ManifestMismatchError, ValueError,
+                KeyError, FileExistsError, FileNotFoundError, RuntimeError) as e:
+            message = e.args[0] if isinstance(e, KeyError) and e.args else e
+            print(f"error: {message}", file=sys.stderr)
+            sys.exit(2)
+
+    app.run(guarded)
 
 
 def quiet_tensorflow() -> None:

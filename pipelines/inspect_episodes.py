@@ -17,9 +17,13 @@ def main(argv):
     if len(argv) != 2:
         raise app.UsageError("usage: python -m pipelines.inspect_episodes DIR")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from gpicl_tf.data import inspect
+    from gpicl_tf.data import inspect, storage
 
-    report = inspect.inspect_directory(argv[1])
+    try:
+        report = inspect.inspect_directory(argv[1])
+    except (FileNotFoundError, storage.CorruptShardError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     print(inspect.format_report(report))
     sys.exit(1 if report["problems"] else 0)
 

@@ -1,0 +1,123 @@
+"""The plateau study: how long each intervention keeps meta-training at chance.
+
+Each variant is the base config with `--set` overrides, trained by the same
+`training.run` on the same episodes. "Left the plateau" is measured on unseen
+tasks, never on the (possibly biased) training batches: the first epoch whose
+validation loss falls below (1 - drop) * ln(C).
+
+Example:
+    >>> rows = study(get_preset("cpu"), "runs/plateau", "tfrecords/cpu",
+    ...              {"no intervention": []}, steps=2000)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+
+from absl import logging
+
+from gpicl_tf.config import Config, override
+from gpicl_tf.data import storage
+from gpicl_tf.eval.report import slug
+from gpicl_tf.training import train
+
+# name -> overrides on top of the study's base config.
+VARIANTS = {
+    "paper layout, no intervention": ["model.layout=paper"],
+    "paper layout, Adam eps 1e-16": ["model.layout=paper", "train.adam_epsilon=1e-16"],
+    "paper layout, bias permutation 0.9": [
+        "model.layout=paper", "train.bias_fraction=0.9", "train.bias_mode=permutation",
+        "train.bias_schedule=plateau"],
+    "paper layout, bias task 0.9": [
+        "model.layout=paper", "train.bias_fraction=0.9", "train.bias_mode=task",
+        "train.bias_schedule=plateau"],
+    "pfn layout, no intervention": ["model.layout=pfn"],
+    "pfn layout, bias task 0.9": [
+        "model.layout=pfn", "train.bias_fraction=0.9", "train.bias_mode=task",
+        "train.bias_schedule=plateau"],
+    "pfn layout, batch 128": ["model.layout=pfn", "train.batch_size=128"],
+}
+
+
+def _history(workdir: str) -> list[dict]:
+    with open(os.path.join(workdir, "history.csv")) as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def plateau_exit(history: list[dict], steps_per_epoch: int, num_classes: int,
+                 drop: float = 0.1) -> int | None:
+    """Steps until the unseen-task loss first falls below (1 - drop) * ln(C)."""
+    threshold = (1 - drop) * math.log(num_classes)
+    for row in history:
+        if row.get("val_loss", math.inf) < threshold:
+            return int(row["epoch"] + 1) * steps_per_epoch
+    return None
+
+
+def study(base: Config, workdir: str, episodes_dir: str, variants: dict[str, list[str]],
+          steps: int) -> list[dict]:
+    """Trains every variant for `steps` steps; returns one row per variant."""
+    rows = []
+    for name, sets in variants.items():
+        cfg = override(base, [*sets, f"train.steps={steps}"])
+        run_dir = os.path.join(workdir, slug(name))
+        t0 = time.perf_counter()
+        summary = train.run(cfg, run_dir, episodes_dir, verbose=2)
+        minutes = (time.perf_counter() - t0) / 60
+        history = _history(run_dir)
+        exit_step = plateau_exit(history, cfg.train.steps_per_epoch, cfg.data.num_classes)
+        last = history[-1]
+        rows.append({
+            "variant": name, "overrides": sets, "steps": summary["steps"],
+            "plateau_exit_step": exit_step,
+            "minutes": round(minutes, 1),
+            "minutes_to_exit": round(minutes * exit_step / summary["steps"], 1)
+            if exit_step else None,
+            "final_val_loss": round(last["val_loss"], 4),
+            "final_val_acc_last10": round(last["val_acc_last10"], 4),
+            "final_val_improvement": round(last["val_improvement"], 4),
+            "history": run_dir})
+        logging.info("plateau study %s: %s", name, rows[-1])
+        storage.write_json(os.path.join(workdir, "plateau.json"), rows)
+    return rows
+
+
+def markdown(rows: list[dict], base_command: str) -> str:
+    lines = ["| Variant | Steps to leave plateau | Minutes to leave | Final val loss | "
+             "Final val acc (last 10) | Final improvement | Command |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        exit_step = r["plateau_exit_step"] or f"not within {r['steps']}"
+        minutes = r["minutes_to_exit"] if r["minutes_to_exit"] is not None else \
+            f"> {r['minutes']}"
+        command = (f"{base_command} --workdir {r['history']}" +
+                   "".join(f" --set {s}" for s in r["overrides"]))
+        lines.append(f"| {r['variant']} | {exit_step} | {minutes} | {r['final_val_loss']} | "
+                     f"{r['final_val_acc_last10']} | {r['final_val_improvement']:+} | "
+                     f"`{command}` |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for r in rows:
+        history = _history(r["history"])
+        spe = r["steps"] / max(len(history), 1)
+        ax.plot([(h["epoch"] + 1) * spe for h in history], [h["val_loss"] for h in history],
+                label=r["variant"])
+    ax.axhline(math.log(10), color="gray", ls=":", label="ln 10 (chance)")
+    ax.set_xlabel("meta-training step")
+    ax.set_ylabel("loss on unseen tasks")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
