@@ -1,0 +1,178 @@
+"""SavedModel export in TF Serving's layout: BASE/NAME/VERSION/.
+
+Example:
+    >>> path = export_run("runs/cpu/transformer", "saved_models", "gpicl")  # doctest: +SKIP
+    saved_models/gpicl/1
+
+The `serving_default` signature takes a labelled context and queries:
+
+    context_x float32 [B, N, d]   context_y int64 [B, N]   query_x float32 [B, Q, d]
+    -> probabilities float32 [B, Q, C], classes int64 [B, Q]
+
+Every query sees the whole context and no other query: each query is run as
+the next token after the context (B*Q sequences of length N + 1), which is
+exactly the causal model's prediction for it. N is at most the model's
+maximum context (training episode length - 1) and Q at most `max_queries`.
+
+A version is written under a hidden temporary name and renamed to its number
+only when complete (config JSON and warm-up requests included), so TF Serving
+never sees a half-written version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import gpicl_tf.models  # noqa: F401  (registers the layers for loading)
+import gpicl_tf.training.metrics  # noqa: F401
+from gpicl_tf.data import storage
+from gpicl_tf.data.schema import EpisodeSchema
+from gpicl_tf.training import train
+
+SIGNATURE = "serving_default"
+CONFIG_FILE = "gpicl_config.json"
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+INPUT_NAMES = ("context_x", "context_y", "query_x")
+
+
+def serving_function(model: keras.Model, schema: EpisodeSchema, max_context: int,
+                     max_queries: int):
+    """The serving endpoint: (context_x, context_y, query_x) -> probabilities, classes."""
+    d, c = schema.input_size, schema.num_classes
+
+    def serve(context_x, context_y, query_x):
+        b, n, q = tf.shape(context_x)[0], tf.shape(context_x)[1], tf.shape(query_x)[1]
+        checks = [
+            tf.debugging.assert_equal(tf.shape(context_y), tf.shape(context_x)[:2],
+                                      message="context_y must be [B, N] for context_x [B, N, d]"),
+            tf.debugging.assert_equal(tf.shape(query_x)[0], b,
+                                      message="query_x and context_x differ in batch size"),
+            tf.debugging.assert_greater(n, 0, message="the context is empty"),
+            tf.debugging.assert_less_equal(n, max_context,
+                                           message=f"context longer than {max_context}"),
+            tf.debugging.assert_greater(q, 0, message="no queries"),
+            tf.debugging.assert_less_equal(q, max_queries,
+                                           message=f"more than {max_queries} queries"),
+            tf.debugging.assert_non_negative(context_y, message="negative context label"),
+            tf.debugging.assert_less(context_y, tf.constant(c, tf.int64),
+                                     message=f"context label >= num_classes={c}"),
+            tf.debugging.assert_all_finite(context_x, "context_x has NaN or Inf"),
+            tf.debugging.assert_all_finite(query_x, "query_x has NaN or Inf"),
+        ]
+        with tf.control_dependencies(checks):
+            ctx_x = tf.repeat(context_x, q, axis=0)                        # [B*Q, N, d]
+            ctx_y = tf.repeat(tf.cast(context_y, tf.int32), q, axis=0)     # [B*Q, N]
+        inputs = tf.concat([ctx_x, tf.reshape(query_x, [b * q, 1, d])], axis=1)  # [B*Q, N+1, d]
+        labels = tf.concat([ctx_y, tf.zeros([b * q, 1], tf.int32)], axis=1)
+        logits = model({"inputs": inputs, "labels": labels}, training=False)[:, -1]  # [B*Q, C]
+        probabilities = tf.reshape(tf.nn.softmax(tf.cast(logits, tf.float32)), [b, q, c])
+        return {"probabilities": probabilities,
+                "classes": tf.argmax(probabilities, axis=-1, output_type=tf.int64)}
+
+    signature = [tf.TensorSpec([None, None, d], tf.float32, name="context_x"),
+                 tf.TensorSpec([None, None], tf.int64, name="context_y"),
+                 tf.TensorSpec([None, None, d], tf.float32, name="query_x")]
+    return serve, signature
+
+
+def next_version(model_dir: str) -> int:
+    versions = [int(v) for v in os.listdir(model_dir) if v.isdigit()] \
+        if os.path.isdir(model_dir) else []
+    return max(versions, default=0) + 1
+
+
+def warmup_example(schema: EpisodeSchema, context: int = 8, queries: int = 2, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return {"context_x": rng.standard_normal((1, context, schema.input_size)).astype(np.float32),
+            "context_y": rng.integers(0, schema.num_classes, (1, context)).astype(np.int64),
+            "query_x": rng.standard_normal((1, queries, schema.input_size)).astype(np.float32)}
+
+
+def write_warmup(path: str, name: str, example: dict) -> None:
+    """TF Serving warm-up requests (PredictionLog records) for `example`."""
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    request = predict_pb2.PredictRequest(
+        model_spec=model_pb2.ModelSpec(name=name, signature_name=SIGNATURE))
+    for key, value in example.items():
+        request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+    log = prediction_log_pb2.PredictionLog(
+        predict_log=prediction_log_pb2.PredictLog(request=request))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with tf.io.TFRecordWriter(path) as writer:
+        writer.write(log.SerializeToString())
+
+
+def write_models_config(base: str) -> str:
+    """models.config for `tensorflow_model_server --model_config_file`, one entry
+    per model under `base`, with base paths as mounted at /models in Docker."""
+    names = sorted(n for n in os.listdir(base)
+                   if os.path.isdir(os.path.join(base, n)) and not n.startswith("."))
+    entries = "".join(
+        f'  config {{\n    name: "{n}"\n    base_path: "/models/{n}"\n'
+        f'    model_platform: "tensorflow"\n  }}\n' for n in names)
+    path = os.path.join(base, "models.config")
+    with storage.atomic_path(path) as tmp:
+        with open(tmp, "w") as f:
+            f.write(f"model_config_list {{\n{entries}}}\n")
+    return path
+
+
+def export_model(model: keras.Model, config: dict, base: str, name: str,
+                 max_queries: int = 256) -> str:
+    """Exports `model` as the next version of BASE/NAME; returns the version path."""
+    if not name or not name.replace("_", "").replace("-", "").isalnum():
+        raise ValueError(f"model name {name!r} must be letters, digits, '-' or '_'")
+    data = config["data"]
+    schema = EpisodeSchema(data["episode_length"], data["input_size"], data["num_classes"])
+    max_context = schema.episode_length - 1
+    model_dir = os.path.join(base, name)
+    os.makedirs(model_dir, exist_ok=True)
+    tmp = os.path.join(model_dir, f".tmp-export-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        serve, signature = serving_function(model, schema, max_context, max_queries)
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint(name=SIGNATURE, fn=serve, input_signature=signature)
+        archive.write_out(tmp, verbose=False)
+        write_warmup(os.path.join(tmp, WARMUP_FILE), name, warmup_example(schema))
+        meta = {"config": config, "schema": schema.to_dict(), "max_context": max_context,
+                "max_queries": max_queries, "signature": SIGNATURE,
+                "inputs": {"context_x": [None, None, schema.input_size],
+                           "context_y": [None, None], "query_x": [None, None,
+                                                                   schema.input_size]},
+                "outputs": {"probabilities": [None, None, schema.num_classes],
+                            "classes": [None, None]}}
+        with open(os.path.join(tmp, CONFIG_FILE), "w") as f:
+            json.dump(meta, f, indent=2, sort_keys=True)
+        while True:  # another exporter may take a number first: then take the next
+            version = os.path.join(model_dir, str(next_version(model_dir)))
+            try:
+                os.rename(tmp, version)
+                break
+            except OSError:
+                if not os.path.exists(version):
+                    raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    write_models_config(base)
+    return version
+
+
+def export_run(workdir: str, base: str, name: str = "gpicl", max_queries: int = 256) -> str:
+    """Exports the finished training run in `workdir` (model.keras + config.json)."""
+    model_path = os.path.join(workdir, train.MODEL_FILE)
+    if not os.path.exists(os.path.join(workdir, train.SUMMARY_FILE)):
+        raise FileNotFoundError(f"{workdir!r} holds no finished training run "
+                                f"({train.SUMMARY_FILE} missing)")
+    with open(os.path.join(workdir, train.CONFIG_FILE)) as f:
+        config = json.load(f)["config"]
+    model = keras.models.load_model(model_path, compile=False)
+    return export_model(model, config, base, name, max_queries)

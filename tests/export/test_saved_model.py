@@ -1,0 +1,137 @@
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from gpicl_tf.config import override
+from gpicl_tf.export import saved_model
+from gpicl_tf.training import train
+
+CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+
+
+@pytest.fixture(scope="module", params=["paper", "pfn"])
+def exported(request, smoke_config, smoke_episodes, tmp_path_factory):
+    cfg = override(smoke_config, [f"model.layout={request.param}", "train.steps=10"])
+    workdir = str(tmp_path_factory.mktemp(f"run_{request.param}"))
+    train.run(cfg, workdir, smoke_episodes, verbose=0)
+    base = str(tmp_path_factory.mktemp("saved_models"))
+    path = saved_model.export_run(workdir, base, "gpicl")
+    model = keras.models.load_model(os.path.join(workdir, train.MODEL_FILE), compile=False)
+    return path, model, base
+
+
+def _request(b=2, n=7, q=3, d=16, seed=1):
+    rng = np.random.default_rng(seed)
+    return {"context_x": rng.standard_normal((b, n, d)).astype(np.float32),
+            "context_y": rng.integers(0, 10, (b, n)).astype(np.int64),
+            "query_x": rng.standard_normal((b, q, d)).astype(np.float32)}
+
+
+def _expected(model, req):
+    """Each query run alone as the next token after the context."""
+    b, q = req["query_x"].shape[:2]
+    out = np.zeros((b, q, 10), np.float32)
+    for i in range(b):
+        for j in range(q):
+            inputs = np.concatenate([req["context_x"][i], req["query_x"][i, j:j + 1]])[None]
+            labels = np.concatenate([req["context_y"][i], [0]])[None].astype(np.int32)
+            logits = np.asarray(model({"inputs": inputs, "labels": labels}))[0, -1]
+            out[i, j] = tf.nn.softmax(logits).numpy()
+    return out
+
+
+def test_layout_on_disk(exported):
+    path, _, base = exported
+    assert os.path.basename(path) == "1"
+    for name in ("saved_model.pb", "variables", saved_model.CONFIG_FILE, saved_model.WARMUP_FILE):
+        assert os.path.exists(os.path.join(path, name)), name
+    meta = json.load(open(os.path.join(path, saved_model.CONFIG_FILE)))
+    assert meta["max_context"] == 11 and meta["config"]["data"]["input_size"] == 16
+    config = open(os.path.join(base, "models.config")).read()
+    assert 'name: "gpicl"' in config and 'base_path: "/models/gpicl"' in config
+    assert not [n for n in os.listdir(os.path.dirname(path)) if n.startswith(".")]
+
+
+def test_warmup_request_is_a_valid_prediction_log(exported):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    path = os.path.join(exported[0], saved_model.WARMUP_FILE)
+    records = list(tf.data.TFRecordDataset(path))
+    log = prediction_log_pb2.PredictionLog.FromString(records[0].numpy())
+    assert log.predict_log.request.model_spec.signature_name == "serving_default"
+    assert set(log.predict_log.request.inputs) == {"context_x", "context_y", "query_x"}
+
+
+def test_reload_matches_each_query_appended_as_next_token(exported):
+    path, model, _ = exported
+    loaded = tf.saved_model.load(path)
+    fn = loaded.signatures["serving_default"]
+    for b, n, q in [(2, 7, 3), (1, 1, 1), (3, 11, 5)]:
+        req = _request(b, n, q)
+        out = fn(**{k: tf.constant(v) for k, v in req.items()})
+        want = _expected(model, req)
+        assert np.abs(out["probabilities"].numpy() - want).max() <= 1e-5
+        np.testing.assert_array_equal(out["classes"].numpy(), want.argmax(-1))
+
+
+def test_queries_do_not_see_each_other(exported):
+    fn = tf.saved_model.load(exported[0]).signatures["serving_default"]
+    req = _request(1, 6, 4)
+    base = fn(**{k: tf.constant(v) for k, v in req.items()})["probabilities"].numpy()
+    req["query_x"][0, 1:] = 0.0
+    other = fn(**{k: tf.constant(v) for k, v in req.items()})["probabilities"].numpy()
+    np.testing.assert_allclose(base[0, 0], other[0, 0], atol=1e-6)
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda r: r.update(context_y=r["context_y"] + 10), "context label >= num_classes=10"),
+    (lambda r: r.update(context_x=np.zeros((2, 12, 16), np.float32),
+                        context_y=np.zeros((2, 12), np.int64)), "context longer than 11"),
+    (lambda r: r["query_x"].__setitem__((0, 0, 0), np.nan), "query_x has NaN or Inf"),
+    (lambda r: r.update(context_x=np.zeros((2, 0, 16), np.float32),
+                        context_y=np.zeros((2, 0), np.int64)), "the context is empty"),
+])
+def test_bad_requests_fail_with_a_named_problem(exported, change, message):
+    fn = tf.saved_model.load(exported[0]).signatures["serving_default"]
+    req = _request()
+    change(req)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        fn(**{k: tf.constant(v) for k, v in req.items()})
+
+
+@pytest.mark.slow
+def test_saved_model_cli_show_and_run_match_the_model(exported, tmp_path):
+    path, model, _ = exported
+    show = subprocess.run([CLI, "show", "--dir", path, "--all"], capture_output=True, text=True)
+    assert show.returncode == 0, show.stderr[-2000:]
+    for name in ("serving_default", "context_x", "context_y", "query_x", "probabilities",
+                 "classes"):
+        assert name in show.stdout
+    req = _request()
+    args = []
+    for key, value in req.items():
+        np.save(tmp_path / f"{key}.npy", value)
+        args.append(f"{key}={tmp_path / key}.npy")
+    outdir = tmp_path / "out"
+    run = subprocess.run([CLI, "run", "--dir", path, "--tag_set", "serve", "--signature_def",
+                          "serving_default", "--inputs", ";".join(args), "--outdir",
+                          str(outdir)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    probabilities = np.load(outdir / "probabilities.npy")
+    assert np.abs(probabilities - _expected(model, req)).max() <= 1e-5
+
+
+def test_versions_increase_and_names_are_checked(exported, tmp_path):
+    _, model, _ = exported
+    config = {"data": {"episode_length": 12, "input_size": 16, "num_classes": 10}}
+    base = str(tmp_path)
+    os.makedirs(os.path.join(base, "m", "7"))
+    assert saved_model.export_model(model, config, base, "m").endswith(os.path.join("m", "8"))
+    with pytest.raises(ValueError, match="'a/b'"):
+        saved_model.export_model(model, config, base, "a/b")
