@@ -1,0 +1,1 @@
+"""Serving: TF Serving clients (REST, gRPC) and a local REST server."""

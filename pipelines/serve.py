@@ -1,0 +1,33 @@
+"""A local model server with TF Serving's REST API (for machines without TF Serving).
+
+    python -m pipelines.serve --model_base_path saved_models/gpicl --port 8501 [--grpc_port 8500]
+
+Serves the newest version and picks up a newer one (polled every
+--poll_seconds) without dropping requests. Stop it with Ctrl-C.
+"""
+
+import os
+
+from absl import app, flags
+
+flags.DEFINE_string("model_base_path", "saved_models/gpicl", "TF Serving model base path")
+flags.DEFINE_string("model_name", None, "model name (default: the base path's last part)")
+flags.DEFINE_string("host", "127.0.0.1", "address to listen on")
+flags.DEFINE_integer("port", 8501, "REST port")
+flags.DEFINE_integer("grpc_port", 0, "also serve TF Serving's gRPC API on this port (0: off)")
+flags.DEFINE_float("poll_seconds", 2.0, "how often to look for a new version")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from gpicl_tf.serving import server
+
+    name = FLAGS.model_name or os.path.basename(os.path.normpath(FLAGS.model_base_path))
+    server.serve(FLAGS.model_base_path, name, FLAGS.host, FLAGS.port, FLAGS.poll_seconds,
+                 FLAGS.grpc_port)
+
+
+if __name__ == "__main__":
+    app.run(main)

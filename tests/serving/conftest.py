@@ -1,0 +1,59 @@
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from gpicl_tf.config import override
+from gpicl_tf.export import saved_model
+from gpicl_tf.training import train
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def trained_run(smoke_config, smoke_episodes, tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("serving_run"))
+    train.run(override(smoke_config, ["model.layout=pfn", "train.steps=10"]), workdir,
+              smoke_episodes, verbose=0)
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def model_base(trained_run, tmp_path_factory):
+    base = str(tmp_path_factory.mktemp("saved_models"))
+    saved_model.export_run(trained_run, base, "gpicl")
+    return base
+
+
+@pytest.fixture(scope="session")
+def server(model_base):
+    """A real server process on 127.0.0.1 serving BASE/gpicl (REST and gRPC)."""
+    port, grpc_port = free_port(), free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.serve", "--model_base_path",
+         os.path.join(model_base, "gpicl"), "--port", str(port), "--grpc_port", str(grpc_port),
+         "--poll_seconds", "0.5"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"server exited: {proc.stdout.read()[-3000:]}")
+        try:
+            if requests.get(f"{url}/v1/models/gpicl", timeout=1).status_code == 200:
+                break
+        except requests.ConnectionError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail("server did not start within 90 s")
+    yield {"url": url, "grpc": f"127.0.0.1:{grpc_port}", "base": model_base}
+    proc.terminate()
+    proc.wait(timeout=30)

@@ -1,0 +1,149 @@
+import json
+import os
+import re
+import threading
+import time
+
+import numpy as np
+import pytest
+import requests
+import tensorflow as tf
+
+from gpicl_tf.export import saved_model
+from gpicl_tf.serving.client import GrpcClient, RestClient, ServingError
+
+
+def _request(b=2, n=6, q=3, d=16, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((b, n, d)).astype(np.float32),
+            rng.integers(0, 10, (b, n)), rng.standard_normal((b, q, d)).astype(np.float32))
+
+
+def _direct(base, cx, cy, qx, version=1):
+    fn = tf.saved_model.load(os.path.join(base, "gpicl", str(version))).signatures[
+        "serving_default"]
+    return fn(context_x=tf.constant(cx), context_y=tf.constant(cy, tf.int64),
+              query_x=tf.constant(qx))["probabilities"].numpy()
+
+
+def test_status_and_metadata(server):
+    client = RestClient(server["url"], "gpicl")
+    status = client.status()["model_version_status"][0]
+    assert status["state"] == "AVAILABLE" and status["status"]["error_code"] == "OK"
+    assert client.status(version=int(status["version"]))["model_version_status"]
+    sig = client.metadata()["metadata"]["signature_def"]["signature_def"]["serving_default"]
+    assert set(sig["inputs"]) == {"context_x", "context_y", "query_x"}
+    assert set(sig["outputs"]) == {"probabilities", "classes"}
+
+
+@pytest.mark.parametrize("form", ["inputs", "instances"])
+def test_predict_matches_the_savedmodel(server, form):
+    cx, cy, qx = _request()
+    out = RestClient(server["url"], "gpicl").predict(cx, cy, qx, form=form, version=1)
+    want = _direct(server["base"], cx, cy, qx)
+    assert out["probabilities"].shape == (2, 3, 10)
+    assert np.abs(out["probabilities"] - want).max() < 1e-5
+    np.testing.assert_array_equal(out["classes"], want.argmax(-1))
+
+
+def test_grpc_client(server):
+    cx, cy, qx = _request(seed=3)
+    client = GrpcClient(server["grpc"], "gpicl")
+    assert client.status()[0]["state"] == "AVAILABLE"
+    out = client.predict(cx, cy, qx)
+    assert np.abs(out["probabilities"] - _direct(server["base"], cx, cy, qx)).max() < 1e-5
+    with pytest.raises(ServingError, match="INVALID_ARGUMENT.*feature size 4"):
+        client.predict(cx[..., :4], cy, qx[..., :4])
+    with pytest.raises(ServingError, match="NOT_FOUND"):
+        GrpcClient(server["grpc"], "other").predict(cx, cy, qx)
+    client.close()
+
+
+def _body(cx, cy, qx):
+    return {"inputs": {"context_x": np.asarray(cx).tolist(), "context_y": np.asarray(cy).tolist(),
+                       "query_x": np.asarray(qx).tolist()}}
+
+
+BAD = {
+    "wrong feature size": (lambda cx, cy, qx: _body(cx[..., :5], cy, qx[..., :5]),
+                           "feature size 5, the model takes 16"),
+    "non-integer labels": (lambda cx, cy, qx: _body(cx, cy + 0.5, qx), "integer class labels"),
+    "out-of-range labels": (lambda cx, cy, qx: _body(cx, cy - 20, qx), "outside \\[0, 10\\)"),
+    "negative labels": (lambda cx, cy, qx: _body(cx, -np.ones_like(cy), qx), "outside \\[0, 10\\)"),
+    "empty context": (lambda cx, cy, qx: _body(np.zeros((2, 0, 16)), np.zeros((2, 0)), qx),
+                      "the context is empty"),
+    "too long context": (lambda cx, cy, qx: _body(np.zeros((2, 12, 16)), np.zeros((2, 12)), qx),
+                         "longer than the model's maximum 11"),
+    "missing input": (lambda cx, cy, qx: {"inputs": {"context_x": cx.tolist()}},
+                      "missing \\['context_y', 'query_x'\\]"),
+    "both forms": (lambda cx, cy, qx: {**_body(cx, cy, qx), "instances": []},
+                   "exactly one of 'instances' or 'inputs'"),
+    "ragged": (lambda cx, cy, qx: {"inputs": {**_body(cx, cy, qx)["inputs"],
+                                              "query_x": [[[1.0]], [[1.0, 2.0]]]}},
+               "not a rectangular array"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_requests_get_400_naming_the_problem(server, case):
+    make, message = BAD[case]
+    r = requests.post(f"{server['url']}/v1/models/gpicl:predict", json=make(*_request()),
+                      timeout=30)
+    assert r.status_code == 400, r.text
+    assert re.search(message, r.json()["error"]), r.json()["error"]
+
+
+def test_nan_and_malformed_json_get_400(server):
+    cx, cy, qx = _request()
+    cx[0, 0, 0] = np.nan
+    text = json.dumps(_body(cx, cy, qx))  # Python writes NaN, as some clients do
+    r = requests.post(f"{server['url']}/v1/models/gpicl:predict", data=text, timeout=30)
+    assert r.status_code == 400 and "context_x contains NaN or Inf" in r.json()["error"]
+    r = requests.post(f"{server['url']}/v1/models/gpicl:predict", data="{not json", timeout=30)
+    assert r.status_code == 400 and "malformed JSON" in r.json()["error"]
+
+
+def test_unknown_model_and_version_get_404(server):
+    r = requests.get(f"{server['url']}/v1/models/other", timeout=30)
+    assert r.status_code == 404 and "'other'" in r.json()["error"]
+    r = requests.post(f"{server['url']}/v1/models/gpicl/versions/99:predict",
+                      json=_body(*_request()), timeout=30)
+    assert r.status_code == 404 and "version 99" in r.json()["error"]
+    r = requests.get(f"{server['url']}/v1/models/gpicl/versions/x1", timeout=30)
+    assert r.status_code == 400 and "'x1'" in r.json()["error"]
+
+
+@pytest.mark.slow
+def test_load_and_new_version_without_dropped_requests(server, trained_run):
+    """4 concurrent clients, 30 requests each, while a new version is exported."""
+    errors, done = [], []
+    cx, cy, qx = _request()
+
+    def worker(i):
+        client = RestClient(server["url"], "gpicl", timeout=60)
+        for k in range(30):
+            try:
+                out = client.predict(cx, cy, qx, form="inputs" if (i + k) % 2 else "instances")
+                assert out["probabilities"].shape == (2, 3, 10)
+                done.append(1)
+            except Exception as e:  # every failure is counted and reported
+                errors.append(repr(e))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    version = saved_model.export_run(trained_run, server["base"], "gpicl")
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors, errors[:3]
+    assert len(done) == 120
+    deadline = time.time() + 60
+    client = RestClient(server["url"], "gpicl")
+    while time.time() < deadline:
+        if client.status()["model_version_status"][0]["version"] == os.path.basename(version):
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail("the server did not pick up the new version within 60 s")
+    out = client.predict(cx, cy, qx, version=int(os.path.basename(version)))
+    assert out["classes"].shape == (2, 3)

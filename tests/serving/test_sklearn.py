@@ -1,0 +1,61 @@
+import os
+
+import numpy as np
+import pytest
+from sklearn.model_selection import cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import MinMaxScaler
+
+from gpicl_tf.sklearn import GPICLClassifier
+
+
+@pytest.fixture(scope="module")
+def version(model_base):
+    return os.path.join(model_base, "gpicl", "1")
+
+
+def _data(n=40, d=5, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.array(["cat", "dog", "emu"][:classes])[rng.integers(0, classes, n)]
+    return rng.standard_normal((n, d)) + (y == "dog")[:, None] * 2.0, y
+
+
+def test_fit_predict_shapes_and_labels(version):
+    X, y = _data()
+    clf = GPICLClassifier(version, n_ensemble=3).fit(X, y)
+    proba = clf.predict_proba(X[:7])
+    assert proba.shape == (7, 3)
+    np.testing.assert_allclose(proba.sum(1), 1.0, rtol=1e-5)
+    assert set(clf.predict(X[:7])) <= {"cat", "dog", "emu"}
+    assert list(clf.classes_) == ["cat", "dog", "emu"]
+    np.testing.assert_array_equal(proba, GPICLClassifier(version, n_ensemble=3).fit(X, y)
+                                  .predict_proba(X[:7]))  # seeded
+
+
+def test_long_context_is_subsampled(version):
+    X, y = _data(n=30)  # the smoke model's maximum context is 11
+    clf = GPICLClassifier(version, n_ensemble=2).fit(X, y)
+    assert clf.predict_proba(X[:4]).shape == (4, 3)
+    _, _, keep = clf._member(0, {"schema": {"input_size": 16, "num_classes": 10},
+                                 "max_context": 11})
+    assert len(keep) == 11 and len(set(keep)) == 11
+
+
+def test_cross_val_score_and_pipeline(version):
+    X, y = _data(n=30)
+    scores = cross_val_score(make_pipeline(MinMaxScaler(), GPICLClassifier(version, 2)), X, y,
+                             cv=3)
+    assert scores.shape == (3,) and np.all((0 <= scores) & (scores <= 1))
+
+
+def test_errors_name_the_problem(version, tmp_path):
+    X, y = _data()
+    with pytest.raises(ValueError, match="11 classes.*at most 10"):
+        GPICLClassifier(version).fit(np.zeros((11, 2)), np.arange(11))
+    clf = GPICLClassifier(version).fit(X, y)
+    with pytest.raises(ValueError, match="2 features.*fitted on 5"):
+        clf.predict(np.zeros((3, 2)))
+    with pytest.raises(FileNotFoundError, match="not a gpicl_tf SavedModel"):
+        GPICLClassifier(str(tmp_path)).fit(X, y)
+    with pytest.raises(ValueError, match="n_ensemble=0"):
+        GPICLClassifier(version, n_ensemble=0).fit(X, y)
