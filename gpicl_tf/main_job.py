@@ -1,4 +1,4 @@
-"""The main job: episodes -> meta-training -> baselines -> evaluation -> report.
+"""The main job: episodes -> meta-training -> baselines -> evaluation -> export -> report.
 
     run_all(get_preset("cpu"), "runs/cpu")
 
@@ -19,6 +19,7 @@ from absl import logging
 from gpicl_tf.config import Config
 from gpicl_tf.data import episodes as episodes_lib, sources, storage
 from gpicl_tf.eval import evaluate as evaluate_lib, report as report_lib
+from gpicl_tf.export import saved_model
 from gpicl_tf.training import train
 
 NAMES = {"transformer": "GPICL Transformer", "lstm": "LSTM", "mlp": "MLP (no context)"}
@@ -48,8 +49,13 @@ def write_eval_episodes(config: Config, workdir: str) -> tuple[dict, list]:
     return sets, skipped
 
 
-def run_all(config: Config, workdir: str, *, verbose="auto") -> dict:
-    """Runs every stage; returns the report (also in workdir/report/)."""
+def run_all(config: Config, workdir: str, *, export_base: str | None = None,
+            export_name: str = "gpicl", verbose="auto") -> dict:
+    """Runs every stage; returns the report (also in workdir/report/).
+
+    With `export_base`, the Transformer is exported as the next version of
+    EXPORT_BASE/EXPORT_NAME for TF Serving.
+    """
     t0 = time.perf_counter()
     times = {}
     # ------------------------------------------------------------------ episodes
@@ -80,6 +86,13 @@ def run_all(config: Config, workdir: str, *, verbose="auto") -> dict:
             f"{source} (seen tasks)": (train_eps, "seen"), **eval_sets}
     report = evaluate_lib.evaluate(models, sets, (train_eps, "train"), config.eval)
     times["evaluate"] = time.perf_counter() - t
+
+    # ------------------------------------------------------------------ export
+    if export_base:
+        t = time.perf_counter()
+        report["export"] = saved_model.export_run(os.path.join(workdir, "transformer"),
+                                                  export_base, export_name)
+        times["export"] = time.perf_counter() - t
     times["total"] = time.perf_counter() - t0
     report["skipped"] = skipped
     report["config"] = config.to_dict()

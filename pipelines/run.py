@@ -1,4 +1,5 @@
-"""The main job: episodes, meta-training (Transformer, LSTM, MLP), evaluation, report.
+"""The main job: episodes, meta-training (Transformer, LSTM, MLP), evaluation,
+export to saved_models/gpicl/VERSION, report.
 
     python -m pipelines.run --preset cpu --workdir runs/cpu
 
@@ -11,6 +12,8 @@ from absl import app, flags
 from pipelines import common
 
 flags.DEFINE_string("workdir", None, "where every stage writes", required=True)
+flags.DEFINE_string("export_dir", "saved_models", "TF Serving model base ('' = no export)")
+flags.DEFINE_string("export_name", "gpicl", "exported model name")
 FLAGS = flags.FLAGS
 
 
@@ -19,11 +22,15 @@ def main(argv):
     common.quiet_tensorflow()
     from gpicl_tf import main_job
 
-    report = main_job.run_all(common.resolve_config(), FLAGS.workdir, verbose=2)
+    report = main_job.run_all(common.resolve_config(), FLAGS.workdir,
+                              export_base=FLAGS.export_dir or None,
+                              export_name=FLAGS.export_name, verbose=2)
     with open(f"{FLAGS.workdir}/report/report.md") as f:
         print(f.read())
     print(f"stage times (s): {report['seconds']}")
     print(f"report: {FLAGS.workdir}/report/")
+    if "export" in report:
+        print(f"exported: {report['export']}")
 
 
 if __name__ == "__main__":

@@ -80,7 +80,8 @@ def test_bad_positions_are_named(smoke_config):
 def test_main_job_smoke_end_to_end(tmp_path):
     workdir = str(tmp_path / "run")
     done = subprocess.run([sys.executable, "-m", "pipelines.run", "--preset", "smoke",
-                           "--workdir", workdir], capture_output=True, text=True)
+                           "--workdir", workdir, "--export_dir", str(tmp_path / "saved")],
+                          capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.load(open(os.path.join(workdir, "report", "report.json")))
     assert set(report["datasets"]) == {"digits (unseen tasks)", "digits (seen tasks)",
@@ -90,3 +91,5 @@ def test_main_job_smoke_end_to_end(tmp_path):
             "SGD (tuned)", "chance"} <= set(methods)
     assert "| GPICL Transformer |" in done.stdout
     assert os.path.exists(os.path.join(workdir, "report", "accuracy_digits_unseen_tasks.png"))
+    assert os.path.exists(tmp_path / "saved" / "gpicl" / "1" / "saved_model.pb")
+    assert report["export"].endswith(os.path.join("gpicl", "1"))

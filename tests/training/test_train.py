@@ -110,8 +110,8 @@ def test_curriculum_callback_changes_the_batches(smoke_config, smoke_episodes):
     ds = pipeline.make_dataset(eps, "train", 8, shuffle=False, bias=bias, prefetch=1).map(tap)
     model = build_model(smoke_config.model, eps.schema)
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    steps = 24
-    cb = callbacks.CurriculumCallback(bias, "linear", 1.0, anneal_steps=steps // 2)
+    steps = 36
+    cb = callbacks.CurriculumCallback(bias, "linear", 1.0, anneal_steps=8)
     model.fit(ds, epochs=1, steps_per_epoch=steps, callbacks=[cb], verbose=0)
 
     def biased_rows(batch_index, targets):
@@ -120,11 +120,12 @@ def test_curriculum_callback_changes_the_batches(smoke_config, smoke_episodes):
                    for b, r in enumerate(rows))
 
     counts = [biased_rows(i, t) for i, t in enumerate(seen[:steps])]
-    print(counts)
-    assert counts[0] == 8 and max(counts[:3]) == 8   # the callback set 1.0 at step 0
-    assert 0 < counts[8] < 8                         # half-way through the anneal
-    assert counts[-8:] == [0] * 8                    # annealed to 0 by step 12
-    assert all(a >= b for a, b in zip(counts, counts[1:]))
+    # Batches are built ahead of the step that trains on them (prefetch, parallel
+    # map), by a lag that depends on the machine's load: test the order of events.
+    assert max(counts[:4]) == 8, counts          # the callback set 1.0 at step 0
+    assert any(0 < c < 8 for c in counts), counts  # the anneal passed through the batches
+    assert counts[-8:] == [0] * 8, counts        # annealed to 0 at step 8
+    assert all(a >= b for a, b in zip(counts, counts[1:])), counts
 
 
 @pytest.mark.parametrize("schedule,step,left,want", [
