@@ -35,7 +35,7 @@ def measure(cfg, out, batch_size, batches):
     t0 = time.perf_counter()
     for _ in range(batches):
         features, _ = next(it)
-    features["tokens"].numpy()
+    features["inputs"].numpy()
     read_s = time.perf_counter() - t0
     total = n + manifest["splits"]["test"]["episodes"]
     return {"write_eps_per_s": total / write_s, "read_eps_per_s": batches * batch_size / read_s,
