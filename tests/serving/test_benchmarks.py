@@ -1,0 +1,26 @@
+"""The serving and estimator benchmarks run end to end (tiny settings, smoke model)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.slow
+def test_serving_benchmark_runs(model_base):
+    done = subprocess.run([sys.executable, "benchmarks/serving.py",
+                           os.path.join(model_base, "gpicl"), "--requests", "8"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "p50" in done.stdout and "0 errors" in done.stdout and "fit+predict" in done.stdout
+
+
+@pytest.mark.slow
+def test_estimator_benchmark_runs(model_base):
+    done = subprocess.run([sys.executable, "benchmarks/estimator_ensemble.py",
+                           os.path.join(model_base, "gpicl", "1"), "--repeats", "1"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for name in ("digits", "wine", "breast_cancer"):
+        assert name in done.stdout
