@@ -134,11 +134,38 @@ class EvalConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class TuneConfig:
+    """Keras Tuner search space (comma-separated choices) and budget.
+
+    Every `num_heads` choice must divide every `model_sizes` choice (the key
+    size is model_size / num_heads). Each trial trains `steps` steps; its score
+    is meta-validation accuracy over the last 10 positions on unseen tasks
+    (`val_acc_last10`). A distributed trial with no result for
+    `trial_timeout_s` seconds is failed by the chief, so a dead worker cannot
+    hang the search.
+    """
+
+    model_sizes: str = "32,64"
+    num_layers: str = "1,2"
+    num_heads: str = "2,4"
+    learning_rate_min: float = 3e-4
+    learning_rate_max: float = 3e-3
+    adam_epsilons: str = "1e-8,1e-16"
+    batch_sizes: str = "32,64"
+    bias_fractions: str = "0.0,0.5,0.9"
+    steps: int = 600
+    max_trials: int = 6
+    seed: int = 0
+    trial_timeout_s: int = 3600
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    tune: TuneConfig = TuneConfig()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -163,7 +190,8 @@ class Config:
 
 
 def _section_classes() -> dict[str, type]:
-    return {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "eval": EvalConfig}
+    return {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "eval": EvalConfig,
+            "tune": TuneConfig}
 
 
 def _section_from_dict(section_cls: type, d: dict[str, Any], name: str):
@@ -225,6 +253,9 @@ def _smoke() -> Config:
                           shuffle_buffer=64),
         eval=EvalConfig(datasets="random", episodes=32, baseline_steps=20,
                         sgd_tuning_episodes=16),
+        tune=TuneConfig(model_sizes="8,16", num_layers="1", num_heads="2", batch_sizes="8",
+                        bias_fractions="0.0,0.5", steps=10, max_trials=2,
+                        trial_timeout_s=300),
     )
 
 

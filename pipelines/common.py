@@ -10,13 +10,20 @@ from absl import flags
 from gpicl_tf import config as config_lib
 
 flags.DEFINE_string("preset", "cpu", f"config preset: one of {sorted(config_lib.PRESETS)}")
+flags.DEFINE_string("config", None, "a config JSON file (e.g. a search's best_config.json), "
+                    "used instead of --preset")
 flags.DEFINE_multi_string("set", [], "override a config value: --set train.batch_size=32")
 FLAGS = flags.FLAGS
 
 
 def resolve_config() -> config_lib.Config:
-    """The preset named by --preset with every --set applied."""
-    return config_lib.override(config_lib.get_preset(FLAGS.preset), FLAGS.set)
+    """--config's file, else the preset named by --preset, with every --set applied."""
+    if FLAGS.config:
+        with open(FLAGS.config) as f:
+            base = config_lib.Config.from_json(f.read())
+    else:
+        base = config_lib.get_preset(FLAGS.preset)
+    return config_lib.override(base, FLAGS.set)
 
 
 def run(main) -> None:

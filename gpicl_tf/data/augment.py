@@ -16,6 +16,7 @@ import tensorflow as tf
 
 FIXED_TASK_ID = -1
 UNSEEN_TASK_OFFSET = 2**40  # meta-test task ids start here; training ids are < 2**31
+VALID_TASK_OFFSET = 2**41   # meta-validation task ids (tuning, model selection) start here
 _PROJECTION_SALT = 0
 _PERMUTATION_SALT = 1
 

@@ -39,8 +39,9 @@ class SplitPlan:
 
 
 def split_plans(config: DataConfig) -> list[SplitPlan]:
-    """`train`: seen task ids on the train split; `test`: unseen ids, test split;
-    `seen`: seen task ids on the test split (memorisation)."""
+    """`train`: seen task ids on the train split; `test`: unseen ids, test split
+    (meta-test); `seen`: seen task ids on the test split (memorisation); `valid`:
+    other unseen ids on the train split (meta-validation: touches no test data)."""
     if not 0 <= config.log2_num_tasks <= 31:
         raise ValueError(f"log2_num_tasks={config.log2_num_tasks} must be in [0, 31]")
     n = 2**config.log2_num_tasks
@@ -49,6 +50,8 @@ def split_plans(config: DataConfig) -> list[SplitPlan]:
         SplitPlan("test", "test", augment.UNSEEN_TASK_OFFSET,
                   augment.UNSEEN_TASK_OFFSET + 2**31, config.test_episodes),
         SplitPlan("seen", "test", 0, n, config.test_episodes),
+        SplitPlan("valid", "train", augment.VALID_TASK_OFFSET,
+                  augment.VALID_TASK_OFFSET + 2**31, config.test_episodes),
     ]
 
 

@@ -77,7 +77,8 @@ def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "def
 
     Returns:
         the summary also written to workdir/summary.json: final training and
-        validation (unseen tasks) metrics, the step count, the strategy, XLA.
+        meta-validation ("valid": unseen tasks, train data) metrics, the step
+        count, the strategy, XLA.
     """
     # ------------------------------------------------------------------ set-up
     episodes = pipeline.open_episodes(episodes_dir)
@@ -108,11 +109,13 @@ def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "def
     train_ds = pipeline.make_dataset(episodes, "train", tcfg.batch_size, bias=bias,
                                      bias_mode=tcfg.bias_mode, seed=tcfg.seed,
                                      shuffle_buffer=tcfg.shuffle_buffer)
-    val_ds, val_steps = None, episodes.num_episodes("test") // tcfg.batch_size
+    # Meta-validation on unseen tasks of the train data ("valid"); the meta-test
+    # split stays untouched until evaluation.
+    val_ds, val_steps = None, episodes.num_episodes("valid") // tcfg.batch_size
     if val_steps:
         # Repeated: Keras keeps one validation iterator across epochs, and each
         # epoch's validation_steps batches are then the same full pass.
-        val_ds = pipeline.make_dataset(episodes, "test", tcfg.batch_size, shuffle=False)
+        val_ds = pipeline.make_dataset(episodes, "valid", tcfg.batch_size, shuffle=False)
 
     # ------------------------------------------------------------------ model
     try:

@@ -1,0 +1,1 @@
+"""Keras Tuner searches over the meta-learner."""

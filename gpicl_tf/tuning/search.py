@@ -1,0 +1,227 @@
+"""Keras Tuner searches: a HyperModel over the meta-learner, tuners, results.
+
+Example:
+    >>> results = run_search(get_preset("cpu"), "runs/tune", "tfrecords/cpu",
+    ...                      tuner="random")  # doctest: +SKIP
+
+The objective is meta-validation accuracy over the last 10 positions on unseen
+tasks of the train data (`val_acc_last10` on the "valid" split), never the
+training loss: memorising the training tasks cannot win. Searches resume: a
+search started again in the same directory skips finished trials. Distributed
+search uses Keras Tuner's chief/worker mode (KERASTUNER_TUNER_ID,
+KERASTUNER_ORACLE_IP, KERASTUNER_ORACLE_PORT).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import os
+import threading
+import time
+
+import keras
+import keras_tuner
+from absl import logging
+
+from gpicl_tf.config import Config
+from gpicl_tf.data import pipeline, storage
+from gpicl_tf.models import build_model
+from gpicl_tf.training.callbacks import CurriculumCallback
+from gpicl_tf.training.metrics import sequence_metrics
+from gpicl_tf.training.train import make_optimizer
+
+OBJECTIVE = "val_acc_last10"
+TUNERS = ("random", "hyperband", "bayesian")
+
+
+def _choices(text: str, kind, key: str) -> list:
+    try:
+        values = [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"tune.{key}={text!r} is not a comma-separated list of "
+                         f"{kind.__name__}") from None
+    if not values:
+        raise ValueError(f"tune.{key} is empty")
+    return values
+
+
+def search_space(config: Config) -> dict:
+    """The search space from `config.tune`, checked."""
+    t = config.tune
+    space = {"model_size": _choices(t.model_sizes, int, "model_sizes"),
+             "num_layers": _choices(t.num_layers, int, "num_layers"),
+             "num_heads": _choices(t.num_heads, int, "num_heads"),
+             "adam_epsilon": _choices(t.adam_epsilons, float, "adam_epsilons"),
+             "batch_size": _choices(t.batch_sizes, int, "batch_sizes"),
+             "bias_fraction": _choices(t.bias_fractions, float, "bias_fractions")}
+    for size in space["model_size"]:
+        for heads in space["num_heads"]:
+            if size % heads:
+                raise ValueError(f"tune.num_heads choice {heads} does not divide "
+                                 f"tune.model_sizes choice {size}")
+    if not 0 < t.learning_rate_min <= t.learning_rate_max:
+        raise ValueError(f"tune.learning_rate_min={t.learning_rate_min} and "
+                         f"learning_rate_max={t.learning_rate_max} are not 0 < min <= max")
+    return space
+
+
+def config_for(config: Config, values: dict) -> Config:
+    """The config a trial's hyperparameter values stand for."""
+    model = dataclasses.replace(config.model, model_size=values["model_size"],
+                                num_layers=values["num_layers"], num_heads=values["num_heads"],
+                                key_size=values["model_size"] // values["num_heads"])
+    train = dataclasses.replace(config.train, learning_rate=values["learning_rate"],
+                                adam_epsilon=values["adam_epsilon"],
+                                batch_size=values["batch_size"],
+                                bias_fraction=values["bias_fraction"],
+                                bias_schedule="plateau" if values["bias_fraction"] else "constant",
+                                steps=config.tune.steps)
+    return dataclasses.replace(config, model=model, train=train)
+
+
+class GPICLHyperModel(keras_tuner.HyperModel):
+    """Builds and meta-trains one trial's learner on the episode directory."""
+
+    def __init__(self, config: Config, episodes_dir: str):
+        super().__init__(name="gpicl")
+        self.config, self.episodes_dir = config, episodes_dir
+        self.space = search_space(config)
+        self.episodes = pipeline.open_episodes(episodes_dir)
+        if self.episodes.num_episodes("valid") < max(self.space["batch_size"]):
+            raise ValueError(f"{episodes_dir} holds {self.episodes.num_episodes('valid')} "
+                             "meta-validation episodes, fewer than the largest batch size")
+
+    def _values(self, hp) -> dict:
+        values = {k: hp.Choice(k, v) for k, v in self.space.items()}
+        values["learning_rate"] = hp.Float("learning_rate", self.config.tune.learning_rate_min,
+                                           self.config.tune.learning_rate_max, sampling="log")
+        return values
+
+    def build(self, hp):
+        cfg = config_for(self.config, self._values(hp))
+        model = build_model(cfg.model, self.episodes.schema)
+        model.compile(optimizer=make_optimizer(cfg.train),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=sequence_metrics(min(10, self.episodes.schema.episode_length)),
+                      jit_compile=cfg.train.jit_compile)
+        return model
+
+    def fit(self, hp, model, *args, epochs=None, callbacks=None, verbose="auto", **kwargs):
+        cfg = config_for(self.config, self._values(hp))
+        t = cfg.train
+        bias = pipeline.make_bias_variable(t.bias_fraction)
+        train_ds = pipeline.make_dataset(self.episodes, "train", t.batch_size, bias=bias,
+                                         bias_mode=t.bias_mode, seed=t.seed,
+                                         shuffle_buffer=t.shuffle_buffer)
+        val_ds = pipeline.make_dataset(self.episodes, "valid", t.batch_size, shuffle=False)
+        steps_per_epoch = min(t.steps_per_epoch, t.steps)
+        epochs = epochs or math.ceil(t.steps / steps_per_epoch)
+        curriculum = CurriculumCallback(bias, t.bias_schedule, t.bias_fraction,
+                                        t.bias_anneal_steps, self.episodes.schema.num_classes,
+                                        t.plateau_drop)
+        return model.fit(train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                         validation_data=val_ds,
+                         validation_steps=self.episodes.num_episodes("valid") // t.batch_size,
+                         callbacks=[*(callbacks or []), curriculum], verbose=verbose,
+                         shuffle=False)
+
+
+def make_tuner(kind: str, hypermodel: GPICLHyperModel, directory: str, max_trials: int):
+    if kind not in TUNERS:
+        raise ValueError(f"tuner={kind!r} is not one of {TUNERS}")
+    common = dict(objective=keras_tuner.Objective(OBJECTIVE, direction="max"),
+                  directory=directory, project_name="search", overwrite=False,
+                  seed=hypermodel.config.tune.seed)
+    if kind == "random":
+        return keras_tuner.RandomSearch(hypermodel, max_trials=max_trials, **common)
+    if kind == "bayesian":
+        return keras_tuner.BayesianOptimization(hypermodel, max_trials=max_trials, **common)
+    t = hypermodel.config.train
+    max_epochs = max(2, math.ceil(hypermodel.config.tune.steps / t.steps_per_epoch))
+    return keras_tuner.Hyperband(hypermodel, max_epochs=max_epochs, factor=3, **common)
+
+
+def results(tuner) -> list[dict]:
+    """Every trial, best first (trials without a score last)."""
+    rows = []
+    for trial in tuner.oracle.trials.values():
+        score = None if trial.score is None else float(trial.score)
+        rows.append({"trial": trial.trial_id, "status": trial.status, "score": score,
+                     **trial.hyperparameters.values})
+    return sorted(rows, key=lambda r: (r["score"] is None, -(r["score"] or 0.0)))
+
+
+def write_results(rows: list[dict], config: Config, out_dir: str) -> dict:
+    """results.csv, results.md (best first) and best_config.json (for --config)."""
+    keys = ["trial", "status", "score"] + sorted({k for r in rows for k in r} -
+                                                 {"trial", "status", "score"})
+    paths = {k: os.path.join(out_dir, f) for k, f in
+             (("csv", "results.csv"), ("md", "results.md"), ("best", "best_config.json"))}
+    with storage.atomic_path(paths["csv"]) as tmp:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, keys)
+            writer.writeheader()
+            writer.writerows(rows)
+    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(fmt(r.get(k, "")) for k in keys) + " |" for r in rows]
+    with storage.atomic_path(paths["md"]) as tmp:
+        with open(tmp, "w") as f:
+            f.write(f"Objective: {OBJECTIVE} (meta-validation, unseen tasks), best first.\n\n")
+            f.write("\n".join(lines) + "\n")
+    best = next((r for r in rows if r["score"] is not None), None)
+    if best is not None:
+        storage.write_json(paths["best"], config_for(config, best).to_dict())
+    return paths
+
+
+def fail_stalled_trials(oracle, timeout_s: float, started: dict, now: float) -> list[str]:
+    """Ends as FAILED every ongoing trial older than `timeout_s` (a dead worker's)."""
+    failed = []
+    for tuner_id, trial in list(oracle.ongoing_trials.items()):
+        first_seen = started.setdefault(trial.trial_id, now)
+        if now - first_seen > timeout_s:
+            trial.status = keras_tuner.engine.trial.TrialStatus.FAILED
+            trial.message = (f"worker {tuner_id} sent no result for trial {trial.trial_id} "
+                             f"within {timeout_s:.0f} s")
+            logging.error(trial.message)
+            oracle.end_trial(trial)
+            oracle.ongoing_trials.pop(tuner_id, None)
+            oracle.tuner_ids.discard(tuner_id)
+            failed.append(trial.trial_id)
+    return failed
+
+
+def _watchdog(oracle, timeout_s: float, stop: threading.Event) -> None:
+    started: dict = {}
+    while not stop.wait(2.0):
+        fail_stalled_trials(oracle, timeout_s, started, time.monotonic())
+
+
+def is_chief() -> bool:
+    return os.environ.get("KERASTUNER_TUNER_ID", "chief") == "chief" and \
+        "KERASTUNER_ORACLE_IP" in os.environ
+
+
+def run_search(config: Config, workdir: str, episodes_dir: str, *, tuner: str = "random",
+               max_trials: int | None = None, verbose="auto") -> list[dict]:
+    """Runs (or resumes) a search; the chief (or a process alone) writes the
+    results and returns the rows, best first; a worker returns []."""
+    os.makedirs(workdir, exist_ok=True)
+    hypermodel = GPICLHyperModel(config, episodes_dir)
+    t = make_tuner(tuner, hypermodel, workdir, max_trials or config.tune.max_trials)
+    stop = threading.Event()
+    if is_chief():
+        threading.Thread(target=_watchdog, args=(t.oracle, config.tune.trial_timeout_s, stop),
+                         daemon=True).start()
+    try:
+        t.search(verbose=verbose)
+    finally:
+        stop.set()
+    if "KERASTUNER_ORACLE_IP" in os.environ and not is_chief():
+        return []  # a worker: the chief holds the trials and writes the results
+    rows = results(t)
+    write_results(rows, config, workdir)
+    return rows

@@ -1,0 +1,105 @@
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import keras_tuner
+import pytest
+
+from gpicl_tf.config import Config, override
+from gpicl_tf.tuning import search
+
+
+def test_search_space_is_checked(smoke_config):
+    with pytest.raises(ValueError, match="num_heads choice 3 does not divide.*choice 8"):
+        search.search_space(override(smoke_config, ["tune.num_heads=2,3"]))
+    with pytest.raises(ValueError, match="tune.batch_sizes='8,x'"):
+        search.search_space(override(smoke_config, ["tune.batch_sizes=8,x"]))
+    with pytest.raises(ValueError, match="learning_rate_min=0.1"):
+        search.search_space(override(smoke_config, ["tune.learning_rate_min=0.1",
+                                                    "tune.learning_rate_max=0.01"]))
+
+
+def test_search_scores_meta_validation_sorts_and_resumes(smoke_config, smoke_episodes,
+                                                         tmp_path, monkeypatch):
+    calls = []
+    real_fit = search.GPICLHyperModel.fit
+
+    def counting_fit(self, hp, model, *args, **kwargs):
+        calls.append(dict(hp.values))
+        return real_fit(self, hp, model, *args, **kwargs)
+
+    monkeypatch.setattr(search.GPICLHyperModel, "fit", counting_fit)
+    workdir = str(tmp_path / "tune")
+    rows = search.run_search(smoke_config, workdir, smoke_episodes, max_trials=2, verbose=0)
+    assert len(rows) == 2 and len(calls) == 2
+    scores = [r["score"] for r in rows]
+    assert scores == sorted(scores, reverse=True)
+    # The score is the trial's meta-validation metric, not a training quantity.
+    tuner = search.make_tuner("random", search.GPICLHyperModel(smoke_config, smoke_episodes),
+                              workdir, 2)
+    for trial in tuner.oracle.trials.values():
+        assert trial.score == trial.metrics.get_best_value("val_acc_last10")
+    assert tuner.oracle.objective.name == "val_acc_last10"
+    # Outputs: CSV and Markdown best first, a config that train accepts.
+    table = open(os.path.join(workdir, "results.md")).read().splitlines()
+    assert table[4].startswith(f"| {rows[0]['trial']} |")
+    best = Config.from_json(open(os.path.join(workdir, "best_config.json")).read())
+    assert best.model.model_size == rows[0]["model_size"]
+    assert best.train.learning_rate == pytest.approx(rows[0]["learning_rate"])
+    # Resume: a third trial is added, the first two are not run again.
+    rows = search.run_search(smoke_config, workdir, smoke_episodes, max_trials=3, verbose=0)
+    assert len(rows) == 3 and len(calls) == 3
+
+
+def test_dead_worker_trial_is_failed_after_the_timeout(smoke_config, smoke_episodes, tmp_path):
+    tuner = search.make_tuner("random", search.GPICLHyperModel(smoke_config, smoke_episodes),
+                              str(tmp_path), 2)
+    oracle = tuner.oracle
+    trial = oracle.create_trial("tuner0")
+    started = {}
+    assert search.fail_stalled_trials(oracle, 60, started, now=0.0) == []
+    assert search.fail_stalled_trials(oracle, 60, started, now=61.0) == [trial.trial_id]
+    assert oracle.trials[trial.trial_id].status == "FAILED"
+    assert "tuner0" not in oracle.ongoing_trials and "tuner0" not in oracle.tuner_ids
+    assert "within 60 s" in oracle.trials[trial.trial_id].message
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_distributed_chief_and_two_workers_run_every_trial_once(smoke_episodes, tmp_path):
+    workdir = str(tmp_path / "dist")
+    port = str(_free_port())
+    cmd = [sys.executable, "-m", "pipelines.tune", "--preset", "smoke", "--episodes",
+           smoke_episodes, "--workdir", workdir, "--max_trials", "4"]
+    procs = {}
+    for tuner_id in ("chief", "tuner0", "tuner1"):
+        env = dict(os.environ, KERASTUNER_TUNER_ID=tuner_id, KERASTUNER_ORACLE_IP="127.0.0.1",
+                   KERASTUNER_ORACLE_PORT=port)
+        procs[tuner_id] = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
+                                           stderr=subprocess.STDOUT, text=True)
+    outputs = {}
+    for tuner_id, proc in procs.items():
+        try:
+            outputs[tuner_id] = proc.communicate(timeout=420)[0]
+        except subprocess.TimeoutExpired:
+            for p in procs.values():
+                p.kill()
+            pytest.fail(f"{tuner_id} did not finish within 420 s")
+        assert proc.returncode == 0, outputs[tuner_id][-3000:]
+    trial_dirs = [d for d in os.listdir(os.path.join(workdir, "search")) if d.startswith("trial_")]
+    assert len(trial_dirs) == 4
+    statuses = [json.load(open(os.path.join(workdir, "search", d, "trial.json")))["status"]
+                for d in trial_dirs]
+    assert statuses == ["COMPLETED"] * 4, statuses
+    # Each trial's fit logs "curriculum: step 0" once: four fits in all, all in the
+    # workers, none in the chief, so each completed trial ran exactly once.
+    starts = {tid: out.count("curriculum: step 0 ") for tid, out in outputs.items()}
+    assert starts["chief"] == 0 and starts["tuner0"] + starts["tuner1"] == 4, starts
+    assert os.path.exists(os.path.join(workdir, "results.md"))
