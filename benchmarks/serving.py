@@ -33,17 +33,18 @@ def _free_port():
 def _start(base: str):
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "pipelines.serve", "--model_base_path", base,
-                             "--port", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                             "--port", str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None:
         try:
             if requests.get(f"{url}/v1/models/{os.path.basename(base)}", timeout=1).ok:
                 return proc, url
         except requests.ConnectionError:
             time.sleep(0.2)
     proc.kill()
-    raise RuntimeError("the server did not start")
+    raise RuntimeError(f"the server did not start within 180 s: {proc.communicate()[0][-2000:]}")
 
 
 def main():
