@@ -9,10 +9,11 @@ The `serving_default` signature takes a labelled context and queries:
     context_x float32 [B, N, d]   context_y int64 [B, N]   query_x float32 [B, Q, d]
     -> probabilities float32 [B, Q, C], classes int64 [B, Q]
 
-Every query sees the whole context and no other query: each query is run as
-the next token after the context (B*Q sequences of length N + 1), which is
-exactly the causal model's prediction for it. N is at most the model's
-maximum context (training episode length - 1) and Q at most `max_queries`.
+Every query sees the whole context and no other query: its answer is the
+model's prediction for it appended as example N + 1. A PFN-layout Transformer
+computes all queries in one pass of N + Q tokens; other models run each query
+as its own sequence of N + 1 examples. N is at most the model's maximum
+context (training episode length - 1) and Q at most `max_queries`.
 
 A version is written under a hidden temporary name and renamed to its number
 only when complete (config JSON and warm-up requests included), so TF Serving
@@ -43,8 +44,13 @@ INPUT_NAMES = ("context_x", "context_y", "query_x")
 
 def serving_function(model: keras.Model, schema: EpisodeSchema, max_context: int,
                      max_queries: int):
-    """The serving endpoint: (context_x, context_y, query_x) -> probabilities, classes."""
+    """The serving endpoint: (context_x, context_y, query_x) -> probabilities, classes.
+
+    A PFN-layout Transformer answers all queries of an episode in one pass
+    (`pfn_query_logits`); other models run each query as its own sequence.
+    """
     d, c = schema.input_size, schema.num_classes
+    shared_pass = _is_pfn_transformer(model)
 
     def serve(context_x, context_y, query_x):
         b, n, q = tf.shape(context_x)[0], tf.shape(context_x)[1], tf.shape(query_x)[1]
@@ -66,11 +72,15 @@ def serving_function(model: keras.Model, schema: EpisodeSchema, max_context: int
             tf.debugging.assert_all_finite(query_x, "query_x has NaN or Inf"),
         ]
         with tf.control_dependencies(checks):
+            context_y = tf.cast(context_y, tf.int32)
+        if shared_pass:
+            logits = pfn_query_logits(model, context_x, context_y, query_x, c)  # [B, Q, C]
+        else:
             ctx_x = tf.repeat(context_x, q, axis=0)                        # [B*Q, N, d]
-            ctx_y = tf.repeat(tf.cast(context_y, tf.int32), q, axis=0)     # [B*Q, N]
-        inputs = tf.concat([ctx_x, tf.reshape(query_x, [b * q, 1, d])], axis=1)  # [B*Q, N+1, d]
-        labels = tf.concat([ctx_y, tf.zeros([b * q, 1], tf.int32)], axis=1)
-        logits = model({"inputs": inputs, "labels": labels}, training=False)[:, -1]  # [B*Q, C]
+            ctx_y = tf.repeat(context_y, q, axis=0)                        # [B*Q, N]
+            inputs = tf.concat([ctx_x, tf.reshape(query_x, [b * q, 1, d])], 1)  # [B*Q, N+1, d]
+            labels = tf.concat([ctx_y, tf.zeros([b * q, 1], tf.int32)], axis=1)
+            logits = model({"inputs": inputs, "labels": labels}, training=False)[:, -1]
         probabilities = tf.reshape(tf.nn.softmax(tf.cast(logits, tf.float32)), [b, q, c])
         return {"probabilities": probabilities,
                 "classes": tf.argmax(probabilities, axis=-1, output_type=tf.int64)}
@@ -79,6 +89,48 @@ def serving_function(model: keras.Model, schema: EpisodeSchema, max_context: int
                  tf.TensorSpec([None, None], tf.int64, name="context_y"),
                  tf.TensorSpec([None, None, d], tf.float32, name="query_x")]
     return serve, signature
+
+
+def _is_pfn_transformer(model: keras.Model) -> bool:
+    try:
+        tokens = model.get_layer("episode_tokens")
+        model.get_layer("transformer_block_0")
+    except ValueError:
+        return False
+    return tokens.layout == "pfn"
+
+
+def pfn_query_logits(model: keras.Model, context_x, context_y, query_x, num_classes: int):
+    """Logits [B, Q, C] of every query in one pass of a PFN-layout Transformer.
+
+    Tokens: the N context tokens [x_i, one_hot(y_i)], causal among themselves
+    as in training, then the Q query tokens [x_q, 0], each attending to all
+    context tokens and itself. A query's output therefore equals the model's
+    prediction for it appended as example N+1 (the test of tests/export), at
+    the cost of N + Q tokens instead of Q * 2(N + 1).
+    """
+    n, q = tf.shape(context_x)[1], tf.shape(query_x)[1]
+    onehot = tf.one_hot(context_y, num_classes, dtype=context_x.dtype)          # [B, N, C]
+    context = tf.concat([context_x, onehot], axis=-1)                            # [B, N, d+C]
+    queries = tf.concat([query_x, tf.zeros([tf.shape(query_x)[0], q, num_classes],
+                                           context_x.dtype)], axis=-1)            # [B, Q, d+C]
+    tokens = tf.concat([context, queries], axis=1)                               # [B, N+Q, d+C]
+    i = tf.range(n + q)[:, None]
+    j = tf.range(n + q)[None, :]
+    context_row, context_col = i < n, j < n
+    mask = (context_row & context_col & (j <= i)) | (~context_row & context_col) | \
+        (~context_row & tf.equal(i, j))                                         # [N+Q, N+Q]
+    h = model.get_layer("token_embedding")(tokens)
+    layer = 0
+    while True:
+        try:
+            block = model.get_layer(f"transformer_block_{layer}")
+        except ValueError:
+            break
+        h = block(h, mask[None], training=False)
+        layer += 1
+    h = model.get_layer("final_norm")(h)
+    return model.get_layer("logits")(h[:, n:])                                   # [B, Q, C]
 
 
 def next_version(model_dir: str) -> int:
