@@ -22,7 +22,6 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from gpicl_tf.config import get_preset  # noqa: E402
-from gpicl_tf.data import episodes as episodes_lib, pipeline  # noqa: E402
 from gpicl_tf.data.schema import EpisodeSchema  # noqa: E402
 from gpicl_tf.models import build_model  # noqa: E402
 from gpicl_tf.training.metrics import sequence_metrics  # noqa: E402
@@ -75,18 +74,12 @@ def step_rate(config, steps: int) -> dict:
 
 
 def reader_rate(config, batches=100) -> float:
+    """Episodes/s the input pipeline delivers for this preset (input_pipeline.measure)."""
+    from input_pipeline import measure  # benchmarks/ is on sys.path when run as a script
+
     with tempfile.TemporaryDirectory() as tmp:
         data = dataclasses.replace(config.data, train_episodes=8192, test_episodes=64)
-        episodes_lib.write_episodes(data, tmp)
-        eps = pipeline.open_episodes(tmp)
-        it = iter(pipeline.make_dataset(eps, "train", config.train.batch_size,
-                                        bias=pipeline.make_bias_variable(0.5)))
-        for _ in range(5):
-            next(it)
-        t0 = time.perf_counter()
-        for _ in range(batches):
-            next(it)
-        return batches * config.train.batch_size / (time.perf_counter() - t0)
+        return measure(data, tmp, config.train.batch_size, batches)["read_eps_per_s"]
 
 
 def main():

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 from google.protobuf import json_format
-from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from tensorflow.core.protobuf import saved_model_pb2
 
 from gpicl_tf.export import saved_model
 
@@ -40,11 +40,9 @@ class LoadedVersion:
         self.fn = self._loaded.signatures[saved_model.SIGNATURE]
         with open(os.path.join(path, "saved_model.pb"), "rb") as f:
             proto = saved_model_pb2.SavedModel.FromString(f.read())
-        defs = meta_graph_pb2.SignatureDef
         self.signature_defs = {
             k: json_format.MessageToDict(v, preserving_proto_field_name=True)
-            for k, v in proto.meta_graphs[0].signature_def.items()
-            if isinstance(v, defs) and not k.startswith("__")}
+            for k, v in proto.meta_graphs[0].signature_def.items() if not k.startswith("__")}
 
     @property
     def input_size(self) -> int:

@@ -1,5 +1,4 @@
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -10,12 +9,7 @@ import requests
 from gpicl_tf.config import override
 from gpicl_tf.export import saved_model
 from gpicl_tf.training import train
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.conftest import free_ports
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +30,7 @@ def model_base(trained_run, tmp_path_factory):
 @pytest.fixture(scope="session")
 def server(model_base):
     """A real server process on 127.0.0.1 serving BASE/gpicl (REST and gRPC)."""
-    port, grpc_port = free_port(), free_port()
+    port, grpc_port = free_ports(2)
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipelines.serve", "--model_base_path",
          os.path.join(model_base, "gpicl"), "--port", str(port), "--grpc_port", str(grpc_port),

@@ -7,28 +7,18 @@ has fixed the bug and strategy='multi_worker' can be enabled.
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import pytest
 
 from gpicl_tf.training import distribute
-
-
-def _free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+from tests.conftest import free_ports
 
 
 @pytest.mark.slow
 def test_keras_fit_under_two_workers_still_fails_upstream():
-    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    workers = [f"127.0.0.1:{p}" for p in free_ports(2)]
     procs = []
     for index in range(2):
         env = dict(os.environ, TF_CONFIG=json.dumps(

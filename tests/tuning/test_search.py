@@ -1,6 +1,5 @@
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -9,6 +8,7 @@ import pytest
 
 from gpicl_tf.config import Config, override
 from gpicl_tf.tuning import search
+from tests.conftest import free_ports
 
 
 def test_search_space_is_checked(smoke_config):
@@ -66,16 +66,10 @@ def test_dead_worker_trial_is_failed_after_the_timeout(smoke_config, smoke_episo
     assert "within 60 s" in oracle.trials[trial.trial_id].message
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_distributed_chief_and_two_workers_run_every_trial_once(smoke_episodes, tmp_path):
     workdir = str(tmp_path / "dist")
-    port = str(_free_port())
+    port = str(free_ports(1)[0])
     cmd = [sys.executable, "-m", "pipelines.tune", "--preset", "smoke", "--episodes",
            smoke_episodes, "--workdir", workdir, "--max_trials", "4"]
     procs = {}
