@@ -23,13 +23,15 @@ class DataConfig:
     """What episodes are made of.
 
     Attributes:
-        source: base dataset name (see `gpicl_tf.data.sources.SOURCES`).
+        source: base dataset name (see `gpicl_tf.data.sources`), or
+            "functions:FAMILY" for function regression (`gpicl_tf.data.functions`).
         data_dir: where TFDS or IDX files live ("" = the source's default).
         download: let TFDS download missing data (needs internet).
         image_size: resize images to this square size (0 = keep).
         grayscale: convert colour images to one channel.
-        input_size: the model's input size N_x; every dataset is projected to it.
-        num_classes: size of the shared prediction head.
+        input_size: the model's input size N_x; every dataset is projected to it
+            (function regression: the dimension d of x).
+        num_classes: size of the shared prediction head (0 for function regression).
         episode_length: examples per episode (N).
         log2_num_tasks: meta-training uses 2**log2_num_tasks task ids.
         train_episodes: episodes written for meta-training.
@@ -121,8 +123,9 @@ class EvalConfig:
         sequence_baselines: architectures trained by the same pipeline and
             evaluated beside the Transformer ("lstm", "mlp").
         baseline_steps: meta-training steps of each sequence baseline.
-        sgd_tuning_episodes: meta-training episodes on which the SGD baseline's
-            learning rate and step count are chosen.
+        sgd_tuning_episodes: meta-training episodes on which the baselines'
+            settings are chosen (SGD's learning rate and steps; for function
+            regression, k-NN's k, ridge's alpha, the polynomial degree, the GP kernel).
     """
 
     datasets: str = "fashion_mnist_idx,random"
@@ -160,12 +163,56 @@ class TuneConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class FunctionConfig:
+    """Function-regression task families (used when `data.source` is
+    "functions:FAMILY"; see `gpicl_tf.data.functions`). x ~ U(-1, 1) in
+    `data.input_size` dimensions; every observed y carries N(0, noise_std^2) noise.
+
+    Attributes:
+        num_queries: points per episode whose y is hidden (value zeroed, query flag set).
+        noise_std: observation noise of every y (context and query targets).
+        mlp_depth, mlp_width, mlp_activations: random MLP functions; each task
+            picks one activation of the comma-separated list.
+        mlp_weight_scale: weights ~ N(0, scale^2 / fan_in); biases ~ N(0, mlp_bias_scale^2).
+        mlp_output_min, mlp_output_max: each MLP task is standardised on 256
+            reference points, then scaled by a log-uniform factor in this range.
+        sine_*: y = A sin(2 pi f u.x + phase), A and f uniform in their ranges,
+            u a random unit direction, phase uniform in [0, 2 pi).
+        linear_slope_scale, linear_bias_scale: y = a.x + b, a ~ N(0, s^2 / d), b ~ N(0, s_b^2).
+        poly_degree, poly_coef_scale: y = sum_k c_k (u.x)^k, c_k ~ N(0, s^2).
+        gp_length_min, gp_length_max: Gaussian-process samples (RBF kernel, unit
+            variance, 256 random Fourier features), length scale log-uniform in range.
+    """
+
+    num_queries: int = 16
+    noise_std: float = 0.1
+    mlp_depth: int = 2
+    mlp_width: int = 32
+    mlp_activations: str = "tanh,swish,relu"
+    mlp_weight_scale: float = 2.0
+    mlp_bias_scale: float = 1.0
+    mlp_output_min: float = 0.25
+    mlp_output_max: float = 1.5
+    sine_amplitude_min: float = 0.1
+    sine_amplitude_max: float = 1.0
+    sine_frequency_min: float = 0.25
+    sine_frequency_max: float = 1.0
+    linear_slope_scale: float = 1.0
+    linear_bias_scale: float = 0.5
+    poly_degree: int = 3
+    poly_coef_scale: float = 0.7
+    gp_length_min: float = 0.2
+    gp_length_max: float = 0.8
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     tune: TuneConfig = TuneConfig()
+    functions: FunctionConfig = FunctionConfig()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -191,7 +238,7 @@ class Config:
 
 def _section_classes() -> dict[str, type]:
     return {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "eval": EvalConfig,
-            "tune": TuneConfig}
+            "tune": TuneConfig, "functions": FunctionConfig}
 
 
 def _section_from_dict(section_cls: type, d: dict[str, Any], name: str):
@@ -280,6 +327,57 @@ def _fashion_cpu() -> Config:
         eval=dataclasses.replace(cpu.eval, datasets="digits,random"))
 
 
+def _long(cpu: Config) -> Config:
+    """A longer run of a cpu recipe (about an hour here): a 128-wide model, 4,500
+    steps and ten times the meta-training episodes, so that tasks rarely repeat."""
+    return dataclasses.replace(
+        cpu,
+        data=dataclasses.replace(cpu.data, train_episodes=200_000, episodes_per_shard=8_192),
+        model=dataclasses.replace(cpu.model, model_size=128, num_heads=8, key_size=16),
+        train=dataclasses.replace(cpu.train, steps=4_500, steps_per_epoch=250, warmup_steps=300,
+                                  shuffle_buffer=8_192))
+
+
+def _digits_long() -> Config:
+    return _long(_cpu())
+
+
+def _fashion_long() -> Config:
+    return _long(_fashion_cpu())
+
+
+def _functions_smoke() -> Config:
+    """Function regression end to end in about a minute."""
+    return Config(
+        data=DataConfig(source="functions:mlp", input_size=1, num_classes=0, episode_length=24,
+                        log2_num_tasks=8, train_episodes=256, test_episodes=32,
+                        episodes_per_shard=128),
+        model=ModelConfig(layout="pfn", model_size=16, num_layers=1, num_heads=2, key_size=8),
+        train=TrainConfig(batch_size=16, steps=30, steps_per_epoch=10, warmup_steps=2,
+                          shuffle_buffer=128),
+        eval=EvalConfig(datasets="functions:sine,functions:linear", episodes=16,
+                        positions="1,2,5,10,16", sequence_baselines="", sgd_tuning_episodes=16),
+        functions=FunctionConfig(num_queries=8),
+    )
+
+
+def _functions_cpu() -> Config:
+    """Meta-trained on random MLP functions (1-D, 100 points, 16 queries), tested
+    on held-out MLP functions and on sine, linear, polynomial and GP functions;
+    at most 20 minutes here."""
+    return Config(
+        data=DataConfig(source="functions:mlp", input_size=1, num_classes=0,
+                        episode_length=100, log2_num_tasks=16, train_episodes=32_768,
+                        test_episodes=256, episodes_per_shard=8_192),
+        model=ModelConfig(layout="pfn", model_size=64, num_layers=3, num_heads=4, key_size=16),
+        train=TrainConfig(batch_size=64, steps=3_000, steps_per_epoch=250, warmup_steps=200,
+                          shuffle_buffer=8_192),
+        eval=EvalConfig(datasets="functions:sine,functions:linear,functions:poly,functions:gp",
+                        episodes=256, positions="1,2,5,10,20,50", sequence_baselines="",
+                        sgd_tuning_episodes=64),
+    )
+
+
 def _paper() -> Config:
     return Config(
         data=DataConfig(
@@ -293,7 +391,10 @@ def _paper() -> Config:
     )
 
 
-PRESETS = {"smoke": _smoke, "cpu": _cpu, "fashion_cpu": _fashion_cpu, "paper": _paper}
+PRESETS = {"smoke": _smoke, "cpu": _cpu, "fashion_cpu": _fashion_cpu,
+           "digits_long": _digits_long, "fashion_long": _fashion_long,
+           "functions_smoke": _functions_smoke, "functions_cpu": _functions_cpu,
+           "paper": _paper}
 
 
 def get_preset(name: str) -> Config:

@@ -17,18 +17,23 @@ import time
 from absl import logging
 
 from gpicl_tf.config import Config
-from gpicl_tf.data import episodes as episodes_lib, sources, storage
-from gpicl_tf.eval import evaluate as evaluate_lib, report as report_lib
+from gpicl_tf.data import episodes as episodes_lib, functions, sources, storage
+from gpicl_tf.eval import evaluate as evaluate_lib, regression, report as report_lib
 from gpicl_tf.export import saved_model
 from gpicl_tf.training import train
 
 NAMES = {"transformer": "GPICL Transformer", "lstm": "LSTM", "mlp": "MLP (no context)"}
 
 
-def _episodes(data, out: str) -> str:
+def _episodes(data, out: str, functions_config=None) -> str:
     if not os.path.exists(os.path.join(out, storage.MANIFEST)):
-        episodes_lib.write_episodes(data, out, overwrite=True, progress=True)
+        episodes_lib.write_episodes(data, out, overwrite=True, progress=True,
+                                    functions_config=functions_config)
     return out
+
+
+def _dirname(source: str) -> str:
+    return source.replace(":", "-")
 
 
 def write_eval_episodes(config: Config, workdir: str) -> tuple[dict, list]:
@@ -40,12 +45,15 @@ def write_eval_episodes(config: Config, workdir: str) -> tuple[dict, list]:
         data = dataclasses.replace(config.data, source=name, train_episodes=0,
                                    test_episodes=config.eval.episodes)
         try:
-            out = _episodes(data, os.path.join(workdir, "episodes", f"eval-{name}"))
+            out = _episodes(data, os.path.join(workdir, "episodes", f"eval-{_dirname(name)}"),
+                            config.functions)
         except sources.SourceUnavailableError as e:
             logging.warning("unseen dataset %s skipped: %s", name, e)
             skipped.append({"dataset": name, "reason": str(e)})
             continue
-        sets[f"{name} (unseen dataset)"] = (out, "test")
+        family = functions.family_of(name)
+        label = f"{family} (unseen family)" if family else f"{name} (unseen dataset)"
+        sets[label] = (out, "test")
     return sets, skipped
 
 
@@ -56,6 +64,8 @@ def run_all(config: Config, workdir: str, *, export_base: str | None = None,
     With `export_base`, the Transformer is exported as the next version of
     EXPORT_BASE/EXPORT_NAME for TF Serving.
     """
+    if functions.family_of(config.data.source):
+        return run_functions(config, workdir, verbose=verbose)
     t0 = time.perf_counter()
     times = {}
     # ------------------------------------------------------------------ episodes
@@ -98,4 +108,37 @@ def run_all(config: Config, workdir: str, *, export_base: str | None = None,
     report["config"] = config.to_dict()
     report["seconds"] = {k: round(v, 1) for k, v in times.items()}
     report_lib.write_report(report, os.path.join(workdir, "report"))
+    return report
+
+
+def run_functions(config: Config, workdir: str, verbose="auto") -> dict:
+    """Function regression: episodes of the training family and of every
+    `eval.datasets` family, meta-training, evaluation against the baselines,
+    report (workdir/report/, as the classification job's). Not exported: the
+    serving signature is the classification one."""
+    t0 = time.perf_counter()
+    times = {}
+    family = functions.family_of(config.data.source)
+    train_eps = _episodes(config.data, os.path.join(workdir, "episodes",
+                                                    _dirname(config.data.source)),
+                          config.functions)
+    eval_sets, skipped = write_eval_episodes(config, workdir)
+    times["episodes"] = time.perf_counter() - t0
+
+    t = time.perf_counter()
+    run_dir = os.path.join(workdir, "transformer")
+    train.run(config, run_dir, train_eps, verbose=verbose)
+    times["train_transformer"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    sets = {f"{family} (held-out tasks)": (train_eps, "test"),
+            f"{family} (seen tasks)": (train_eps, "seen"), **eval_sets}
+    report = regression.evaluate_functions(os.path.join(run_dir, train.MODEL_FILE), sets,
+                                           (train_eps, "train"), config.eval)
+    times["evaluate"] = time.perf_counter() - t
+    times["total"] = time.perf_counter() - t0
+    report["skipped"] = skipped
+    report["config"] = config.to_dict()
+    report["seconds"] = {k: round(v, 1) for k, v in times.items()}
+    report_lib.write_regression_report(report, os.path.join(workdir, "report"))
     return report

@@ -4,6 +4,7 @@
 
 Takes about 2 s here for `cpu` (20,480 digits episodes), under 1 s for `smoke`.
 Other data: --set data.source=fashion_mnist_idx --set data.input_size=784 ...
+Function regression: --preset functions_cpu (or --set data.source=functions:sine ...).
 """
 
 from absl import app, flags
@@ -23,7 +24,8 @@ def main(argv):
 
     cfg = common.resolve_config()
     manifest = episodes.write_episodes(cfg.data, FLAGS.out, overwrite=FLAGS.overwrite,
-                                       progress=FLAGS.progress)
+                                       progress=FLAGS.progress,
+                                       functions_config=cfg.functions)
     for name, split in manifest["splits"].items():
         size = sum(s["bytes"] for s in split["shards"])
         print(f"{name}: {split['episodes']} episodes in {len(split['shards'])} shards, "

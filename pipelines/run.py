@@ -5,6 +5,8 @@ export to saved_models/gpicl/VERSION, report.
 
 `--preset smoke` takes about a minute here; `cpu` at most 20 minutes. Writes
 WORKDIR/report/report.md (Table-1 shape), report.json and accuracy plots.
+`--preset functions_cpu` (functions_smoke) runs function regression instead:
+MSE tables by number of context points, MSE plots and task plots; no export.
 """
 
 from absl import app, flags

@@ -45,3 +45,18 @@ def fresh_episodes(tmp_path, smoke_config):
     cfg = dataclasses.replace(smoke_config.data, train_episodes=64, test_episodes=16)
     episodes.write_episodes(cfg, out)
     return out
+
+
+@pytest.fixture(scope="session")
+def functions_config():
+    return get_preset("functions_smoke")
+
+
+@pytest.fixture(scope="session")
+def function_episodes(tmp_path_factory, functions_config):
+    """Function-regression smoke episodes (random MLP functions), read-only."""
+    from gpicl_tf.data import episodes
+
+    out = str(tmp_path_factory.mktemp("function_episodes"))
+    episodes.write_episodes(functions_config.data, out, functions_config=functions_config.functions)
+    return out

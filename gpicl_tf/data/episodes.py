@@ -5,7 +5,7 @@ Example:
     >>> manifest = write_episodes(get_preset("smoke").data, "/tmp/eps")  # doctest: +SKIP
 
 Layout of `out_dir` (all GZIP TFRecords, listed with sizes and sha256 in the
-manifest, which is written last):
+manifest, which is written last; function-regression sets have no base files):
 
     base-train.tfrecord.gz, base-test.tfrecord.gz
     episodes-train-00000-of-00010.tfrecord.gz ...
@@ -23,8 +23,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from gpicl_tf.config import DataConfig
-from gpicl_tf.data import augment, schema as schema_lib, sources, storage
+from gpicl_tf.config import DataConfig, FunctionConfig
+from gpicl_tf.data import augment, functions, schema as schema_lib, sources, storage
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,13 +98,40 @@ def _progress(total: int, enabled: bool):
 
 
 def write_episodes(config: DataConfig, out_dir: str, *, overwrite: bool = False,
-                   progress: bool = False) -> dict:
-    """Writes the episode directory for `config` and returns its manifest."""
-    schema = schema_lib.EpisodeSchema(config.episode_length, config.input_size,
-                                      config.num_classes)
+                   progress: bool = False,
+                   functions_config: FunctionConfig | None = None) -> dict:
+    """Writes the episode directory for `config` and returns its manifest.
+
+    A "functions:FAMILY" source writes function-regression episodes (values
+    stored, `functions_config` describes the family; default FunctionConfig());
+    any other source writes classification episodes over stored base data.
+    """
     if config.episodes_per_shard < 1:
         raise ValueError(f"episodes_per_shard={config.episodes_per_shard} must be positive")
     plans = split_plans(config)
+    family = functions.family_of(config.source)
+    if family is None:
+        schema, prepare = _classification(config, plans)
+    else:
+        schema, prepare = _regression(config, family, functions_config or FunctionConfig())
+    _prepare_directory(out_dir, overwrite)
+    extra, make_records = prepare(out_dir)
+    splits = {}
+    with _progress(sum(p.episodes for p in plans), progress) as bar:
+        for plan in plans:
+            splits[plan.name] = _write_split(plan, config, out_dir, make_records, bar)
+    manifest = {"format": schema_lib.FORMAT, "schema": schema.to_dict(),
+                "config": dataclasses.asdict(config), **extra, "splits": splits}
+    storage.write_json(os.path.join(out_dir, storage.MANIFEST), manifest)
+    logging.info("wrote %s: %s", out_dir,
+                 {k: v["episodes"] for k, v in splits.items()})
+    return manifest
+
+
+def _classification(config: DataConfig, plans: list[SplitPlan]):
+    """Checks the source; returns the schema and a preparer that stores the base data."""
+    schema = schema_lib.EpisodeSchema(config.episode_length, config.input_size,
+                                      config.num_classes)
     data = {s: sources.load_split(config.source, s, config) for s in sources.SPLITS}
     num_classes = data["train"].num_classes
     if num_classes > config.num_classes:
@@ -115,32 +142,68 @@ def write_episodes(config: DataConfig, out_dir: str, *, overwrite: bool = False,
         if config.episode_length > available:
             raise ValueError(f"episode_length={config.episode_length} exceeds the {available} "
                              f"examples of {config.source!r} split {plan.data_split!r}")
-    _prepare_directory(out_dir, overwrite)
-    mean, std = sources.normalization_stats(data["train"].x)
-    dtype = storage.base_dtype(np.concatenate([data["train"].x, data["test"].x]))
-    base = {s: storage.write_base(os.path.join(out_dir, f"base-{s}.tfrecord.gz"),
-                                  data[s].x, data[s].y, dtype) for s in sources.SPLITS}
-    splits = {}
-    with _progress(sum(p.episodes for p in plans), progress) as bar:
-        for plan in plans:
-            splits[plan.name] = _write_split(plan, config, out_dir,
-                                             len(data[plan.data_split].y), bar)
-    manifest = {
-        "format": schema_lib.FORMAT,
-        "schema": schema.to_dict(),
-        "config": dataclasses.asdict(config),
-        "source": {"name": config.source, "num_classes": num_classes,
-                   "dim": int(data["train"].x.shape[1]), "mean": mean, "std": std},
-        "base": base,
-        "splits": splits,
-    }
-    storage.write_json(os.path.join(out_dir, storage.MANIFEST), manifest)
-    logging.info("wrote %s: %s", out_dir,
-                 {k: v["episodes"] for k, v in splits.items()})
-    return manifest
+
+    def prepare(out_dir: str):
+        mean, std = sources.normalization_stats(data["train"].x)
+        dtype = storage.base_dtype(np.concatenate([data["train"].x, data["test"].x]))
+        base = {s: storage.write_base(os.path.join(out_dir, f"base-{s}.tfrecord.gz"),
+                                      data[s].x, data[s].y, dtype) for s in sources.SPLITS}
+        extra = {"source": {"name": config.source, "num_classes": num_classes,
+                            "dim": int(data["train"].x.shape[1]), "mean": mean, "std": std},
+                 "base": base}
+
+        def make_records(plan, shard, first, count):
+            return shard_records(plan, shard, first, count, len(data[plan.data_split].y),
+                                 config.episode_length, config.seed)
+        return extra, make_records
+
+    return schema, prepare
 
 
-def _write_split(plan: SplitPlan, config: DataConfig, out_dir: str, num_examples: int,
+def _regression(config: DataConfig, family: str, fcfg: FunctionConfig):
+    """Checks the family's settings; returns the schema and a preparer (no base data)."""
+    if config.num_classes != 0:
+        raise ValueError(f"num_classes={config.num_classes}: function regression "
+                         f"(source {config.source!r}) has no classes; set data.num_classes=0")
+    functions.check_config(fcfg, config.input_size, config.episode_length)
+    schema = schema_lib.EpisodeSchema(config.episode_length, config.input_size, 0,
+                                      task="regression", num_queries=fcfg.num_queries)
+
+    def prepare(out_dir: str):
+        extra = {"source": {"name": config.source, "family": family, "num_classes": 0,
+                            "dim": config.input_size},
+                 "functions": dataclasses.asdict(fcfg), "base": {}}
+
+        def make_records(plan, shard, first, count):
+            return function_records(plan, shard, first, count, family, config, fcfg)
+        return extra, make_records
+
+    return schema, prepare
+
+
+def function_records(plan: SplitPlan, shard: int, first: int, count: int, family: str,
+                     config: DataConfig, fcfg: FunctionConfig):
+    """Yields the serialized function episodes `first .. first+count-1` of a shard:
+    each draws a task id, re-creates its function and samples N points."""
+    rng = np.random.default_rng([config.seed, sum(map(ord, plan.name)), shard, 1])
+    d, n = config.input_size, config.episode_length
+    for episode_id in range(first, first + count):
+        task_id = int(rng.integers(plan.task_low, plan.task_high))
+        f = functions.task_function(family, config.seed, task_id, d, fcfg)
+        ep = functions.sample_episode(rng, f, n, d, fcfg)
+        feature = {
+            "episode_id": tf.train.Feature(int64_list=tf.train.Int64List(value=[episode_id])),
+            "task_id": tf.train.Feature(int64_list=tf.train.Int64List(value=[task_id])),
+            "x": tf.train.Feature(float_list=tf.train.FloatList(value=ep["x"].ravel())),
+            "y": tf.train.Feature(float_list=tf.train.FloatList(value=ep["y"])),
+            "clean": tf.train.Feature(float_list=tf.train.FloatList(value=ep["clean"])),
+            "query": tf.train.Feature(int64_list=tf.train.Int64List(value=ep["query"])),
+        }
+        yield tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(
+            deterministic=True)
+
+
+def _write_split(plan: SplitPlan, config: DataConfig, out_dir: str, make_records,
                  bar) -> dict:
     per = config.episodes_per_shard
     num_shards = max(1, -(-plan.episodes // per))
@@ -149,8 +212,7 @@ def _write_split(plan: SplitPlan, config: DataConfig, out_dir: str, num_examples
         first = shard * per
         count = min(per, plan.episodes - first)
         name = f"episodes-{plan.name}-{shard:05d}-of-{num_shards:05d}.tfrecord.gz"
-        records = shard_records(plan, shard, first, count, num_examples,
-                                config.episode_length, config.seed)
+        records = make_records(plan, shard, first, count)
         entry = storage.write_records(os.path.join(out_dir, name), records)
         entry["episodes"] = entry.pop("records")
         shards.append(entry)

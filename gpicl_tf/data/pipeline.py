@@ -135,7 +135,9 @@ def make_dataset(episodes: EpisodeSet, split: str, batch_size: int, *, shuffle: 
                  repeat: bool = True, bias: tf.Variable | None = None,
                  bias_mode: str = "permutation", seed: int = 0, shuffle_buffer: int = 2048,
                  drop_remainder: bool = True, prefetch: int = 4) -> tf.data.Dataset:
-    """Batches of ({"inputs": float32 [B, N, N_x], "labels": int32 [B, N]}, targets [B, N]).
+    """Batches of ({"inputs": float32 [B, N, N_x], "labels": int32 [B, N]}, targets [B, N]);
+    function-regression sets: ({"inputs", "values", "query"}, targets [B, N, 2])
+    (see `schema`).
 
     `prefetch` bounds how many ready batches wait (and so how late a change of
     `bias` can arrive); pass tf.data.AUTOTUNE to let tf.data choose.
@@ -154,7 +156,10 @@ def make_dataset(episodes: EpisodeSet, split: str, batch_size: int, *, shuffle: 
         raise ValueError(f"batch_size={batch_size} must be positive")
     if bias_mode not in BIAS_MODES:
         raise ValueError(f"bias_mode={bias_mode!r} is not one of {BIAS_MODES}")
-    build = _episode_builder(episodes, split, batch_size, bias, bias_mode)
+    if episodes.schema.regression:
+        build = _function_builder(episodes.schema)
+    else:
+        build = _episode_builder(episodes, split, batch_size, bias, bias_mode)
     ds = _records(files, shuffle, skip_errors=bool(episodes.skipped))
     if shuffle:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
@@ -191,6 +196,24 @@ def _episode_builder(episodes: EpisodeSet, split: str, batch_size: int,
             num_classes=schema.num_classes,
             fixed_projection=tf.logical_and(biased, bias_mode == "task"),
             fixed_permutation=biased)
+
+    return build
+
+
+def _function_builder(schema: schema_lib.EpisodeSchema):
+    """Function episodes: features (inputs, values with queries zeroed, query
+    flags) and targets (y, query) [N, 2]; the curriculum bias does not apply."""
+    spec = schema.record_spec()
+    n, d = schema.episode_length, schema.input_size
+
+    def build(position, raw):
+        del position
+        rec = tf.io.parse_single_example(raw, spec)
+        query = tf.cast(rec["query"], tf.float32)
+        features = {schema_lib.INPUTS: tf.reshape(rec["x"], [n, d]),
+                    schema_lib.VALUES: rec["y"] * (1.0 - query),
+                    schema_lib.QUERY: query}
+        return features, tf.stack([rec["y"], query], axis=-1)
 
     return build
 

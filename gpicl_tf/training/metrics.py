@@ -62,6 +62,37 @@ class WithinSequenceImprovement(keras.metrics.Metric):
         return {**super().get_config(), "window": self.window}
 
 
+@keras.saving.register_keras_serializable(package="gpicl_tf")
+def query_mse(y_true, y_pred):
+    """Mean squared error over the query points of each episode.
+
+    y_true (B, N, 2) holds (y, query flag); y_pred (B, N). Returns (B,): the
+    mean over each episode's queries (Keras then averages over the batch).
+    """
+    y, query = y_true[..., 0], y_true[..., 1]
+    squared = ops.square(ops.cast(y_pred, y.dtype) - y) * query
+    return ops.divide_no_nan(ops.sum(squared, axis=-1), ops.sum(query, axis=-1))
+
+
+@keras.saving.register_keras_serializable(package="gpicl_tf")
+class QueryMSE(keras.metrics.Metric):
+    """Mean squared error over every query point seen (the regression metric)."""
+
+    def __init__(self, name: str = "mse", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        del sample_weight
+        y, query = y_true[..., 0], y_true[..., 1]
+        self.total.assign_add(ops.sum(ops.square(ops.cast(y_pred, y.dtype) - y) * query))
+        self.count.assign_add(ops.sum(query))
+
+    def result(self):
+        return ops.divide_no_nan(self.total, self.count)
+
+
 def sequence_metrics(window: int = 10) -> list[keras.metrics.Metric]:
     return [PositionAccuracy(name="accuracy"),
             PositionAccuracy(0, window, name=f"acc_first{window}"),

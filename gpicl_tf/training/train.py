@@ -25,7 +25,7 @@ from gpicl_tf.data import pipeline, storage
 from gpicl_tf.models import build_model
 from gpicl_tf.training import callbacks as callbacks_lib
 from gpicl_tf.training import distribute
-from gpicl_tf.training.metrics import sequence_metrics
+from gpicl_tf.training.metrics import QueryMSE, query_mse, sequence_metrics
 
 CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
@@ -96,6 +96,10 @@ def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "def
     storage.write_json(os.path.join(workdir, CONFIG_FILE),
                        {"config": config.to_dict(), "episodes": os.path.abspath(episodes_dir)})
     tcfg = config.train
+    regression = episodes.schema.regression
+    if regression and tcfg.bias_fraction > 0:
+        raise ValueError(f"train.bias_fraction={tcfg.bias_fraction}: the curriculum biases "
+                         "classification tasks; function-regression episodes take none (set 0)")
     strat = distribute.make_strategy(strategy, cpu_devices, tpu)
     jit = distribute.use_xla(strat, tcfg.jit_compile)
     previous_policy = keras.config.dtype_policy()
@@ -123,15 +127,18 @@ def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "def
             model = build_model(config.model, episodes.schema)
             model.compile(
                 optimizer=make_optimizer(tcfg),
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                metrics=sequence_metrics(min(10, config.data.episode_length)),
+                loss=query_mse if regression
+                else keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                metrics=[QueryMSE()] if regression
+                else sequence_metrics(min(10, config.data.episode_length)),
                 jit_compile=jit)
 
         # -------------------------------------------------------------- fit
-        callbacks = [
+        callbacks = [] if regression else [
             callbacks_lib.CurriculumCallback(
                 bias, tcfg.bias_schedule, tcfg.bias_fraction, tcfg.bias_anneal_steps,
-                config.data.num_classes, tcfg.plateau_drop),
+                config.data.num_classes, tcfg.plateau_drop)]
+        callbacks += [
             keras.callbacks.BackupAndRestore(os.path.join(workdir, "backup")),
             keras.callbacks.ModelCheckpoint(
                 os.path.join(workdir, "checkpoints", "epoch-{epoch:04d}.weights.h5"),
