@@ -113,3 +113,20 @@ def test_functions_main_job_end_to_end(tmp_path):
     assert "| GPICL Transformer |" in done.stdout
     assert os.path.exists(os.path.join(workdir, "report", "mse_sine_unseen_family.png"))
     assert not os.path.exists(tmp_path / "saved")  # regression models are not exported
+
+
+def test_evaluate_pipeline_dispatches_on_the_episode_schema(function_model, function_episodes,
+                                                             tmp_path):
+    out = str(tmp_path / "report")
+    done = subprocess.run([sys.executable, "-m", "pipelines.evaluate", "--preset",
+                           "functions_smoke", "--model", os.path.dirname(function_model),
+                           "--episodes", function_episodes, "--out", out],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "held-out tasks: MSE by number of context points" in done.stdout
+    assert json.load(open(os.path.join(out, "report.json")))["task"] == "regression"
+    bad = subprocess.run([sys.executable, "-m", "pipelines.evaluate", "--preset",
+                          "functions_smoke", "--model", os.path.dirname(function_model),
+                          "--episodes", function_episodes, "--out", out,
+                          "--baseline", f"lstm={tmp_path}"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--baseline" in bad.stderr
