@@ -182,6 +182,10 @@ def export_model(model: keras.Model, config: dict, base: str, name: str,
     if not name or not name.replace("_", "").replace("-", "").isalnum():
         raise ValueError(f"model name {name!r} must be letters, digits, '-' or '_'")
     data = config["data"]
+    if str(data.get("source", "")).startswith("functions:"):
+        raise ValueError(f"data.source={data['source']!r}: function-regression learners are not "
+                         "exported; the serving signature maps labelled context to class "
+                         "probabilities")
     schema = EpisodeSchema(data["episode_length"], data["input_size"], data["num_classes"])
     max_context = schema.episode_length - 1
     model_dir = os.path.join(base, name)

@@ -89,6 +89,9 @@ class GPICLHyperModel(keras_tuner.HyperModel):
         self.config, self.episodes_dir = config, episodes_dir
         self.space = search_space(config)
         self.episodes = pipeline.open_episodes(episodes_dir)
+        if self.episodes.schema.regression:
+            raise ValueError(f"{episodes_dir} holds function-regression episodes; the search "
+                             "scores classification learners (val_acc_last10)")
         if self.episodes.num_episodes("valid") < max(self.space["batch_size"]):
             raise ValueError(f"{episodes_dir} holds {self.episodes.num_episodes('valid')} "
                              "meta-validation episodes, fewer than the largest batch size")

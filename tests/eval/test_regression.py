@@ -130,3 +130,18 @@ def test_evaluate_pipeline_dispatches_on_the_episode_schema(function_model, func
                           "--episodes", function_episodes, "--out", out,
                           "--baseline", f"lstm={tmp_path}"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--baseline" in bad.stderr
+
+
+def test_search_and_export_refuse_regression_clearly(function_model, function_episodes,
+                                                     functions_config, tmp_path):
+    import keras
+
+    from gpicl_tf.export import saved_model
+    from gpicl_tf.tuning import search
+
+    with pytest.raises(ValueError, match="function-regression episodes"):
+        search.GPICLHyperModel(functions_config, function_episodes)
+    model = keras.models.load_model(function_model, compile=False)
+    with pytest.raises(ValueError, match="'functions:mlp'"):
+        saved_model.export_model(model, functions_config.to_dict(), str(tmp_path), "f")
+    assert not os.listdir(tmp_path)
