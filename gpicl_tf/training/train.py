@@ -20,7 +20,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from gpicl_tf.config import Config, DataConfig
+from gpicl_tf.config import Config, DataConfig, FunctionConfig
 from gpicl_tf.data import pipeline, storage
 from gpicl_tf.models import build_model
 from gpicl_tf.training import callbacks as callbacks_lib
@@ -56,6 +56,8 @@ def _check_resume(workdir: str, config: Config) -> None:
         saved = json.load(f)["config"]
     new = config.to_dict()
     for section in new:
+        if section not in saved:  # a section added since that run was written
+            continue
         for key in new[section]:
             if saved.get(section, {}).get(key) != new[section][key]:
                 raise ValueError(
@@ -86,6 +88,11 @@ def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "def
     if data != config.data:
         logging.info("data config taken from %s/manifest.json", episodes_dir)
         config = dataclasses.replace(config, data=data)
+    if "functions" in episodes.manifest:
+        written = FunctionConfig(**episodes.manifest["functions"])
+        if written != config.functions:
+            logging.info("functions config taken from %s/manifest.json", episodes_dir)
+            config = dataclasses.replace(config, functions=written)
     os.makedirs(workdir, exist_ok=True)
     done = os.path.join(workdir, SUMMARY_FILE)
     _check_resume(workdir, config)

@@ -168,3 +168,28 @@ def test_loss_falls_on_a_single_memorisable_task(smoke_config, smoke_episodes, t
     first = float(_history(str(tmp_path / "single"))[0]["loss"])
     assert summary["final"]["loss"] < 0.5 * math.log(10), summary["final"]
     assert summary["final"]["loss"] < 0.6 * first
+
+
+def test_a_workdir_refuses_another_config_and_accepts_older_config_files(smoke_config,
+                                                                         smoke_episodes,
+                                                                         tmp_path):
+    workdir = str(tmp_path / "run")
+    cfg = override(smoke_config, ["train.steps=2", "train.steps_per_epoch=2"])
+    first = train.run(cfg, workdir, smoke_episodes, verbose=0)
+    with pytest.raises(ValueError, match="train.learning_rate=0.001"):
+        train.run(override(cfg, ["train.learning_rate=0.01"]), workdir, smoke_episodes)
+    path = os.path.join(workdir, train.CONFIG_FILE)
+    saved = json.load(open(path))
+    del saved["config"]["functions"]          # written before the section existed
+    json.dump(saved, open(path, "w"))
+    assert train.run(cfg, workdir, smoke_episodes, verbose=0) == first
+
+
+def test_regression_run_records_the_functions_config_of_its_episodes(
+        functions_config, function_episodes, tmp_path):
+    workdir = str(tmp_path / "run")
+    cfg = override(functions_config, ["train.steps=2", "train.steps_per_epoch=2",
+                                      "functions.noise_std=0.5"])
+    train.run(cfg, workdir, function_episodes, verbose=0)
+    saved = json.load(open(os.path.join(workdir, train.CONFIG_FILE)))["config"]
+    assert saved["functions"]["noise_std"] == functions_config.functions.noise_std
