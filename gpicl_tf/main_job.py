@@ -103,12 +103,7 @@ def run_all(config: Config, workdir: str, *, export_base: str | None = None,
         report["export"] = saved_model.export_run(os.path.join(workdir, "transformer"),
                                                   export_base, export_name)
         times["export"] = time.perf_counter() - t
-    times["total"] = time.perf_counter() - t0
-    report["skipped"] = skipped
-    report["config"] = config.to_dict()
-    report["seconds"] = {k: round(v, 1) for k, v in times.items()}
-    report_lib.write_report(report, os.path.join(workdir, "report"))
-    return report
+    return _finish(report, config, skipped, times, t0, workdir, report_lib.write_report)
 
 
 def run_functions(config: Config, workdir: str, verbose="auto") -> dict:
@@ -136,9 +131,16 @@ def run_functions(config: Config, workdir: str, verbose="auto") -> dict:
     report = regression.evaluate_functions(os.path.join(run_dir, train.MODEL_FILE), sets,
                                            (train_eps, "train"), config.eval)
     times["evaluate"] = time.perf_counter() - t
+    return _finish(report, config, skipped, times, t0, workdir,
+                   report_lib.write_regression_report)
+
+
+def _finish(report: dict, config: Config, skipped: list, times: dict, t0: float, workdir: str,
+            write) -> dict:
+    """Adds the skipped sets, the config and the stage times; writes workdir/report/."""
     times["total"] = time.perf_counter() - t0
     report["skipped"] = skipped
     report["config"] = config.to_dict()
     report["seconds"] = {k: round(v, 1) for k, v in times.items()}
-    report_lib.write_regression_report(report, os.path.join(workdir, "report"))
+    write(report, os.path.join(workdir, "report"))
     return report

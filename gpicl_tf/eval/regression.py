@@ -33,6 +33,7 @@ import gpicl_tf.training.metrics  # noqa: F401
 from gpicl_tf.config import EvalConfig
 from gpicl_tf.data import pipeline
 from gpicl_tf.data.schema import INPUTS, QUERY, VALUES
+from gpicl_tf.eval.evaluate import resolve_positions
 
 LEARNER = "GPICL Transformer"
 
@@ -84,16 +85,6 @@ def load_episodes(episodes: pipeline.EpisodeSet, split: str, limit: int) -> Epis
     x, y, clean = take(x), take(y), take(clean)
     return Episodes(cx=x[:, :c], cy=y[:, :c], qx=x[:, c:], qy=y[:, c:], qclean=clean[:, c:],
                     task_id=np.array([int(r["task_id"]) for r in records]))
-
-
-def resolve_counts(config: EvalConfig, max_context: int) -> tuple[int, ...]:
-    """Context counts: `config.positions` within [1, max_context], plus max_context."""
-    try:
-        wanted = [int(p) for p in config.positions.split(",") if p.strip()]
-    except ValueError:
-        raise ValueError(f"eval.positions={config.positions!r} is not a comma-separated "
-                         "list of integers") from None
-    return tuple(sorted({p for p in wanted if 1 <= p <= max_context} | {max_context}))
 
 
 # ---------------------------------------------------------------------- learner
@@ -176,13 +167,15 @@ BASELINES = {
 }
 
 
+def baseline_predictions(predict, setting, eps: Episodes, c: int) -> np.ndarray:
+    """Predictions [E, M] of one baseline fitted per episode on its first c context points."""
+    return np.stack([predict(eps.cx[i, :c], eps.cy[i, :c], eps.qx[i], setting)
+                     for i in range(len(eps))])
+
+
 def baseline_errors(predict, setting, eps: Episodes, c: int) -> np.ndarray:
     """Per-episode MSE [E] of one baseline fitted on the first c context points."""
-    out = np.empty(len(eps))
-    for i in range(len(eps)):
-        pred = predict(eps.cx[i, :c], eps.cy[i, :c], eps.qx[i], setting)
-        out[i] = np.mean((pred - eps.qy[i]) ** 2)
-    return out
+    return np.mean((baseline_predictions(predict, setting, eps, c) - eps.qy) ** 2, 1)
 
 
 def tune_baselines(eps: Episodes, counts) -> dict:
@@ -220,10 +213,9 @@ def evaluate_set(model: keras.Model, eps: Episodes, counts, chosen: dict) -> dic
     for name, (predict, _) in BASELINES.items():
         t0 = time.perf_counter()
         for k, c in enumerate(counts):
-            for i in range(len(eps)):
-                pred = predict(eps.cx[i, :c], eps.cy[i, :c], eps.qx[i], chosen[name][c])
-                err[i, k] = np.mean((pred - eps.qy[i]) ** 2)
-                clean[i, k] = np.mean((pred - eps.qclean[i]) ** 2)
+            pred = baseline_predictions(predict, chosen[name][c], eps, c)
+            err[:, k] = np.mean((pred - eps.qy) ** 2, 1)
+            clean[:, k] = np.mean((pred - eps.qclean) ** 2, 1)
         methods[name] = summarize(err, clean, counts)
         logging.info("baseline %s: %.1f s", name, time.perf_counter() - t0)
     return methods
@@ -242,7 +234,7 @@ def evaluate_functions(model_path: str, eval_sets: dict[str, tuple[str, str]],
     tune_set = pipeline.open_episodes(tuning[0])
     schema = tune_set.schema
     tune_eps = load_episodes(tune_set, tuning[1], config.sgd_tuning_episodes)
-    counts = resolve_counts(config, tune_eps.max_context)
+    counts = resolve_positions(config, tune_eps.max_context)  # context counts
     t0 = time.perf_counter()
     chosen = tune_baselines(tune_eps, counts)
     logging.info("baselines tuned on %d meta-training episodes in %.1f s", len(tune_eps),

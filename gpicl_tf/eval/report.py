@@ -179,25 +179,20 @@ def plot_curves(name: str, curves: list[dict], path: str) -> None:
     _save(fig, path)
 
 
+def _plot_regression_entry(name: str, entry: dict, out_dir: str) -> str:
+    path = os.path.join(out_dir, f"mse_{slug(name)}.png")
+    plot_mse_curve(name, entry, path)
+    entry["plot"] = os.path.basename(path)
+    if entry.get("curves"):
+        tasks = os.path.join(out_dir, f"tasks_{slug(name)}.png")
+        plot_curves(name, entry["curves"], tasks)
+        entry["task_plot"] = os.path.basename(tasks)
+    return path
+
+
 def write_regression_report(report: dict, out_dir: str) -> dict:
     """report.json, report.md and, per set, mse_<set>.png and tasks_<set>.png."""
-    os.makedirs(out_dir, exist_ok=True)
-    paths = {"json": os.path.join(out_dir, "report.json"),
-             "md": os.path.join(out_dir, "report.md")}
-    for name, entry in report["datasets"].items():
-        path = os.path.join(out_dir, f"mse_{slug(name)}.png")
-        plot_mse_curve(name, entry, path)
-        entry["plot"] = os.path.basename(path)
-        paths[name] = path
-        if entry.get("curves"):
-            path = os.path.join(out_dir, f"tasks_{slug(name)}.png")
-            plot_curves(name, entry["curves"], path)
-            entry["task_plot"] = os.path.basename(path)
-    storage.write_json(paths["json"], report)
-    with storage.atomic_path(paths["md"]) as tmp:
-        with open(tmp, "w") as f:
-            f.write(regression_markdown(report))
-    return paths
+    return _write_files(report, out_dir, _plot_regression_entry, regression_markdown)
 
 
 def plot_dataset(name: str, entry: dict, path: str) -> None:
@@ -220,28 +215,35 @@ def plot_dataset(name: str, entry: dict, path: str) -> None:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    _save(fig, path)
 
 
 def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
-def write_report(report: dict, out_dir: str) -> dict:
-    """Writes the files; returns {kind: path}."""
+def _plot_classification_entry(name: str, entry: dict, out_dir: str) -> str:
+    path = os.path.join(out_dir, f"accuracy_{slug(name)}.png")
+    plot_dataset(name, entry, path)
+    entry["plot"] = os.path.basename(path)
+    return path
+
+
+def _write_files(report: dict, out_dir: str, plot_entry, markdown) -> dict:
+    """Plots every set (plot_entry records its files in the entry), then writes
+    report.json and report.md atomically; returns {kind or set name: path}."""
     os.makedirs(out_dir, exist_ok=True)
     paths = {"json": os.path.join(out_dir, "report.json"),
              "md": os.path.join(out_dir, "report.md")}
     for name, entry in report["datasets"].items():
-        path = os.path.join(out_dir, f"accuracy_{slug(name)}.png")
-        plot_dataset(name, entry, path)
-        entry["plot"] = os.path.basename(path)
-        paths[name] = path
+        paths[name] = plot_entry(name, entry, out_dir)
     storage.write_json(paths["json"], report)
     with storage.atomic_path(paths["md"]) as tmp:
         with open(tmp, "w") as f:
-            f.write(markdown_table(report))
+            f.write(markdown(report))
     return paths
+
+
+def write_report(report: dict, out_dir: str) -> dict:
+    """Writes the files; returns {kind: path}."""
+    return _write_files(report, out_dir, _plot_classification_entry, markdown_table)
