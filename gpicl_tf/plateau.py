@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import time
@@ -38,6 +39,10 @@ VARIANTS = {
     "pfn layout, bias task 0.9": [
         "model.layout=pfn", "train.bias_fraction=0.9", "train.bias_mode=task",
         "train.bias_schedule=plateau"],
+    "pfn layout, bias permutation 0.9": [
+        "model.layout=pfn", "train.bias_fraction=0.9", "train.bias_mode=permutation",
+        "train.bias_schedule=plateau"],
+    "pfn layout, Adam eps 1e-16": ["model.layout=pfn", "train.adam_epsilon=1e-16"],
     "pfn layout, batch 128": ["model.layout=pfn", "train.batch_size=128"],
 }
 
@@ -57,11 +62,31 @@ def plateau_exit(history: list[dict], steps_per_epoch: int, num_classes: int,
     return None
 
 
+def _earlier_rows(workdir: str) -> dict[str, dict]:
+    """Rows of plateau.json measured before whose run is still there."""
+    path = os.path.join(workdir, "plateau.json")
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        rows = json.load(f)
+    return {r["variant"]: r for r in rows
+            if os.path.exists(os.path.join(r["history"], "history.csv"))}
+
+
 def study(base: Config, workdir: str, episodes_dir: str, variants: dict[str, list[str]],
           steps: int) -> list[dict]:
-    """Trains every variant for `steps` steps; returns one row per variant."""
-    rows = []
+    """Trains every variant for `steps` steps; returns the table's rows.
+
+    A variant already measured in `workdir` with the same overrides and step count
+    keeps its row (and its wall time) instead of being trained again; rows of other
+    variants measured there before stay in the table, in VARIANTS order.
+    """
+    table = _earlier_rows(workdir)
     for name, sets in variants.items():
+        row = table.get(name)
+        if row and row["overrides"] == list(sets) and row["steps"] == steps:
+            logging.info("plateau study %s: measured before, kept", name)
+            continue
         cfg = override(base, [*sets, f"train.steps={steps}"])
         run_dir = os.path.join(workdir, slug(name))
         t0 = time.perf_counter()
@@ -70,8 +95,8 @@ def study(base: Config, workdir: str, episodes_dir: str, variants: dict[str, lis
         history = _history(run_dir)
         exit_step = plateau_exit(history, cfg.train.steps_per_epoch, cfg.data.num_classes)
         last = history[-1]
-        rows.append({
-            "variant": name, "overrides": sets, "steps": summary["steps"],
+        table[name] = {
+            "variant": name, "overrides": list(sets), "steps": summary["steps"],
             "plateau_exit_step": exit_step,
             "minutes": round(minutes, 1),
             "minutes_to_exit": round(minutes * exit_step / summary["steps"], 1)
@@ -79,10 +104,15 @@ def study(base: Config, workdir: str, episodes_dir: str, variants: dict[str, lis
             "final_val_loss": round(last["val_loss"], 4),
             "final_val_acc_last10": round(last["val_acc_last10"], 4),
             "final_val_improvement": round(last["val_improvement"], 4),
-            "history": run_dir})
-        logging.info("plateau study %s: %s", name, rows[-1])
-        storage.write_json(os.path.join(workdir, "plateau.json"), rows)
-    return rows
+            "history": run_dir}
+        logging.info("plateau study %s: %s", name, table[name])
+        storage.write_json(os.path.join(workdir, "plateau.json"), _ordered(table))
+    return _ordered(table)
+
+
+def _ordered(table: dict[str, dict]) -> list[dict]:
+    order = {name: i for i, name in enumerate(VARIANTS)}
+    return sorted(table.values(), key=lambda r: order.get(r["variant"], len(order)))
 
 
 def markdown(rows: list[dict], base_command: str) -> str:

@@ -1,4 +1,5 @@
 import math
+import os
 
 from gpicl_tf import plateau
 
@@ -26,3 +27,30 @@ def test_variants_are_valid_overrides():
 
     for sets in plateau.VARIANTS.values():
         override(get_preset("cpu"), sets)
+
+
+def test_study_keeps_rows_measured_before(tmp_path, monkeypatch):
+    from gpicl_tf.config import get_preset
+
+    trained = []
+
+    def fake_run(cfg, run_dir, episodes_dir, verbose=0):
+        trained.append(run_dir)
+        os.makedirs(run_dir, exist_ok=True)
+        with open(os.path.join(run_dir, "history.csv"), "w") as f:
+            f.write("epoch,val_loss,val_acc_last10,val_improvement\n"
+                    f"0,2.3,0.1,0.0\n1,{1.5 if 'pfn' in run_dir else 2.3},0.5,0.3\n")
+        return {"steps": cfg.train.steps}
+
+    monkeypatch.setattr(plateau.train, "run", fake_run)
+    base = get_preset("smoke")
+    names = ["pfn layout, no intervention", "paper layout, no intervention"]
+    first = plateau.study(base, str(tmp_path), "eps", {names[0]: plateau.VARIANTS[names[0]]}, 20)
+    assert len(trained) == 1 and first[0]["plateau_exit_step"] == 2 * base.train.steps_per_epoch
+    rows = plateau.study(base, str(tmp_path), "eps",
+                         {n: plateau.VARIANTS[n] for n in names}, 20)
+    assert len(trained) == 2                                   # the pfn row was not re-trained
+    assert [r["variant"] for r in rows] == [names[1], names[0]]   # VARIANTS order
+    assert rows[1] == first[0]
+    plateau.study(base, str(tmp_path), "eps", {names[0]: plateau.VARIANTS[names[0]]}, 40)
+    assert len(trained) == 3                                   # another step count: measured again
