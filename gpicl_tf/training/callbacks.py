@@ -9,6 +9,7 @@ import tensorflow as tf
 from absl import logging
 
 SCHEDULES = ("constant", "linear", "plateau")
+MONITORS = ("val_loss", "loss")
 
 
 def bias_at(schedule: str, fraction: float, step: int, anneal_steps: int,
@@ -37,21 +38,30 @@ class CurriculumCallback(keras.callbacks.Callback):
         fraction: the initial fraction of each batch that uses the fixed task.
         anneal_steps: length of the linear anneal.
         num_classes: chance loss is ln(num_classes); the plateau is left once the
-            epoch's mean loss falls below (1 - plateau_drop) * ln(num_classes).
+            monitored loss falls below (1 - plateau_drop) * ln(num_classes).
         plateau_drop: relative drop below chance loss that counts as leaving.
+        monitor: "val_loss" (the default): the loss on unseen tasks at the end of
+            each epoch. The biased training loss is a poor signal: a fixed task is
+            memorised within tens of steps, long before the learner generalises,
+            so "loss" (checked after every batch) is only for runs without
+            meta-validation.
+        left_plateau: the plateau was already left (a resumed run).
     """
 
     def __init__(self, bias: tf.Variable, schedule: str = "constant", fraction: float = 0.0,
-                 anneal_steps: int = 1000, num_classes: int = 10, plateau_drop: float = 0.1):
+                 anneal_steps: int = 1000, num_classes: int = 10, plateau_drop: float = 0.1,
+                 monitor: str = "val_loss", left_plateau: bool = False):
         super().__init__()
         if schedule not in SCHEDULES:
             raise ValueError(f"bias_schedule={schedule!r} is not one of {SCHEDULES}")
         if not 0.0 <= fraction <= 1.0:
             raise ValueError(f"bias_fraction={fraction} must be in [0, 1]")
+        if monitor not in MONITORS:
+            raise ValueError(f"monitor={monitor!r} is not one of {MONITORS}")
         self.bias, self.schedule, self.fraction = bias, schedule, fraction
-        self.anneal_steps, self.plateau_drop = anneal_steps, plateau_drop
-        self.threshold = (1.0 - plateau_drop) * math.log(num_classes)
-        self.left_plateau = False
+        self.anneal_steps, self.plateau_drop, self.monitor = anneal_steps, plateau_drop, monitor
+        self.threshold = plateau_threshold(num_classes, plateau_drop)
+        self.left_plateau = left_plateau
         self._logged = None
 
     def _step(self) -> int:
@@ -67,14 +77,29 @@ class CurriculumCallback(keras.callbacks.Callback):
             logging.info("curriculum: step %d bias fraction %.3f", self._step(), value)
             self._logged = value
 
-    def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
+    def _check(self, logs) -> None:
+        loss = (logs or {}).get(self.monitor)
         if self.schedule == "plateau" and not self.left_plateau and loss is not None \
                 and float(loss) < self.threshold:
             self.left_plateau = True
-            logging.info("curriculum: loss %.3f < %.3f at step %d: plateau left, bias off",
-                         float(loss), self.threshold, self._step())
+            logging.info("curriculum: %s %.3f < %.3f at step %d: plateau left, bias off",
+                         self.monitor, float(loss), self.threshold, self._step())
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.monitor == "loss":
+            self._check(logs)
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["bias_fraction"] = float(self.bias.numpy())
+        if self.monitor == "val_loss":
+            self._check(logs)
+
+
+def plateau_threshold(num_classes: int, plateau_drop: float) -> float:
+    return (1.0 - plateau_drop) * math.log(num_classes)
+
+
+def plateau_left_in(history: list[dict], monitor: str, threshold: float) -> bool:
+    """Whether any recorded epoch (history.csv rows) had `monitor` below threshold."""
+    return any(float(row.get(monitor) or math.inf) < threshold for row in history)

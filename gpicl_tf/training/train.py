@@ -11,6 +11,7 @@ again with the same arguments resumes from its last finished epoch),
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import math
@@ -45,6 +46,14 @@ def make_optimizer(cfg) -> keras.optimizers.Optimizer:
     if cfg.weight_decay > 0:
         return keras.optimizers.AdamW(weight_decay=cfg.weight_decay, **kwargs)
     return keras.optimizers.Adam(**kwargs)
+
+
+def _history_rows(workdir: str) -> list[dict]:
+    path = os.path.join(workdir, "history.csv")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return list(csv.DictReader(f))
 
 
 def _check_resume(workdir: str, config: Config) -> None:
@@ -141,10 +150,17 @@ def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "def
                 jit_compile=jit)
 
         # -------------------------------------------------------------- fit
+        # The plateau schedule watches the loss on unseen tasks; a resumed run
+        # remembers from its history whether the plateau was already left.
+        monitor = "val_loss" if val_ds is not None else "loss"
+        left = callbacks_lib.plateau_left_in(
+            _history_rows(workdir), monitor,
+            callbacks_lib.plateau_threshold(max(config.data.num_classes, 2), tcfg.plateau_drop))
         callbacks = [] if regression else [
             callbacks_lib.CurriculumCallback(
                 bias, tcfg.bias_schedule, tcfg.bias_fraction, tcfg.bias_anneal_steps,
-                config.data.num_classes, tcfg.plateau_drop)]
+                config.data.num_classes, tcfg.plateau_drop, monitor=monitor,
+                left_plateau=left)]
         callbacks += [
             keras.callbacks.BackupAndRestore(os.path.join(workdir, "backup")),
             keras.callbacks.ModelCheckpoint(

@@ -142,20 +142,49 @@ def test_bad_schedule_is_named():
         callbacks.CurriculumCallback(pipeline.make_bias_variable(), "constant", 1.5)
 
 
-def test_plateau_schedule_switches_off_when_loss_falls(smoke_config, smoke_episodes):
+def _curriculum(smoke_config, smoke_episodes, **kwargs):
     bias = pipeline.make_bias_variable(0.0)
-    cb = callbacks.CurriculumCallback(bias, "plateau", 0.8, num_classes=10, plateau_drop=0.1)
+    cb = callbacks.CurriculumCallback(bias, "plateau", 0.8, num_classes=10, plateau_drop=0.1,
+                                      **kwargs)
     cb.set_model(build_model(smoke_config.model, pipeline.open_episodes(smoke_episodes).schema))
     cb.model.compile("adam", "mse")
     cb.model.optimizer.build(cb.model.trainable_variables)
+    return bias, cb
+
+
+def test_plateau_schedule_switches_off_when_unseen_task_loss_falls(smoke_config,
+                                                                   smoke_episodes):
+    bias, cb = _curriculum(smoke_config, smoke_episodes)
     cb.on_train_batch_begin(0)
     assert float(bias.numpy()) == pytest.approx(0.8)
+    cb.on_train_batch_end(0, {"loss": 0.5})    # the memorised fixed task: not a signal
+    cb.on_epoch_end(0, {"loss": 0.5, "val_loss": 2.3})
+    cb.on_train_batch_begin(1)
+    assert float(bias.numpy()) == pytest.approx(0.8)
+    cb.on_epoch_end(1, {"loss": 0.5, "val_loss": 1.9})  # < 0.9 * ln 10 = 2.07
+    cb.on_train_batch_begin(2)
+    assert float(bias.numpy()) == 0.0
+
+
+def test_plateau_schedule_on_training_loss_and_after_resume(smoke_config, smoke_episodes):
+    bias, cb = _curriculum(smoke_config, smoke_episodes, monitor="loss")
+    cb.on_train_batch_begin(0)
     cb.on_train_batch_end(0, {"loss": 2.3})
     cb.on_train_batch_begin(1)
     assert float(bias.numpy()) == pytest.approx(0.8)
-    cb.on_train_batch_end(1, {"loss": 1.9})  # < 0.9 * ln 10 = 2.07
+    cb.on_train_batch_end(1, {"loss": 1.9})
     cb.on_train_batch_begin(2)
     assert float(bias.numpy()) == 0.0
+    bias, cb = _curriculum(smoke_config, smoke_episodes, left_plateau=True)
+    cb.on_train_batch_begin(0)
+    assert float(bias.numpy()) == 0.0
+    threshold = callbacks.plateau_threshold(10, 0.1)
+    rows = [{"val_loss": "2.30"}, {"val_loss": "2.00"}]
+    assert callbacks.plateau_left_in(rows, "val_loss", threshold)
+    assert not callbacks.plateau_left_in(rows[:1], "val_loss", threshold)
+    assert not callbacks.plateau_left_in([{"loss": "1.0"}], "val_loss", threshold)
+    with pytest.raises(ValueError, match="monitor='acc'"):
+        callbacks.CurriculumCallback(bias, "plateau", 0.8, monitor="acc")
 
 
 @pytest.mark.slow
@@ -163,11 +192,19 @@ def test_loss_falls_on_a_single_memorisable_task(smoke_config, smoke_episodes, t
     cfg = override(smoke_config, [
         "train.bias_fraction=1.0", "train.bias_mode=task", "train.steps=200",
         "train.steps_per_epoch=100", "train.learning_rate=3e-3", "model.model_size=32",
-        "model.num_heads=4"])
+        "model.num_heads=4", "train.bias_schedule=plateau"])
     summary = train.run(cfg, str(tmp_path / "single"), smoke_episodes, verbose=0)
-    first = float(_history(str(tmp_path / "single"))[0]["loss"])
+    history = _history(str(tmp_path / "single"))
+    first = float(history[0]["loss"])
     assert summary["final"]["loss"] < 0.5 * math.log(10), summary["final"]
     assert summary["final"]["loss"] < 0.6 * first
+    # The memorised task's training loss is far below the plateau threshold, but the
+    # plateau schedule watches unseen tasks: the bias stays on until they improve.
+    threshold = callbacks.plateau_threshold(10, cfg.train.plateau_drop)
+    left = False
+    for row in history:
+        assert float(row["bias_fraction"]) == (0.0 if left else 1.0), history
+        left = left or float(row["val_loss"]) < threshold
 
 
 def test_a_workdir_refuses_another_config_and_accepts_older_config_files(smoke_config,
