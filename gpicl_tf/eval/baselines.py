@@ -53,12 +53,12 @@ def knn(inputs: np.ndarray, labels: np.ndarray, positions, k: int = 1) -> np.nda
     return out
 
 
-def logistic_regression(inputs: np.ndarray, labels: np.ndarray, positions,
-                        c: float = 1.0) -> np.ndarray:
-    """scikit-learn LogisticRegression (L2, C=c) fitted per episode and position."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
+def _per_episode(inputs: np.ndarray, labels: np.ndarray, positions, fit_predict) -> np.ndarray:
+    """Correctness [E, P] of a classifier fitted per episode on examples 1..j-1.
 
+    `fit_predict(x, y, query)` returns the predicted class of `query` [1, d]; it is
+    called only when the context holds at least two classes (one class: predict it).
+    """
     e, n, _ = inputs.shape
     positions = check_positions(positions, n)
     out = np.zeros((e, len(positions)))
@@ -70,12 +70,54 @@ def logistic_regression(inputs: np.ndarray, labels: np.ndarray, positions,
             elif len(np.unique(y)) == 1:
                 pred = y[0]
             else:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", ConvergenceWarning)
-                    clf = LogisticRegression(C=c, max_iter=500).fit(inputs[ei, :j - 1], y)
-                pred = clf.predict(inputs[ei, j - 1:j])[0]
+                pred = fit_predict(inputs[ei, :j - 1], y, inputs[ei, j - 1:j])
             out[ei, pi] = pred == labels[ei, j - 1]
     return out
+
+
+def logistic_regression(inputs: np.ndarray, labels: np.ndarray, positions,
+                        c: float = 1.0) -> np.ndarray:
+    """scikit-learn LogisticRegression (L2, C=c) fitted per episode and position."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    def fit_predict(x, y, query):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return LogisticRegression(C=c, max_iter=500).fit(x, y).predict(query)[0]
+
+    return _per_episode(inputs, labels, positions, fit_predict)
+
+
+@dataclasses.dataclass(frozen=True)
+class SVMSettings:
+    """RBF kernel SVM: regularisation C and gamma = gamma_scale / (d * var(context x))
+    (gamma_scale 1 is scikit-learn's "scale")."""
+
+    c: float
+    gamma_scale: float
+
+
+def svm(inputs: np.ndarray, labels: np.ndarray, positions, settings: SVMSettings) -> np.ndarray:
+    """scikit-learn SVC with an RBF kernel (one-vs-one) fitted per episode and position."""
+    from sklearn.svm import SVC
+
+    def fit_predict(x, y, query):
+        gamma = settings.gamma_scale / (x.shape[1] * max(float(x.var()), 1e-12))
+        return SVC(C=settings.c, gamma=gamma).fit(x, y).predict(query)[0]
+
+    return _per_episode(inputs, labels, positions, fit_predict)
+
+
+def tune_svm(inputs: np.ndarray, labels: np.ndarray, cs=(1.0, 3.0, 10.0, 30.0),
+             gamma_scales=(0.3, 1.0, 3.0), positions=(10, 50, 100)) -> tuple[SVMSettings, dict]:
+    """Picks the SVM's C and gamma on meta-TRAINING episodes: best mean accuracy
+    over `positions`."""
+    positions = tuple(p for p in positions if p <= inputs.shape[1]) or (inputs.shape[1],)
+    scores = {(c, g): float(svm(inputs, labels, positions, SVMSettings(c, g)).mean())
+              for c in cs for g in gamma_scales}
+    best = max(scores, key=scores.get)
+    return SVMSettings(*best), {f"C={k[0]},gamma_scale={k[1]}": v for k, v in scores.items()}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,6 +14,7 @@ pipeline; learners are scored at every position 1..N, baselines at
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import keras
@@ -77,7 +78,8 @@ def resolve_positions(config: EvalConfig, length: int) -> tuple[int, ...]:
 
 
 def evaluate_set(learners: dict, inputs, labels, num_classes: int, positions,
-                 sgd_settings: baselines.SGDSettings) -> dict:
+                 sgd_settings: baselines.SGDSettings,
+                 svm_settings: baselines.SVMSettings) -> dict:
     methods = {}
     for name, model in learners.items():
         methods[name] = learner_summary(learner_correct(model, inputs, labels))
@@ -86,6 +88,7 @@ def evaluate_set(learners: dict, inputs, labels, num_classes: int, positions,
         "1-NN": lambda: baselines.knn(inputs, labels, positions, k=1),
         "SGD (tuned)": lambda: baselines.sgd(inputs, labels, positions, num_classes,
                                              sgd_settings),
+        "SVM (RBF, tuned)": lambda: baselines.svm(inputs, labels, positions, svm_settings),
         "chance": lambda: baselines.chance(labels, positions, num_classes),
     }
     for name, fn in runs.items():
@@ -112,10 +115,14 @@ def evaluate(models: dict[str, str], eval_sets: dict[str, tuple[str, str]],
     t_in, t_lab = episode_arrays(tune_eps, tuning[1], config.sgd_tuning_episodes)
     sgd_settings, sgd_scores = baselines.tune_sgd(t_in, t_lab, schema.num_classes)
     logging.info("SGD baseline tuned on %d meta-training episodes: %s", len(t_in), sgd_settings)
+    svm_settings, svm_scores = baselines.tune_svm(t_in, t_lab)
+    logging.info("SVM baseline tuned: %s", svm_settings)
+    tuned_on = f"{tuning[0]}:{tuning[1]} ({len(t_in)} episodes)"
     report = {"sgd": {"chosen": {"learning_rate": sgd_settings.learning_rate,
                                  "steps": sgd_settings.steps},
-                      "tuned_on": f"{tuning[0]}:{tuning[1]} ({len(t_in)} episodes)",
-                      "scores": sgd_scores},
+                      "tuned_on": tuned_on, "scores": sgd_scores},
+              "svm": {"chosen": dataclasses.asdict(svm_settings), "tuned_on": tuned_on,
+                      "scores": svm_scores},
               "datasets": {}}
     expect = {"input_size": schema.input_size, "num_classes": schema.num_classes}
     for name, (directory, split) in eval_sets.items():
@@ -124,7 +131,7 @@ def evaluate(models: dict[str, str], eval_sets: dict[str, tuple[str, str]],
         positions = resolve_positions(config, inputs.shape[1])
         t0 = time.perf_counter()
         methods = evaluate_set(learners, inputs, labels, schema.num_classes, positions,
-                               sgd_settings)
+                               sgd_settings, svm_settings)
         report["datasets"][name] = {"source": eps.manifest["source"]["name"], "split": split,
                                     "directory": directory, "episodes": int(len(inputs)),
                                     "length": int(inputs.shape[1]), "methods": methods,

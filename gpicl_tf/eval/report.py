@@ -46,6 +46,11 @@ def markdown_table(report: dict) -> str:
     if sgd:
         lines += ["", f"SGD (tuned): Adam lr {sgd['learning_rate']}, {sgd['steps']} full-batch "
                   f"steps, chosen on {report['sgd']['tuned_on']}."]
+    svm = report.get("svm", {}).get("chosen")
+    if svm:
+        lines += ["", f"SVM (RBF, tuned): C {svm['c']}, gamma {svm['gamma_scale']} / (d var(x)) "
+                  f"(scikit-learn's \"scale\" times {svm['gamma_scale']}), chosen on "
+                  f"{report['svm']['tuned_on']}."]
     return "\n".join(lines) + "\n"
 
 

@@ -13,12 +13,14 @@ def _separable(episodes=24, length=40, dim=8, classes=4, seed=0):
     return (x + rng.standard_normal(x.shape)).astype("float32"), labels
 
 
-@pytest.mark.parametrize("name", ["knn", "logistic_regression", "sgd"])
+@pytest.mark.parametrize("name", ["knn", "logistic_regression", "sgd", "svm"])
 def test_baselines_solve_separable_tasks(name):
     x, y = _separable()
     positions = (1, 2, 20, 40)
     if name == "sgd":
         correct = baselines.sgd(x, y, positions, 4, baselines.SGDSettings(0.1, 50))
+    elif name == "svm":
+        correct = baselines.svm(x, y, positions, baselines.SVMSettings(10.0, 1.0))
     else:
         correct = getattr(baselines, name)(x, y, positions)
     assert correct.shape == (24, 4)
@@ -34,7 +36,8 @@ def test_baselines_are_fitted_on_the_prefix_only():
     y2[:, 5] = (y[:, 0] + 1) % 4  # ... with another label: the nearest neighbour is wrong
     assert baselines.knn(x, y2, (6,)).sum() == 0
     # A baseline never sees the label it predicts: changing y_j leaves its prediction.
-    for fn in (baselines.knn, baselines.logistic_regression):
+    for fn in (baselines.knn, baselines.logistic_regression,
+               lambda x, y, p: baselines.svm(x, y, p, baselines.SVMSettings(10.0, 1.0))):
         a = fn(x, y, (3,))
         flipped = y.copy()
         flipped[:, 2] = (y[:, 2] + 1) % 4
@@ -57,3 +60,12 @@ def test_sgd_tuning_picks_the_best_grid_point():
     chosen, scores = baselines.tune_sgd(x, y, 4, learning_rates=(1e-5, 0.1), steps=(1, 30))
     assert (chosen.learning_rate, chosen.steps) == (0.1, 30)
     assert scores["lr=0.1,steps=30"] == max(scores.values())
+
+
+def test_svm_tuning_picks_the_best_grid_point():
+    x, y = _separable(episodes=8)
+    # A huge gamma makes every kernel value ~0 away from the training points: no better
+    # than guessing; the sensible scale wins.
+    chosen, scores = baselines.tune_svm(x, y, cs=(10.0,), gamma_scales=(1.0, 1e4))
+    assert chosen == baselines.SVMSettings(10.0, 1.0)
+    assert scores["C=10.0,gamma_scale=1.0"] > scores["C=10.0,gamma_scale=10000.0"] + 0.3

@@ -88,8 +88,8 @@ def test_main_job_smoke_end_to_end(tmp_path):
                                        "random (unseen dataset)"}
     methods = report["datasets"]["digits (unseen tasks)"]["methods"]
     assert {"GPICL Transformer", "LSTM", "MLP (no context)", "logistic regression", "1-NN",
-            "SGD (tuned)", "chance"} <= set(methods)
-    assert "| GPICL Transformer |" in done.stdout
+            "SGD (tuned)", "SVM (RBF, tuned)", "chance"} <= set(methods)
+    assert "| GPICL Transformer |" in done.stdout and "SVM (RBF, tuned): C " in done.stdout
     assert os.path.exists(os.path.join(workdir, "report", "accuracy_digits_unseen_tasks.png"))
     assert os.path.exists(tmp_path / "saved" / "gpicl" / "1" / "saved_model.pb")
     assert report["export"].endswith(os.path.join("gpicl", "1"))
