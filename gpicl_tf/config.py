@@ -88,7 +88,9 @@ class TrainConfig:
     permutation only (`bias_mode="permutation"`, the paper) or its projection
     too (`"task"`, as a public replication does), following `bias_schedule`
     ("constant", "linear" anneal over `bias_anneal_steps`, or "plateau": off
-    once the loss falls `plateau_drop` below chance).
+    once the loss on unseen meta-validation tasks falls `plateau_drop` below
+    chance; the biased training loss falls within tens of steps, as the fixed
+    task is memorised, and says nothing about the plateau).
     """
 
     batch_size: int = 64
