@@ -62,15 +62,22 @@ def plateau_exit(history: list[dict], steps_per_epoch: int, num_classes: int,
     return None
 
 
-def _earlier_rows(workdir: str) -> dict[str, dict]:
-    """Rows of plateau.json measured before whose run is still there."""
+def _earlier_rows(workdir: str) -> dict[tuple[str, int], dict]:
+    """Rows of plateau.json measured before whose run is still there, by (variant, steps)."""
     path = os.path.join(workdir, "plateau.json")
     if not os.path.exists(path):
         return {}
     with open(path) as f:
         rows = json.load(f)
-    return {r["variant"]: r for r in rows
+    return {(r["variant"], r["steps"]): r for r in rows
             if os.path.exists(os.path.join(r["history"], "history.csv"))}
+
+
+def _run_dir(workdir: str, name: str, steps: int, table: dict) -> str:
+    """The variant's own directory; a second step count of it gets its own."""
+    run_dir = os.path.join(workdir, slug(name))
+    taken = {r["history"] for key, r in table.items() if key != (name, steps)}
+    return os.path.join(workdir, slug(f"{name} {steps} steps")) if run_dir in taken else run_dir
 
 
 def study(base: Config, workdir: str, episodes_dir: str, variants: dict[str, list[str]],
@@ -78,24 +85,25 @@ def study(base: Config, workdir: str, episodes_dir: str, variants: dict[str, lis
     """Trains every variant for `steps` steps; returns the table's rows.
 
     A variant already measured in `workdir` with the same overrides and step count
-    keeps its row (and its wall time) instead of being trained again; rows of other
-    variants measured there before stay in the table, in VARIANTS order.
+    keeps its row (and its wall time) instead of being trained again; rows measured
+    there before (other variants, other step counts) stay in the table, in
+    VARIANTS order, then by steps.
     """
     table = _earlier_rows(workdir)
     for name, sets in variants.items():
-        row = table.get(name)
-        if row and row["overrides"] == list(sets) and row["steps"] == steps:
-            logging.info("plateau study %s: measured before, kept", name)
+        row = table.get((name, steps))
+        if row and row["overrides"] == list(sets):
+            logging.info("plateau study %s, %d steps: measured before, kept", name, steps)
             continue
         cfg = override(base, [*sets, f"train.steps={steps}"])
-        run_dir = os.path.join(workdir, slug(name))
+        run_dir = _run_dir(workdir, name, steps, table)
         t0 = time.perf_counter()
         summary = train.run(cfg, run_dir, episodes_dir, verbose=2)
         minutes = (time.perf_counter() - t0) / 60
         history = _history(run_dir)
         exit_step = plateau_exit(history, cfg.train.steps_per_epoch, cfg.data.num_classes)
         last = history[-1]
-        table[name] = {
+        table[(name, steps)] = {
             "variant": name, "overrides": list(sets), "steps": summary["steps"],
             "plateau_exit_step": exit_step,
             "minutes": round(minutes, 1),
@@ -105,14 +113,15 @@ def study(base: Config, workdir: str, episodes_dir: str, variants: dict[str, lis
             "final_val_acc_last10": round(last["val_acc_last10"], 4),
             "final_val_improvement": round(last["val_improvement"], 4),
             "history": run_dir}
-        logging.info("plateau study %s: %s", name, table[name])
+        logging.info("plateau study %s: %s", name, table[(name, steps)])
         storage.write_json(os.path.join(workdir, "plateau.json"), _ordered(table))
     return _ordered(table)
 
 
-def _ordered(table: dict[str, dict]) -> list[dict]:
+def _ordered(table: dict) -> list[dict]:
     order = {name: i for i, name in enumerate(VARIANTS)}
-    return sorted(table.values(), key=lambda r: order.get(r["variant"], len(order)))
+    return sorted(table.values(),
+                  key=lambda r: (order.get(r["variant"], len(order)), r["steps"]))
 
 
 def markdown(rows: list[dict], base_command: str) -> str:
@@ -124,7 +133,7 @@ def markdown(rows: list[dict], base_command: str) -> str:
         minutes = r["minutes_to_exit"] if r["minutes_to_exit"] is not None else \
             f"> {r['minutes']}"
         command = (f"{base_command} --workdir {r['history']}" +
-                   "".join(f" --set {s}" for s in r["overrides"]))
+                   "".join(f" --set {s}" for s in [*r["overrides"], f"train.steps={r['steps']}"]))
         lines.append(f"| {r['variant']} | {exit_step} | {minutes} | {r['final_val_loss']} | "
                      f"{r['final_val_acc_last10']} | {r['final_val_improvement']:+} | "
                      f"`{command}` |")

@@ -36,8 +36,7 @@ def main(argv):
     rows = plateau.study(base, FLAGS.workdir, FLAGS.episodes,
                          {n: plateau.VARIANTS[n] for n in names}, FLAGS.steps)
     command = (f"python -m pipelines.train --preset {FLAGS.preset} --episodes "
-               f"{FLAGS.episodes}" + "".join(f" --set {s}" for s in FLAGS.set) +
-               f" --set train.steps={FLAGS.steps}")
+               f"{FLAGS.episodes}" + "".join(f" --set {s}" for s in FLAGS.set))
     table = plateau.markdown(rows, command)
     with storage.atomic_path(os.path.join(FLAGS.workdir, "plateau.md")) as tmp:
         with open(tmp, "w") as f:

@@ -19,7 +19,7 @@ def test_markdown_rows_carry_their_command():
              "final_val_improvement": 0.0, "history": "runs/p/v"}]
     table = plateau.markdown(rows, "python -m pipelines.train --preset cpu")
     assert "not within 100" in table and "> 3.0" in table
-    assert "--workdir runs/p/v --set model.layout=pfn" in table
+    assert "--workdir runs/p/v --set model.layout=pfn --set train.steps=100" in table
 
 
 def test_variants_are_valid_overrides():
@@ -52,5 +52,8 @@ def test_study_keeps_rows_measured_before(tmp_path, monkeypatch):
     assert len(trained) == 2                                   # the pfn row was not re-trained
     assert [r["variant"] for r in rows] == [names[1], names[0]]   # VARIANTS order
     assert rows[1] == first[0]
-    plateau.study(base, str(tmp_path), "eps", {names[0]: plateau.VARIANTS[names[0]]}, 40)
-    assert len(trained) == 3                                   # another step count: measured again
+    rows = plateau.study(base, str(tmp_path), "eps", {names[0]: plateau.VARIANTS[names[0]]}, 40)
+    assert len(trained) == 3                                   # another step count: trained
+    assert [(r["variant"], r["steps"]) for r in rows] == [(names[1], 20), (names[0], 20),
+                                                          (names[0], 40)]
+    assert trained[-1] != trained[0] and rows[2]["history"] == trained[-1]  # its own directory
