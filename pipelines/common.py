@@ -27,13 +27,22 @@ def resolve_config() -> config_lib.Config:
 
 
 def run(main) -> None:
-    """absl's app.run, with bad input reported as one line naming it (exit 2)."""
-    from absl import app
+    """absl's app.run, with bad input reported as one line naming it (exit 2).
+
+    The process first re-executes itself with tcmalloc preloaded where that is
+    installed (gpicl_tf.runtime: about 1.4x faster train steps here).
+    """
+    from absl import app, logging
+
+    from gpicl_tf import runtime
+
+    allocator = runtime.use_tcmalloc()
 
     def guarded(argv):
         from gpicl_tf.data.sources import SourceUnavailableError
         from gpicl_tf.data.storage import CorruptShardError, ManifestMismatchError
 
+        logging.info("memory allocator: %s", allocator)
         try:
             return main(argv)
         except (SourceUnavailableError, CorruptShardError, ManifestMismatchError, ValueError,

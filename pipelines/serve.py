@@ -30,4 +30,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    from gpicl_tf import runtime
+
+    runtime.use_tcmalloc()
     app.run(main)

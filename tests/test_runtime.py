@@ -1,0 +1,44 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
+from gpicl_tf import runtime
+
+
+def test_reexec_plan_preloads_an_installed_tcmalloc(tmp_path):
+    lib = tmp_path / "libtcmalloc_minimal.so.4"
+    lib.write_bytes(b"")
+    argv = ["python", "-m", "pipelines.run", "--preset", "smoke"]
+    plan = runtime.reexec_plan({"LD_PRELOAD": "/x/other.so"}, "", argv, candidates=(str(lib),))
+    assert plan is not None
+    new_argv, env = plan
+    assert new_argv == argv
+    assert env["LD_PRELOAD"] == f"{lib} /x/other.so"
+    # Once re-executed, or already loaded, or switched off, or absent: go on as is.
+    assert runtime.reexec_plan(env, "", argv, candidates=(str(lib),)) is None
+    assert runtime.reexec_plan({}, "7f00 r-xp /usr/lib/libtcmalloc_minimal.so.4\n", argv,
+                               candidates=(str(lib),)) is None
+    assert runtime.reexec_plan({"GPICL_TCMALLOC": "0"}, "", argv, candidates=(str(lib),)) is None
+    assert runtime.reexec_plan({}, "", argv, candidates=(str(tmp_path / "none.so"),)) is None
+
+
+def test_a_named_library_must_exist(tmp_path):
+    with pytest.raises(FileNotFoundError, match="GPICL_TCMALLOC='/no/such.so'"):
+        runtime.find_tcmalloc({"GPICL_TCMALLOC": "/no/such.so"})
+
+
+@pytest.mark.skipif(not any(os.path.exists(c) for c in runtime.CANDIDATES),
+                    reason="tcmalloc is not installed (scripts/env.sh installs it as root)")
+def test_pipeline_scripts_run_on_tcmalloc(tmp_path):
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("LD_PRELOAD", "GPICL_TCMALLOC", "GPICL_TCMALLOC_REEXECUTED")}
+    cmd = [sys.executable, "-m", "pipelines.plateau_study", "--workdir", str(tmp_path),
+           "--episodes", str(tmp_path), "--variants", "no such variant"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert done.returncode == 2 and "unknown variant" in done.stderr
+    assert "memory allocator: tcmalloc" in done.stderr, done.stderr[-2000:]
+    done = subprocess.run(cmd, capture_output=True, text=True,
+                          env={**env, "GPICL_TCMALLOC": "0"})
+    assert "memory allocator: glibc malloc" in done.stderr, done.stderr[-2000:]
