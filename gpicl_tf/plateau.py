@@ -25,6 +25,10 @@ from gpicl_tf.data import storage
 from gpicl_tf.eval.report import slug
 from gpicl_tf.training import train
 
+# The study's base: the preset without its curriculum bias (the cpu presets now
+# default to the permutation bias this study selected); every variant adds to it.
+BASE = ("train.bias_fraction=0.0",)
+
 # name -> overrides on top of the study's base config.
 VARIANTS = {
     "paper layout, no intervention": ["model.layout=paper"],
@@ -95,7 +99,7 @@ def study(base: Config, workdir: str, episodes_dir: str, variants: dict[str, lis
         if row and row["overrides"] == list(sets):
             logging.info("plateau study %s, %d steps: measured before, kept", name, steps)
             continue
-        cfg = override(base, [*sets, f"train.steps={steps}"])
+        cfg = override(base, [*BASE, *sets, f"train.steps={steps}"])
         run_dir = _run_dir(workdir, name, steps, table)
         t0 = time.perf_counter()
         summary = train.run(cfg, run_dir, episodes_dir, verbose=2)
@@ -133,7 +137,8 @@ def markdown(rows: list[dict], base_command: str) -> str:
         minutes = r["minutes_to_exit"] if r["minutes_to_exit"] is not None else \
             f"> {r['minutes']}"
         command = (f"{base_command} --workdir {r['history']}" +
-                   "".join(f" --set {s}" for s in [*r["overrides"], f"train.steps={r['steps']}"]))
+                   "".join(f" --set {s}" for s in
+                           [*BASE, *r["overrides"], f"train.steps={r['steps']}"]))
         lines.append(f"| {r['variant']} | {exit_step} | {minutes} | {r['final_val_loss']} | "
                      f"{r['final_val_acc_last10']} | {r['final_val_improvement']:+} | "
                      f"`{command}` |")
@@ -147,11 +152,15 @@ def plot(rows: list[dict], path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
+    counts = {}
+    for r in rows:
+        counts[r["variant"]] = counts.get(r["variant"], 0) + 1
     for r in rows:
         history = _history(r["history"])
         spe = r["steps"] / max(len(history), 1)
+        label = r["variant"] + (f" ({r['steps']} steps)" if counts[r["variant"]] > 1 else "")
         ax.plot([(h["epoch"] + 1) * spe for h in history], [h["val_loss"] for h in history],
-                label=r["variant"])
+                ls="--" if "model.layout=paper" in r["overrides"] else "-", label=label)
     ax.axhline(math.log(10), color="gray", ls=":", label="ln 10 (chance)")
     ax.set_xlabel("meta-training step")
     ax.set_ylabel("loss on unseen tasks")

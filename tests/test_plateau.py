@@ -19,7 +19,8 @@ def test_markdown_rows_carry_their_command():
              "final_val_improvement": 0.0, "history": "runs/p/v"}]
     table = plateau.markdown(rows, "python -m pipelines.train --preset cpu")
     assert "not within 100" in table and "> 3.0" in table
-    assert "--workdir runs/p/v --set model.layout=pfn --set train.steps=100" in table
+    assert ("--workdir runs/p/v --set train.bias_fraction=0.0 --set model.layout=pfn "
+            "--set train.steps=100") in table
 
 
 def test_variants_are_valid_overrides():
@@ -30,11 +31,12 @@ def test_variants_are_valid_overrides():
 
 
 def test_study_keeps_rows_measured_before(tmp_path, monkeypatch):
-    from gpicl_tf.config import get_preset
+    from gpicl_tf.config import get_preset, override
 
     trained = []
 
     def fake_run(cfg, run_dir, episodes_dir, verbose=0):
+        assert cfg.train.bias_fraction == 0.0           # the study's base: no bias
         trained.append(run_dir)
         os.makedirs(run_dir, exist_ok=True)
         with open(os.path.join(run_dir, "history.csv"), "w") as f:
@@ -43,7 +45,7 @@ def test_study_keeps_rows_measured_before(tmp_path, monkeypatch):
         return {"steps": cfg.train.steps}
 
     monkeypatch.setattr(plateau.train, "run", fake_run)
-    base = get_preset("smoke")
+    base = override(get_preset("smoke"), ["train.bias_fraction=0.5"])
     names = ["pfn layout, no intervention", "paper layout, no intervention"]
     first = plateau.study(base, str(tmp_path), "eps", {names[0]: plateau.VARIANTS[names[0]]}, 20)
     assert len(trained) == 1 and first[0]["plateau_exit_step"] == 2 * base.train.steps_per_epoch
