@@ -1,6 +1,6 @@
 """Train-step throughput against the machine's measured fp32 matmul rate.
 
-    python benchmarks/train_step.py [--steps 20] [--presets cpu,paper]
+    python benchmarks/train_step.py [--steps 60] [--presets cpu,paper]
 
 In one run: the fp32 matmul rate (a 2048x2048 matmul, XLA, measured now), then
 for each preset's model the train step's achieved rate (analytic FLOPs per
@@ -84,7 +84,7 @@ def reader_rate(config, batches=100) -> float:
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--presets", default="cpu,paper")
     args = parser.parse_args()
     peak = matmul_rate()
