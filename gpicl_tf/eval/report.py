@@ -42,6 +42,7 @@ def markdown_table(report: dict) -> str:
                 cells.append(f"{v['first10']:.3f} -> {v['last10']:.3f} ({v['improvement']:+.3f})"
                              if v else "")
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines += paired_table(report)
     sgd = report.get("sgd", {}).get("chosen")
     if sgd:
         lines += ["", f"SGD (tuned): Adam lr {sgd['learning_rate']}, {sgd['steps']} full-batch "
@@ -52,6 +53,30 @@ def markdown_table(report: dict) -> str:
                   f"(scikit-learn's \"scale\" times {svm['gamma_scale']}), chosen on "
                   f"{report['svm']['tuned_on']}."]
     return "\n".join(lines) + "\n"
+
+
+def paired_table(report: dict) -> list[str]:
+    """Lines of a table: the first learner minus each baseline at the last position,
+    in points, with the 95% CI of the difference paired over the same episodes."""
+    datasets = [d for d in report["datasets"] if report["datasets"][d].get("paired")]
+    if not datasets:
+        return []
+    learner = next(iter(report["datasets"][datasets[0]]["paired"]))
+    baselines = []
+    for d in datasets:
+        for b in report["datasets"][d]["paired"].get(learner, {}):
+            if b not in baselines:
+                baselines.append(b)
+    lines = ["", f"{learner} minus each baseline at the last position (points; 95% CI of the "
+             "difference, paired over the same episodes):", "",
+             "| Baseline | " + " | ".join(datasets) + " |", "|---|" + "---|" * len(datasets)]
+    for b in baselines:
+        cells = []
+        for d in datasets:
+            v = report["datasets"][d]["paired"].get(learner, {}).get(b)
+            cells.append(f"{100 * v['diff']:+.1f} ± {100 * v['ci95']:.1f}" if v else "")
+        lines.append(f"| {b} | " + " | ".join(cells) + " |")
+    return lines
 
 
 # ---------------------------------------------------------------- function regression

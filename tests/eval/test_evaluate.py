@@ -41,11 +41,19 @@ def test_per_position_curves_have_the_right_length_and_bounds(smoke_config, smok
                 assert m["positions"] == [1, 3, n]  # 100 > n is dropped, n always added
         assert entry["methods"]["chance"]["last"] == pytest.approx(0.1)
         assert -1 <= learner["improvement"] <= 1
+        paired = entry["paired"]["learner"]
+        assert set(paired) == set(entry["methods"]) - {"learner"}
+        for name, p in paired.items():  # mean of differences = difference of means
+            assert p["diff"] == pytest.approx(learner["last"] - entry["methods"][name]["last"],
+                                              abs=1e-4), name
+            assert p["ci95"] >= 0
     paths = report_lib.write_report(report, str(tmp_path / "report"))
     back = json.load(open(paths["json"]))
     assert set(back["datasets"]) == {"unseen", "seen"}
     table = open(paths["md"]).read()
     assert "| Method | unseen | seen |" in table and "| logistic regression |" in table
+    assert "learner minus each baseline at the last position" in table
+    assert "| SGD (tuned) | " in table.split("minus each baseline")[1]
     for name in ("unseen", "seen"):
         with open(paths[name], "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
@@ -69,6 +77,30 @@ def test_evaluation_checks_the_episode_schema(smoke_config, smoke_episodes, save
     with pytest.raises(Exception, match="'input_size' is 8.*expects 16"):
         evaluate.evaluate({"learner": saved_model}, {"x": (other, "test")},
                           (smoke_episodes, "train"), smoke_config.eval)
+
+
+def test_paired_differences_are_tighter_than_independent_intervals():
+    rng = np.random.default_rng(0)
+    hard = rng.random(400) < 0.3  # episodes both methods find hard
+    base = (~hard & (rng.random(400) < 0.9)).astype(float)
+    learner = np.maximum(base, (~hard & (rng.random(400) < 0.3)).astype(float))
+    out = evaluate.paired_differences({"L": learner}, {"B": base, "same": learner})
+    assert out["L"]["B"]["diff"] == pytest.approx(learner.mean() - base.mean(), abs=1e-5)
+    independent = 1.96 * np.hypot(learner.std(ddof=1), base.std(ddof=1)) / np.sqrt(400)
+    assert 0 < out["L"]["B"]["ci95"] < independent / 2
+    assert out["L"]["same"] == {"diff": 0.0, "ci95": 0.0}
+
+
+def test_paired_differences_need_the_same_episodes():
+    with pytest.raises(ValueError, match="'L' and 'B' needs the same episodes; got 3 and 2"):
+        evaluate.paired_differences({"L": np.ones(3)}, {"B": np.ones(2)})
+
+
+def test_paired_table_reports_points_with_the_interval():
+    report = {"datasets": {"d": {"paired": {"GPICL": {"SGD": {"diff": 0.031, "ci95": 0.012}}}}}}
+    lines = report_lib.paired_table(report)
+    assert "| SGD | +3.1 ± 1.2 |" in lines
+    assert report_lib.paired_table({"datasets": {"d": {"methods": {}}}}) == []
 
 
 def test_bad_positions_are_named(smoke_config):
