@@ -29,9 +29,8 @@ def child(preset: str, steps: int) -> None:
     from gpicl_tf.config import get_preset
 
     rate = step_rate(get_preset(preset), steps)
-    with open("/proc/self/maps") as f:
-        allocator = runtime.loaded_allocator(f.read())
-    print(json.dumps({"allocator": allocator, "ms": rate["sec_per_step"] * 1e3}))
+    print(json.dumps({"allocator": runtime.allocator_in_use(),
+                      "ms": rate["sec_per_step"] * 1e3}))
 
 
 def measure(preset: str, steps: int, tcmalloc: str | None) -> dict:

@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import collections
 import csv
 import json
 import math
@@ -152,9 +153,7 @@ def plot(rows: list[dict], path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    counts = {}
-    for r in rows:
-        counts[r["variant"]] = counts.get(r["variant"], 0) + 1
+    counts = collections.Counter(r["variant"] for r in rows)
     for r in rows:
         history = _history(r["history"])
         spe = r["steps"] / max(len(history), 1)

@@ -30,7 +30,7 @@ def run(main) -> None:
     """absl's app.run, with bad input reported as one line naming it (exit 2).
 
     The process first re-executes itself with tcmalloc preloaded where that is
-    installed (gpicl_tf.runtime: about 1.4x faster train steps here).
+    installed (gpicl_tf.runtime: about 1.5x faster train steps here).
     """
     from absl import app, logging
 

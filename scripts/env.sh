@@ -27,7 +27,7 @@ if [ ${#debs[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 
             "the dataset, and TensorFlow runs on glibc's slower malloc without tcmalloc"
   tcmalloc=$(ls /usr/lib/*-linux-gnu/libtcmalloc_minimal.so.4 2>/dev/null | head -1 || true)
 fi
-# TensorFlow's CPU train step is ~1.4x faster on tcmalloc (gpicl_tf/runtime.py).
+# TensorFlow's CPU train step is ~1.5x faster on tcmalloc (benchmarks/allocator.py).
 if [ -n "$tcmalloc" ] && [ "${GPICL_TCMALLOC:-auto}" != 0 ]; then
   export LD_PRELOAD="$tcmalloc${LD_PRELOAD:+ $LD_PRELOAD}"
 fi
