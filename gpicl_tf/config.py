@@ -123,19 +123,25 @@ class EvalConfig:
         positions: where baselines are fitted (1-indexed; the last position is
             always added); the learners are evaluated at every position.
         sequence_baselines: architectures trained by the same pipeline and
-            evaluated beside the Transformer ("lstm", "mlp").
-        baseline_steps: meta-training steps of each sequence baseline.
+            evaluated beside the Transformer ("lstm", "mlp"), with its curriculum.
+        baseline_steps: meta-training steps of each sequence baseline (0 = the
+            Transformer's `train.steps`: the same budget).
         sgd_tuning_episodes: meta-training episodes on which the baselines'
-            settings are chosen (SGD's learning rate and steps; for function
+            settings are chosen, at the last position (logistic regression's C,
+            SGD's learning rate and steps, the SVM's C and gamma; for function
             regression, k-NN's k, ridge's alpha, the polynomial degree, the GP kernel).
+        seeds: the main job meta-trains the Transformer with this many training
+            seeds (train.seed, train.seed + 1, ...) and reports each and their
+            mean with a 95% interval across seeds.
     """
 
     datasets: str = "fashion_mnist_idx,random"
     episodes: int = 256
     positions: str = "1,2,5,10,20,50,100"
     sequence_baselines: str = "lstm,mlp"
-    baseline_steps: int = 500
-    sgd_tuning_episodes: int = 128
+    baseline_steps: int = 0
+    sgd_tuning_episodes: int = 512
+    seeds: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -317,9 +323,9 @@ def _cpu() -> Config:
     return Config(
         model=ModelConfig(layout="pfn", model_size=64, num_layers=2, num_heads=4, key_size=16,
                           lstm_units=128, mlp_hidden=128),
+        data=DataConfig(train_episodes=2**16),
         train=TrainConfig(steps=1800, steps_per_epoch=100, warmup_steps=200, bias_fraction=0.9,
                           bias_mode="permutation", bias_schedule="plateau"),
-        eval=EvalConfig(baseline_steps=400),
     )
 
 
@@ -372,7 +378,7 @@ def _functions_cpu() -> Config:
     at most 20 minutes here."""
     return Config(
         data=DataConfig(source="functions:mlp", input_size=1, num_classes=0,
-                        episode_length=100, log2_num_tasks=16, train_episodes=32_768,
+                        episode_length=100, log2_num_tasks=16, train_episodes=2**16,
                         test_episodes=256, episodes_per_shard=8_192),
         model=ModelConfig(layout="pfn", model_size=64, num_layers=3, num_heads=4, key_size=16),
         train=TrainConfig(batch_size=64, steps=3_000, steps_per_epoch=250, warmup_steps=200,

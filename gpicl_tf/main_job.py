@@ -57,6 +57,39 @@ def write_eval_episodes(config: Config, workdir: str) -> tuple[dict, list]:
     return sets, skipped
 
 
+def training_runs(config: Config) -> dict[tuple[str, str], Config]:
+    """{(display name, run directory): config} of every model the main job trains.
+
+    The Transformer once per seed (`eval.seeds`: train.seed, train.seed + 1, ...),
+    then each sequence baseline with the Transformer's budget (`eval.baseline_steps`
+    steps, 0 = the Transformer's) and the same curriculum, in the paper layout.
+    """
+    seeds = config.eval.seeds
+    runs = {}
+    for i in range(seeds):
+        seed = config.train.seed + i
+        name = NAMES["transformer"] if seeds == 1 else f"{NAMES['transformer']} (seed {seed})"
+        runs[(name, "transformer" if i == 0 else f"transformer-seed{seed}")] = \
+            dataclasses.replace(config, train=dataclasses.replace(config.train, seed=seed))
+    steps = config.eval.baseline_steps or config.train.steps
+    for arch in [a.strip() for a in config.eval.sequence_baselines.split(",") if a.strip()]:
+        runs[(NAMES.get(arch, arch), arch)] = dataclasses.replace(
+            config, model=dataclasses.replace(config.model, arch=arch, layout="paper"),
+            train=dataclasses.replace(config.train, steps=steps,
+                                      steps_per_epoch=min(config.train.steps_per_epoch, steps)))
+    return runs
+
+
+def _training_info(cfg: Config, summary: dict) -> dict:
+    """What a report says of how a model was meta-trained."""
+    final = summary.get("final", {}).get("bias_fraction")
+    return {"steps": int(summary["steps"]), "parameters": int(summary["parameters"]),
+            "bias_fraction": cfg.train.bias_fraction, "bias_schedule": cfg.train.bias_schedule,
+            "bias_final": "no curriculum" if final is None else
+            ("bias off" if final == 0 else f"bias still {final:g}"),
+            "seed": cfg.train.seed}
+
+
 def run_all(config: Config, workdir: str, *, export_base: str | None = None,
             export_name: str = "gpicl", verbose="auto") -> dict:
     """Runs every stage; returns the report (also in workdir/report/).
@@ -74,24 +107,15 @@ def run_all(config: Config, workdir: str, *, export_base: str | None = None,
     times["episodes"] = time.perf_counter() - t0
 
     # ------------------------------------------------------------------ meta-training
-    runs = {"transformer": config}
-    # The sequence baselines train without the curriculum bias: in their few hundred
-    # steps they never leave the plateau, so the bias would never switch off and 90%
-    # of their batches would stay on one label permutation.
-    for arch in [a.strip() for a in config.eval.sequence_baselines.split(",") if a.strip()]:
-        runs[arch] = dataclasses.replace(
-            config, model=dataclasses.replace(config.model, arch=arch, layout="paper"),
-            train=dataclasses.replace(config.train, steps=config.eval.baseline_steps,
-                                      steps_per_epoch=min(config.train.steps_per_epoch,
-                                                          config.eval.baseline_steps),
-                                      bias_fraction=0.0))
-    models = {}
-    for name, cfg in runs.items():
+    runs = training_runs(config)
+    models, training = {}, {}
+    for (name, run_dir), cfg in runs.items():
         t = time.perf_counter()
-        run_dir = os.path.join(workdir, name)
-        train.run(cfg, run_dir, train_eps, verbose=verbose)
-        models[NAMES.get(name, name)] = os.path.join(run_dir, train.MODEL_FILE)
-        times[f"train_{name}"] = time.perf_counter() - t
+        run_dir = os.path.join(workdir, run_dir)
+        summary = train.run(cfg, run_dir, train_eps, verbose=verbose)
+        models[name] = os.path.join(run_dir, train.MODEL_FILE)
+        training[name] = _training_info(cfg, summary)
+        times[f"train_{os.path.basename(run_dir)}"] = time.perf_counter() - t
 
     # ------------------------------------------------------------------ evaluation
     t = time.perf_counter()
@@ -99,6 +123,14 @@ def run_all(config: Config, workdir: str, *, export_base: str | None = None,
     sets = {f"{source} (unseen tasks)": (train_eps, "test"),
             f"{source} (seen tasks)": (train_eps, "seen"), **eval_sets}
     report = evaluate_lib.evaluate(models, sets, (train_eps, "train"), config.eval)
+    if config.eval.seeds > 1:
+        seed_names = [n for n in models if n.startswith(NAMES["transformer"])]
+        for entry in report["datasets"].values():
+            entry["methods"] = {
+                f"{NAMES['transformer']} (mean of {len(seed_names)} seeds)":
+                    evaluate_lib.across_seeds([entry["methods"][n] for n in seed_names]),
+                **entry["methods"]}
+    report["training"] = training
     times["evaluate"] = time.perf_counter() - t
 
     # ------------------------------------------------------------------ export

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import glob
 import os
+import zlib
 
 import numpy as np
 import tensorflow as tf
@@ -40,8 +41,9 @@ class SplitPlan:
 
 def split_plans(config: DataConfig) -> list[SplitPlan]:
     """`train`: seen task ids on the train split; `test`: unseen ids, test split
-    (meta-test); `seen`: seen task ids on the test split (memorisation); `valid`:
-    other unseen ids on the train split (meta-validation: touches no test data)."""
+    (meta-test); `seen`: task ids the train split used, on the test split
+    (memorisation; none when there are no train episodes); `valid`: other unseen
+    ids on the train split (meta-validation: touches no test data)."""
     if not 0 <= config.log2_num_tasks <= 31:
         raise ValueError(f"log2_num_tasks={config.log2_num_tasks} must be in [0, 31]")
     n = 2**config.log2_num_tasks
@@ -49,10 +51,55 @@ def split_plans(config: DataConfig) -> list[SplitPlan]:
         SplitPlan("train", "train", 0, n, config.train_episodes),
         SplitPlan("test", "test", augment.UNSEEN_TASK_OFFSET,
                   augment.UNSEEN_TASK_OFFSET + 2**31, config.test_episodes),
-        SplitPlan("seen", "test", 0, n, config.test_episodes),
+        SplitPlan("seen", "test", 0, n, config.test_episodes if config.train_episodes else 0),
         SplitPlan("valid", "train", augment.VALID_TASK_OFFSET,
                   augment.VALID_TASK_OFFSET + 2**31, config.test_episodes),
     ]
+
+
+def split_salt(name: str) -> int:
+    """A stable number for a split's name (its CRC-32): seeds do not depend on
+    the order or the spelling of anything else."""
+    return zlib.crc32(name.encode("utf-8"))
+
+
+def draw_without_replacement(pool_size: int, count: int, seed: int, name: str) -> np.ndarray:
+    """Indices int64 [count] into a pool of `pool_size`, without replacement,
+    cycling: each run of `pool_size` draws is a fresh random permutation of the
+    pool, so every pool member is used once before any is used again."""
+    out, cycle = [], 0
+    while count > 0:
+        take = min(pool_size, count)
+        rng = np.random.default_rng([seed, split_salt(name), 2, cycle])
+        out.append(rng.choice(pool_size, take, replace=False).astype(np.int64))
+        count -= take
+        cycle += 1
+    return np.concatenate(out) if out else np.zeros([0], np.int64)
+
+
+def task_assignments(plans: list[SplitPlan], seed: int) -> dict[str, np.ndarray]:
+    """Task id int64 [episodes] of every episode of every split.
+
+    `train` draws its ids from [0, 2^k) without replacement (cycling when the
+    episodes outnumber the tasks), so it uses exactly min(2^k, episodes)
+    distinct tasks; `seen` draws, the same way, only from the ids `train`
+    used; `test` and `valid` draw from their own 2^31 unseen ids.
+    """
+    ids = {}
+    for plan in plans:
+        if plan.name == "seen":
+            continue
+        pool = plan.task_high - plan.task_low
+        ids[plan.name] = plan.task_low + draw_without_replacement(
+            pool, plan.episodes, seed, plan.name)
+    for plan in plans:
+        if plan.name == "seen":
+            used = np.unique(ids["train"])
+            if plan.episodes and not len(used):
+                raise ValueError("the seen split needs train episodes to draw its tasks from")
+            ids["seen"] = used[draw_without_replacement(max(len(used), 1), plan.episodes, seed,
+                                                        plan.name)]
+    return ids
 
 
 def _episode_record(episode_id: int, task_id: int, indices: np.ndarray) -> bytes:
@@ -64,18 +111,18 @@ def _episode_record(episode_id: int, task_id: int, indices: np.ndarray) -> bytes
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
 
 
-def shard_records(plan: SplitPlan, shard: int, first: int, count: int, num_examples: int,
-                  episode_length: int, seed: int):
-    """Yields the serialized episodes `first .. first+count-1` of one shard.
+def shard_records(plan: SplitPlan, shard: int, first: int, task_ids: np.ndarray,
+                  num_examples: int, episode_length: int, seed: int):
+    """Yields the serialized episodes `first .. first+len(task_ids)-1` of one shard.
 
-    Each shard has its own generator seeded by (seed, split, shard), so shards
-    are reproducible independently of each other.
+    Task ids come from the split's assignment (`task_assignments`); the example
+    indices from a generator seeded by (seed, split, shard), so shards are
+    reproducible independently of each other.
     """
-    rng = np.random.default_rng([seed, sum(map(ord, plan.name)), shard])
-    for episode_id in range(first, first + count):
-        task_id = int(rng.integers(plan.task_low, plan.task_high))
+    rng = np.random.default_rng([seed, split_salt(plan.name), shard])
+    for offset, task_id in enumerate(task_ids):
         indices = rng.choice(num_examples, episode_length, replace=False)
-        yield _episode_record(episode_id, task_id, indices)
+        yield _episode_record(first + offset, int(task_id), indices)
 
 
 def _prepare_directory(out_dir: str, overwrite: bool) -> None:
@@ -114,12 +161,18 @@ def write_episodes(config: DataConfig, out_dir: str, *, overwrite: bool = False,
         schema, prepare = _classification(config, plans)
     else:
         schema, prepare = _regression(config, family, functions_config or FunctionConfig())
+    task_ids = task_assignments(plans, config.seed)
+    if 0 < config.train_episodes < 2**config.log2_num_tasks:
+        logging.warning("train_episodes=%d < 2^log2_num_tasks=%d: meta-training uses only %d "
+                        "distinct tasks", config.train_episodes, 2**config.log2_num_tasks,
+                        config.train_episodes)
     _prepare_directory(out_dir, overwrite)
     extra, make_records = prepare(out_dir)
     splits = {}
     with _progress(sum(p.episodes for p in plans), progress) as bar:
         for plan in plans:
-            splits[plan.name] = _write_split(plan, config, out_dir, make_records, bar)
+            splits[plan.name] = _write_split(plan, config, out_dir, make_records,
+                                             task_ids[plan.name], bar)
     manifest = {"format": schema_lib.FORMAT, "schema": schema.to_dict(),
                 "config": dataclasses.asdict(config), **extra, "splits": splits}
     storage.write_json(os.path.join(out_dir, storage.MANIFEST), manifest)
@@ -152,8 +205,8 @@ def _classification(config: DataConfig, plans: list[SplitPlan]):
                             "dim": int(data["train"].x.shape[1]), "mean": mean, "std": std},
                  "base": base}
 
-        def make_records(plan, shard, first, count):
-            return shard_records(plan, shard, first, count, len(data[plan.data_split].y),
+        def make_records(plan, shard, first, task_ids):
+            return shard_records(plan, shard, first, task_ids, len(data[plan.data_split].y),
                                  config.episode_length, config.seed)
         return extra, make_records
 
@@ -174,21 +227,22 @@ def _regression(config: DataConfig, family: str, fcfg: FunctionConfig):
                             "dim": config.input_size},
                  "functions": dataclasses.asdict(fcfg), "base": {}}
 
-        def make_records(plan, shard, first, count):
-            return function_records(plan, shard, first, count, family, config, fcfg)
+        def make_records(plan, shard, first, task_ids):
+            return function_records(plan, shard, first, task_ids, family, config, fcfg)
         return extra, make_records
 
     return schema, prepare
 
 
-def function_records(plan: SplitPlan, shard: int, first: int, count: int, family: str,
-                     config: DataConfig, fcfg: FunctionConfig):
-    """Yields the serialized function episodes `first .. first+count-1` of a shard:
-    each draws a task id, re-creates its function and samples N points."""
-    rng = np.random.default_rng([config.seed, sum(map(ord, plan.name)), shard, 1])
+def function_records(plan: SplitPlan, shard: int, first: int, task_ids: np.ndarray,
+                     family: str, config: DataConfig, fcfg: FunctionConfig):
+    """Yields the serialized function episodes `first .. first+len(task_ids)-1` of a
+    shard: each re-creates its task's function and samples N points."""
+    rng = np.random.default_rng([config.seed, split_salt(plan.name), shard, 1])
     d, n = config.input_size, config.episode_length
-    for episode_id in range(first, first + count):
-        task_id = int(rng.integers(plan.task_low, plan.task_high))
+    for offset, task_id in enumerate(task_ids):
+        episode_id = first + offset
+        task_id = int(task_id)
         f = functions.task_function(family, config.seed, task_id, d, fcfg)
         ep = functions.sample_episode(rng, f, n, d, fcfg)
         feature = {
@@ -204,7 +258,7 @@ def function_records(plan: SplitPlan, shard: int, first: int, count: int, family
 
 
 def _write_split(plan: SplitPlan, config: DataConfig, out_dir: str, make_records,
-                 bar) -> dict:
+                 task_ids: np.ndarray, bar) -> dict:
     per = config.episodes_per_shard
     num_shards = max(1, -(-plan.episodes // per))
     shards = []
@@ -212,10 +266,11 @@ def _write_split(plan: SplitPlan, config: DataConfig, out_dir: str, make_records
         first = shard * per
         count = min(per, plan.episodes - first)
         name = f"episodes-{plan.name}-{shard:05d}-of-{num_shards:05d}.tfrecord.gz"
-        records = make_records(plan, shard, first, count)
+        records = make_records(plan, shard, first, task_ids[first:first + count])
         entry = storage.write_records(os.path.join(out_dir, name), records)
         entry["episodes"] = entry.pop("records")
         shards.append(entry)
         bar.update(count)
     return {"episodes": plan.episodes, "data_split": plan.data_split,
-            "task_range": [plan.task_low, plan.task_high], "shards": shards}
+            "task_range": [plan.task_low, plan.task_high],
+            "distinct_tasks": int(len(np.unique(task_ids))), "shards": shards}

@@ -17,6 +17,8 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from gpicl_tf.eval.grid import Axis, Result, search
+
 POSITIONS = (1, 2, 5, 10, 20, 50, 100)
 
 
@@ -109,15 +111,30 @@ def svm(inputs: np.ndarray, labels: np.ndarray, positions, settings: SVMSettings
     return _per_episode(inputs, labels, positions, fit_predict)
 
 
-def tune_svm(inputs: np.ndarray, labels: np.ndarray, cs=(1.0, 3.0, 10.0, 30.0),
-             gamma_scales=(0.3, 1.0, 3.0), positions=(10, 50, 100)) -> tuple[SVMSettings, dict]:
-    """Picks the SVM's C and gamma on meta-TRAINING episodes: best mean accuracy
-    over `positions`."""
-    positions = tuple(p for p in positions if p <= inputs.shape[1]) or (inputs.shape[1],)
-    scores = {(c, g): float(svm(inputs, labels, positions, SVMSettings(c, g)).mean())
-              for c in cs for g in gamma_scales}
-    best = max(scores, key=scores.get)
-    return SVMSettings(*best), {f"C={k[0]},gamma_scale={k[1]}": v for k, v in scores.items()}
+def _tuning_position(inputs: np.ndarray) -> tuple[int]:
+    """Baselines are tuned where the headline is read: the last position."""
+    return (inputs.shape[1],)
+
+
+def tune_svm(inputs: np.ndarray, labels: np.ndarray,
+             cs: Axis = Axis((1.0, 3.0, 10.0, 30.0)),
+             gamma_scales: Axis = Axis((0.3, 1.0, 3.0))) -> tuple[SVMSettings, Result]:
+    """Picks the SVM's C and gamma on meta-TRAINING episodes: best accuracy at the
+    last position, the grid widened where the best value is at its edge."""
+    pos = _tuning_position(inputs)
+    result = search(lambda p: svm(inputs, labels, pos, SVMSettings(p["C"], p["gamma_scale"]))[:, 0],
+                    {"C": cs, "gamma_scale": gamma_scales})
+    return SVMSettings(result.best["C"], result.best["gamma_scale"]), result
+
+
+def tune_logistic_regression(inputs: np.ndarray, labels: np.ndarray,
+                             cs: Axis = Axis((0.01, 0.1, 1.0, 10.0, 100.0))
+                             ) -> tuple[float, Result]:
+    """Picks logistic regression's C on meta-TRAINING episodes, as the SVM's."""
+    pos = _tuning_position(inputs)
+    result = search(lambda p: logistic_regression(inputs, labels, pos, c=p["C"])[:, 0],
+                    {"C": cs})
+    return float(result.best["C"]), result
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,15 +191,14 @@ def _adam_linear(x, y, learning_rate, steps):
 
 
 def tune_sgd(inputs: np.ndarray, labels: np.ndarray, num_classes: int,
-             learning_rates=(0.01, 0.03, 0.1, 0.3), steps=(10, 30, 100),
-             positions=(10, 50, 100)) -> tuple[SGDSettings, dict]:
+             learning_rates: Axis = Axis((0.01, 0.03, 0.1, 0.3)),
+             steps: Axis = Axis((10, 30, 100), low=1, high=3000, integer=True)
+             ) -> tuple[SGDSettings, Result]:
     """Picks the SGD baseline's settings on meta-TRAINING episodes (never the
-    test episodes): best mean accuracy over `positions`."""
-    positions = tuple(p for p in positions if p <= inputs.shape[1]) or (inputs.shape[1],)
-    scores = {}
-    for lr in learning_rates:
-        for s in steps:
-            settings = SGDSettings(lr, s)
-            scores[(lr, s)] = float(sgd(inputs, labels, positions, num_classes, settings).mean())
-    best = max(scores, key=scores.get)
-    return SGDSettings(*best), {f"lr={k[0]},steps={k[1]}": v for k, v in scores.items()}
+    test episodes): best accuracy at the last position, the grid widened where
+    the best value is at its edge."""
+    pos = _tuning_position(inputs)
+    result = search(lambda p: sgd(inputs, labels, pos, num_classes,
+                                  SGDSettings(p["lr"], int(p["steps"])))[:, 0],
+                    {"lr": learning_rates, "steps": steps})
+    return SGDSettings(result.best["lr"], int(result.best["steps"])), result

@@ -68,6 +68,29 @@ def learner_summary(correct: np.ndarray) -> dict:
     return out
 
 
+def across_seeds(entries: list[dict]) -> dict:
+    """One learner entry from the same learner meta-trained with several seeds:
+    per position the mean over seeds, and as "ci95" the half-width of the 95%
+    t-interval ACROSS seeds (the spread of training, not of episodes)."""
+    from scipy import stats
+
+    n = len(entries)
+    if n < 2:
+        raise ValueError(f"across_seeds needs at least two seeds, got {n}")
+    t = float(stats.t.ppf(0.975, n - 1))
+    curves = np.array([e["mean"] for e in entries])                   # [S, P]
+    out = {"positions": entries[0]["positions"], "seeds": n,
+           "mean": curves.mean(0).round(5).tolist(),
+           "ci95": (t * curves.std(0, ddof=1) / np.sqrt(n)).round(5).tolist()}
+    for key in ("last", "first10", "last10", "improvement"):
+        values = np.array([e[key] for e in entries])
+        out[key] = float(values.mean())
+        out[f"{key}_per_seed"] = [round(float(v), 5) for v in values]
+        out[f"{key}_sd"] = float(values.std(ddof=1))
+    out["improvement_ci95"] = t * out["improvement_sd"] / np.sqrt(n)
+    return out
+
+
 def paired_differences(learner_last: dict[str, np.ndarray],
                        baseline_last: dict[str, np.ndarray]) -> dict:
     """Each learner minus each baseline at the last position, paired over episodes.
@@ -104,20 +127,51 @@ def resolve_positions(config: EvalConfig, length: int) -> tuple[int, ...]:
     return tuple(sorted({p for p in wanted if 1 <= p <= length} | {length}))
 
 
+@dataclasses.dataclass(frozen=True)
+class TunedBaselines:
+    """Settings of the tuned baselines, chosen on meta-training episodes."""
+
+    lr_c: float
+    sgd: baselines.SGDSettings
+    svm: baselines.SVMSettings
+
+
+def tune_baselines(inputs, labels, num_classes: int, tuned_on: str) -> tuple[TunedBaselines,
+                                                                            dict]:
+    """Tunes logistic regression's C, SGD's learning rate and steps and the SVM's C
+    and gamma on meta-TRAINING episodes, each at the last position; returns the
+    settings and, per baseline, what was chosen, every score, the widenings of
+    the grid and the stability of the choice (for the report)."""
+    lr_c, lr = baselines.tune_logistic_regression(inputs, labels)
+    sgd_settings, sgd = baselines.tune_sgd(inputs, labels, num_classes)
+    svm_settings, svm = baselines.tune_svm(inputs, labels)
+    info = {}
+    for name, chosen, result in (("logistic_regression", {"C": lr_c}, lr),
+                                 ("sgd", {"learning_rate": sgd_settings.learning_rate,
+                                          "steps": sgd_settings.steps}, sgd),
+                                 ("svm", dataclasses.asdict(svm_settings), svm)):
+        info[name] = {"chosen": chosen, "tuned_on": tuned_on, "position": int(inputs.shape[1]),
+                      "scores": result.scores, "widened": result.widened,
+                      "stability": result.stability}
+        logging.info("%s tuned on %s: %s (chosen in %.0f%% of bootstrap resamples)", name,
+                     tuned_on, chosen, 100 * result.stability)
+    return TunedBaselines(lr_c, sgd_settings, svm_settings), info
+
+
 def evaluate_set(learners: dict, inputs, labels, num_classes: int, positions,
-                 sgd_settings: baselines.SGDSettings,
-                 svm_settings: baselines.SVMSettings) -> dict:
+                 tuned: TunedBaselines) -> dict:
     methods, learner_last, baseline_last = {}, {}, {}
     for name, model in learners.items():
         correct = learner_correct(model, inputs, labels)
         methods[name] = learner_summary(correct)
         learner_last[name] = correct[:, -1]
     runs = {
-        "logistic regression": lambda: baselines.logistic_regression(inputs, labels, positions),
+        "logistic regression (tuned)": lambda: baselines.logistic_regression(
+            inputs, labels, positions, c=tuned.lr_c),
         "1-NN": lambda: baselines.knn(inputs, labels, positions, k=1),
         "SGD (tuned)": lambda: baselines.sgd(inputs, labels, positions, num_classes,
-                                             sgd_settings),
-        "SVM (RBF, tuned)": lambda: baselines.svm(inputs, labels, positions, svm_settings),
+                                             tuned.sgd),
+        "SVM (RBF, tuned)": lambda: baselines.svm(inputs, labels, positions, tuned.svm),
         "chance": lambda: baselines.chance(labels, positions, num_classes),
     }
     for name, fn in runs.items():
@@ -144,16 +198,10 @@ def evaluate(models: dict[str, str], eval_sets: dict[str, tuple[str, str]],
     tune_eps = pipeline.open_episodes(tuning[0])
     schema = tune_eps.schema
     t_in, t_lab = episode_arrays(tune_eps, tuning[1], config.sgd_tuning_episodes)
-    sgd_settings, sgd_scores = baselines.tune_sgd(t_in, t_lab, schema.num_classes)
-    logging.info("SGD baseline tuned on %d meta-training episodes: %s", len(t_in), sgd_settings)
-    svm_settings, svm_scores = baselines.tune_svm(t_in, t_lab)
-    logging.info("SVM baseline tuned: %s", svm_settings)
     tuned_on = f"{tuning[0]}:{tuning[1]} ({len(t_in)} episodes)"
-    report = {"sgd": {"chosen": {"learning_rate": sgd_settings.learning_rate,
-                                 "steps": sgd_settings.steps},
-                      "tuned_on": tuned_on, "scores": sgd_scores},
-              "svm": {"chosen": dataclasses.asdict(svm_settings), "tuned_on": tuned_on,
-                      "scores": svm_scores},
+    tuned, tuning_info = tune_baselines(t_in, t_lab, schema.num_classes, tuned_on)
+    report = {**tuning_info,
+              "meta_training_tasks": tune_eps.manifest["splits"]["train"].get("distinct_tasks"),
               "datasets": {}}
     expect = {"input_size": schema.input_size, "num_classes": schema.num_classes}
     for name, (directory, split) in eval_sets.items():
@@ -162,7 +210,7 @@ def evaluate(models: dict[str, str], eval_sets: dict[str, tuple[str, str]],
         positions = resolve_positions(config, inputs.shape[1])
         t0 = time.perf_counter()
         methods, paired = evaluate_set(learners, inputs, labels, schema.num_classes, positions,
-                                       sgd_settings, svm_settings)
+                                       tuned)
         report["datasets"][name] = {"source": eps.manifest["source"]["name"], "split": split,
                                     "directory": directory, "episodes": int(len(inputs)),
                                     "length": int(inputs.shape[1]), "methods": methods,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 
@@ -39,20 +40,45 @@ def markdown_table(report: dict) -> str:
             cells = []
             for d in datasets:
                 v = report["datasets"][d]["methods"].get(m)
-                cells.append(f"{v['first10']:.3f} -> {v['last10']:.3f} ({v['improvement']:+.3f})"
-                             if v else "")
+                cells.append(f"{v['first10']:.3f} -> {v['last10']:.3f} ({v['improvement']:+.3f} "
+                             f"± {v.get('improvement_ci95', 0.0):.3f})" if v else "")
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
     lines += paired_table(report)
-    sgd = report.get("sgd", {}).get("chosen")
-    if sgd:
-        lines += ["", f"SGD (tuned): Adam lr {sgd['learning_rate']}, {sgd['steps']} full-batch "
-                  f"steps, chosen on {report['sgd']['tuned_on']}."]
-    svm = report.get("svm", {}).get("chosen")
-    if svm:
-        lines += ["", f"SVM (RBF, tuned): C {svm['c']}, gamma {svm['gamma_scale']} / (d var(x)) "
-                  f"(scikit-learn's \"scale\" times {svm['gamma_scale']}), chosen on "
-                  f"{report['svm']['tuned_on']}."]
+    lines += tuning_notes(report)
     return "\n".join(lines) + "\n"
+
+
+def _tuning_line(name: str, info: dict, settings: str) -> str:
+    line = (f"{name}: {settings}, chosen at position {info['position']} on {info['tuned_on']}; "
+            f"the same choice wins in {100 * info['stability']:.0f}% of bootstrap resamples of "
+            "those episodes")
+    if info.get("widened"):
+        line += "; grid widened: " + "; ".join(info["widened"])
+    return line + "."
+
+
+def tuning_notes(report: dict) -> list[str]:
+    """Lines naming what each tuned baseline chose, on what, and how stable the choice is;
+    the number of distinct meta-training tasks; the sequence baselines' budgets."""
+    lines = []
+    tasks = report.get("meta_training_tasks")
+    if tasks:
+        lines += ["", f"Meta-training used {tasks:,} distinct tasks (log2 {math.log2(tasks):.2f})."]
+    for name, key, fmt in (
+            ("logistic regression (tuned)", "logistic_regression",
+             lambda c: f"L2, C {c['C']}"),
+            ("SGD (tuned)", "sgd",
+             lambda c: f"Adam lr {c['learning_rate']}, {c['steps']} full-batch steps"),
+            ("SVM (RBF, tuned)", "svm",
+             lambda c: f"C {c['c']}, gamma {c['gamma_scale']} / (d var(x))")):
+        info = report.get(key)
+        if info and "chosen" in info:
+            lines += ["", _tuning_line(name, info, fmt(info["chosen"]))]
+    for name, t in report.get("training", {}).items():
+        lines += ["", f"{name}: {t['steps']:,} meta-training steps ({t['parameters']:,} "
+                  f"parameters), curriculum bias {t['bias_fraction']} ({t['bias_schedule']}), "
+                  f"{t['bias_final']} at the end."]
+    return lines
 
 
 def paired_table(report: dict) -> list[str]:

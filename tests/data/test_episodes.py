@@ -49,10 +49,13 @@ def test_write_read_round_trip(smoke_episodes):
     records = pipeline.read_records(eps, "train")
     manifest = eps.manifest
     per = manifest["config"]["episodes_per_shard"]
-    plan = episodes.split_plans(episodes.DataConfig(**manifest["config"]))[0]
+    plans = episodes.split_plans(episodes.DataConfig(**manifest["config"]))
+    task_ids = episodes.task_assignments(plans, eps.seed)["train"]
     expected = []
     for shard, entry in enumerate(manifest["splits"]["train"]["shards"]):
-        expected += list(episodes.shard_records(plan, shard, shard * per, entry["episodes"],
+        first = shard * per
+        expected += list(episodes.shard_records(plans[0], shard, first,
+                                                task_ids[first:first + entry["episodes"]],
                                                 manifest["base"]["train"]["examples"],
                                                 eps.schema.episode_length, eps.seed))
     assert len(records) == len(expected) == eps.num_episodes("train")
@@ -82,6 +85,46 @@ def test_test_split_uses_unseen_tasks_and_test_data(smoke_episodes):
     assert eps.manifest["splits"]["test"]["data_split"] == "test"
     assert all(r["task_id"] >= augment.UNSEEN_TASK_OFFSET for r in records)
     assert max(r["indices"].max() for r in records) < eps.manifest["base"]["test"]["examples"]
+
+
+def _task_ids(directory, split):
+    return [int(r["task_id"]) for r in pipeline.read_records(pipeline.open_episodes(directory),
+                                                                split)]
+
+
+def test_seen_tasks_were_all_meta_trained_and_train_uses_every_task(tmp_path, smoke_config):
+    # 2^4 = 16 tasks, 40 train episodes: every task used (cycling), the seen
+    # split (test data) only on ids the train split used.
+    cfg = dataclasses.replace(smoke_config.data, train_episodes=40, test_episodes=32)
+    out = str(tmp_path / "eps")
+    manifest = episodes.write_episodes(cfg, out)
+    train, seen = _task_ids(out, "train"), _task_ids(out, "seen")
+    assert sorted(set(train)) == list(range(16))
+    # without replacement: each run of 16 consecutive episodes holds 16 distinct tasks
+    assert len(set(train[:16])) == len(set(train[16:32])) == 16
+    assert set(seen) <= set(train) and len(set(seen)) == 16
+    assert manifest["splits"]["train"]["distinct_tasks"] == 16
+    assert manifest["splits"]["seen"]["distinct_tasks"] == 16
+
+
+def test_fewer_episodes_than_tasks_are_all_distinct_and_seen_stays_inside(tmp_path,
+                                                                          smoke_config):
+    cfg = dataclasses.replace(smoke_config.data, log2_num_tasks=10, train_episodes=50,
+                              test_episodes=40)
+    out = str(tmp_path / "eps")
+    manifest = episodes.write_episodes(cfg, out)
+    train, seen = _task_ids(out, "train"), _task_ids(out, "seen")
+    assert len(set(train)) == 50 == manifest["splits"]["train"]["distinct_tasks"]
+    assert set(seen) <= set(train)
+    assert len(set(seen)) == 40
+
+
+def test_eval_only_set_has_no_seen_episodes(tmp_path, smoke_config):
+    cfg = dataclasses.replace(smoke_config.data, source="random", train_episodes=0,
+                              test_episodes=8)
+    manifest = episodes.write_episodes(cfg, str(tmp_path / "eps"))
+    assert manifest["splits"]["seen"]["episodes"] == 0
+    assert manifest["splits"]["test"]["distinct_tasks"] == 8
 
 
 def test_existing_set_is_not_overwritten_silently(fresh_episodes, smoke_config):

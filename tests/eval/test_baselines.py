@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from gpicl_tf.eval import baselines
+from gpicl_tf.eval.grid import Axis
 
 
 def _separable(episodes=24, length=40, dim=8, classes=4, seed=0):
@@ -57,15 +58,28 @@ def test_positions_are_checked():
 
 def test_sgd_tuning_picks_the_best_grid_point():
     x, y = _separable(episodes=8)
-    chosen, scores = baselines.tune_sgd(x, y, 4, learning_rates=(1e-5, 0.1), steps=(1, 30))
+    chosen, result = baselines.tune_sgd(x, y, 4, learning_rates=Axis((1e-5, 0.1), high=0.1),
+                                        steps=Axis((1, 30), low=1, high=30, integer=True))
     assert (chosen.learning_rate, chosen.steps) == (0.1, 30)
-    assert scores["lr=0.1,steps=30"] == max(scores.values())
+    assert result.scores["lr=0.1,steps=30"] == max(result.scores.values())
+    assert result.episodes == 8 and 0 < result.stability <= 1
 
 
 def test_svm_tuning_picks_the_best_grid_point():
     x, y = _separable(episodes=8)
     # A huge gamma makes every kernel value ~0 away from the training points: no better
     # than guessing; the sensible scale wins.
-    chosen, scores = baselines.tune_svm(x, y, cs=(10.0,), gamma_scales=(1.0, 1e4))
+    chosen, result = baselines.tune_svm(x, y, cs=Axis((10.0,)),
+                                        gamma_scales=Axis((1.0, 1e4), low=1.0))
     assert chosen == baselines.SVMSettings(10.0, 1.0)
+    scores = result.scores
     assert scores["C=10.0,gamma_scale=1.0"] > scores["C=10.0,gamma_scale=10000.0"] + 0.3
+
+
+def test_logistic_regression_c_is_tuned_and_widened_at_the_edge():
+    x, y = _separable(episodes=8)
+    # Separable episodes: the weakest regularisation wins, so the grid must grow upwards.
+    c, result = baselines.tune_logistic_regression(x, y, cs=Axis((1e-5, 1e-4)))
+    assert c >= 1e-3 and result.scores[f"C={c}"] == 1.0
+    assert result.widened and "upper edge" in result.widened[0]
+    assert result.scores[f"C={c}"] == max(result.scores.values())

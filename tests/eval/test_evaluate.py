@@ -51,7 +51,10 @@ def test_per_position_curves_have_the_right_length_and_bounds(smoke_config, smok
     back = json.load(open(paths["json"]))
     assert set(back["datasets"]) == {"unseen", "seen"}
     table = open(paths["md"]).read()
-    assert "| Method | unseen | seen |" in table and "| logistic regression |" in table
+    assert "| Method | unseen | seen |" in table and "| logistic regression (tuned) |" in table
+    assert "logistic regression (tuned): L2, C " in table and "bootstrap resamples" in table
+    assert report["logistic_regression"]["position"] == smoke_config.data.episode_length
+    assert f"Meta-training used {2 ** smoke_config.data.log2_num_tasks:,} distinct tasks" in table
     assert "learner minus each baseline at the last position" in table
     assert "| SGD (tuned) | " in table.split("minus each baseline")[1]
     for name in ("unseen", "seen"):
@@ -103,6 +106,37 @@ def test_paired_table_reports_points_with_the_interval():
     assert report_lib.paired_table({"datasets": {"d": {"methods": {}}}}) == []
 
 
+def test_across_seeds_gives_the_mean_and_a_t_interval_across_seeds():
+    def entry(curve, improvement):
+        return {"positions": [1, 2], "mean": curve, "last": curve[-1], "first10": 0.1,
+                "last10": curve[-1], "improvement": improvement}
+
+    out = evaluate.across_seeds([entry([0.1, 0.6], 0.5), entry([0.1, 0.8], 0.7),
+                                 entry([0.1, 0.7], 0.6)])
+    assert out["seeds"] == 3 and out["last"] == pytest.approx(0.7)
+    assert out["last_per_seed"] == [0.6, 0.8, 0.7]
+    # t(0.975, 2) = 4.303; sd 0.1; half-width 4.303 * 0.1 / sqrt(3)
+    assert out["ci95"] == pytest.approx([0.0, 0.24843], abs=1e-4)
+    assert out["improvement_ci95"] == pytest.approx(0.24843, abs=1e-4)
+    with pytest.raises(ValueError, match="at least two seeds, got 1"):
+        evaluate.across_seeds([entry([0.1, 0.6], 0.5)])
+
+
+def test_main_job_trains_seeds_and_gives_baselines_the_same_budget(smoke_config):
+    from gpicl_tf import main_job
+
+    cfg = override(smoke_config, ["eval.seeds=2", "eval.baseline_steps=0", "train.steps=30",
+                                  "train.bias_fraction=0.9", "train.bias_schedule=plateau"])
+    runs = main_job.training_runs(cfg)
+    assert list(runs) == [("GPICL Transformer (seed 0)", "transformer"),
+                          ("GPICL Transformer (seed 1)", "transformer-seed1"),
+                          ("LSTM", "lstm"), ("MLP (no context)", "mlp")]
+    assert [c.train.seed for c in runs.values()][:2] == [0, 1]
+    lstm = runs[("LSTM", "lstm")]
+    assert lstm.train.steps == 30 and lstm.model.layout == "paper"
+    assert (lstm.train.bias_fraction, lstm.train.bias_schedule) == (0.9, "plateau")
+
+
 def test_bad_positions_are_named(smoke_config):
     with pytest.raises(ValueError, match="eval.positions='1,x'"):
         evaluate.resolve_positions(override(smoke_config, ["eval.positions=1,x"]).eval, 12)
@@ -119,9 +153,10 @@ def test_main_job_smoke_end_to_end(tmp_path):
     assert set(report["datasets"]) == {"digits (unseen tasks)", "digits (seen tasks)",
                                        "random (unseen dataset)"}
     methods = report["datasets"]["digits (unseen tasks)"]["methods"]
-    assert {"GPICL Transformer", "LSTM", "MLP (no context)", "logistic regression", "1-NN",
+    assert {"GPICL Transformer", "LSTM", "MLP (no context)", "logistic regression (tuned)", "1-NN",
             "SGD (tuned)", "SVM (RBF, tuned)", "chance"} <= set(methods)
     assert "| GPICL Transformer |" in done.stdout and "SVM (RBF, tuned): C " in done.stdout
+    assert report["training"]["LSTM"]["steps"] == report["training"]["GPICL Transformer"]["steps"]
     assert os.path.exists(os.path.join(workdir, "report", "accuracy_digits_unseen_tasks.png"))
     assert os.path.exists(tmp_path / "saved" / "gpicl" / "1" / "saved_model.pb")
     assert report["export"].endswith(os.path.join("gpicl", "1"))

@@ -51,6 +51,18 @@ def test_a_query_never_sees_hidden_values_later_points_or_other_queries(model):
     assert abs(np.asarray(model(earlier))[0, 7] - base[7]) > 1e-4
 
 
+def test_a_query_given_its_true_value_predicts_the_same(model):
+    # The tokens zero a query's value themselves: a caller that forgets to
+    # cannot leak the answer into that query's own prediction.
+    ep = episode()
+    base = np.asarray(model(ep))[0]
+    leaked = {k: v.copy() for k, v in ep.items()}
+    leaked[VALUES][0, [3, 7, 8, 11]] = [2.0, -3.0, 4.0, 1.5]
+    np.testing.assert_allclose(np.asarray(model(leaked))[0], base, atol=1e-5)
+    tokens, _ = FunctionTokens()(leaked[INPUTS], leaked[VALUES], leaked[QUERY])
+    assert np.all(np.asarray(tokens)[0, [3, 7, 8, 11], 2] == 0.0)
+
+
 def test_queries_after_c_context_points_are_answered_from_those_c(model):
     ep = episode(queries=(6, 7, 8, 9, 10, 11))
     out = np.asarray(model(ep))[0]
