@@ -194,31 +194,67 @@ def tune_baselines(eps: Episodes, counts) -> dict:
 
 # ---------------------------------------------------------------------- evaluation
 
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def bootstrap_ci(values: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES,
+                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """95% percentile-bootstrap interval (low [K], high [K]) of the mean over
+    episodes of values [E, K]. Squared errors are heavy-tailed, so a normal
+    interval would be too narrow on the high side; resampling episodes is not."""
+    e = values.shape[0]
+    if e < 2:
+        return values.mean(0), values.mean(0)
+    idx = np.random.default_rng(seed).integers(0, e, size=(resamples, e))
+    means = values[idx].mean(1)                                     # [resamples, K]
+    return np.percentile(means, 2.5, axis=0), np.percentile(means, 97.5, axis=0)
+
+
 def summarize(errors: np.ndarray, clean: np.ndarray, counts) -> dict:
-    """errors, clean [E, K]: mean MSE and 95% CI half-width per context count."""
-    e = errors.shape[0]
-    sd = errors.std(0, ddof=1) if e > 1 else np.zeros(errors.shape[1])
+    """errors, clean [E, K]: mean MSE per context count with its 95% bootstrap
+    interval (`ci_low`, `ci_high`) and, for plots, `ci95` = half its width."""
+    low, high = bootstrap_ci(errors)
     return {"counts": [int(c) for c in counts], "mse": errors.mean(0).tolist(),
-            "ci95": (1.96 * sd / np.sqrt(e)).tolist(), "clean_mse": clean.mean(0).tolist()}
+            "ci_low": low.tolist(), "ci_high": high.tolist(),
+            "ci95": ((high - low) / 2).tolist(), "clean_mse": clean.mean(0).tolist()}
 
 
-def evaluate_set(model: keras.Model, eps: Episodes, counts, chosen: dict) -> dict:
-    methods = {}
-    err, clean = np.empty((len(eps), len(counts))), np.empty((len(eps), len(counts)))
+def paired(learner: np.ndarray, others: dict[str, np.ndarray], counts) -> dict:
+    """The learner's per-episode MSE minus each baseline's [E, K], paired over the
+    same episodes: {baseline: {"counts", "diff", "ci_low", "ci_high"}} (bootstrap)."""
+    out = {}
+    for name, errors in others.items():
+        d = learner - errors
+        low, high = bootstrap_ci(d)
+        out[name] = {"counts": [int(c) for c in counts], "diff": d.mean(0).tolist(),
+                     "ci_low": low.tolist(), "ci_high": high.tolist()}
+    return out
+
+
+def evaluate_set(model: keras.Model, eps: Episodes, counts, chosen: dict) -> tuple[dict,
+                                                                                   dict]:
+    """Per method the MSE summary over context counts; and the learner minus
+    each baseline, paired over the episodes."""
+    methods, errors = {}, {}
+    shape = (len(eps), len(counts))
+    err, clean = np.empty(shape), np.empty(shape)
     for k, c in enumerate(counts):
         pred = learner_predict(model, eps.cx[:, :c], eps.cy[:, :c], eps.qx)
         err[:, k] = np.mean((pred - eps.qy) ** 2, 1)
         clean[:, k] = np.mean((pred - eps.qclean) ** 2, 1)
     methods[LEARNER] = summarize(err, clean, counts)
+    learner_err = err.copy()
     for name, (predict, _) in BASELINES.items():
         t0 = time.perf_counter()
+        err, clean = np.empty(shape), np.empty(shape)
         for k, c in enumerate(counts):
             pred = baseline_predictions(predict, chosen[name][c], eps, c)
             err[:, k] = np.mean((pred - eps.qy) ** 2, 1)
             clean[:, k] = np.mean((pred - eps.qclean) ** 2, 1)
         methods[name] = summarize(err, clean, counts)
+        errors[name] = err
         logging.info("baseline %s: %.1f s", name, time.perf_counter() - t0)
-    return methods
+    return methods, {LEARNER: paired(learner_err, errors, counts)}
 
 
 def evaluate_functions(model_path: str, eval_sets: dict[str, tuple[str, str]],
@@ -244,6 +280,7 @@ def evaluate_functions(model_path: str, eval_sets: dict[str, tuple[str, str]],
               "baseline_settings": {n: {str(c): s for c, s in v.items()}
                                     for n, v in chosen.items()},
               "noise_std": float(tune_set.manifest["functions"]["noise_std"]),
+              "meta_training_tasks": tune_set.manifest["splits"]["train"].get("distinct_tasks"),
               "datasets": {}}
     expect = {"input_size": schema.input_size, "episode_length": schema.episode_length}
     for name, (directory, split) in eval_sets.items():
@@ -253,14 +290,14 @@ def evaluate_functions(model_path: str, eval_sets: dict[str, tuple[str, str]],
                              f"training episodes {schema.num_queries}")
         eps = load_episodes(eset, split, config.episodes)
         t0 = time.perf_counter()
-        methods = evaluate_set(model, eps, counts, chosen)
+        methods, paired_diffs = evaluate_set(model, eps, counts, chosen)
         plot_count = min(counts, key=lambda c: abs(c - 10))
         report["datasets"][name] = {
             "curves": task_curves(model, eset, eps, chosen, plot_count),
             "source": eset.manifest["source"]["name"],
             "family": eset.manifest["source"]["family"], "split": split,
             "directory": directory, "episodes": len(eps), "methods": methods,
-            "seconds": round(time.perf_counter() - t0, 1)}
+            "paired": paired_diffs, "seconds": round(time.perf_counter() - t0, 1)}
         at = counts.index(min(counts, key=lambda c: abs(c - 20)))
         logging.info("evaluated %s at %d context points: %s", name, counts[at],
                      {m: round(v["mse"][at], 4) for m, v in methods.items()})

@@ -75,7 +75,25 @@ def test_learner_sees_exactly_c_points_and_report_has_every_count(function_model
     paths = report_lib.write_regression_report(rep, str(tmp_path))
     text = open(paths["md"]).read()
     assert "| GPICL Transformer |" in text and "MSE by number of context points" in text
+    assert "paired over the same episodes" in text
     assert os.path.exists(tmp_path / "tasks_mlp_held_out_tasks.png")
+    paired = entry["paired"][regression.LEARNER]
+    assert set(paired) == set(regression.BASELINES)
+    for name, p in paired.items():  # mean of differences = difference of means
+        learner, base = entry["methods"][regression.LEARNER], entry["methods"][name]
+        np.testing.assert_allclose(p["diff"], np.subtract(learner["mse"], base["mse"]),
+                                   atol=1e-9)
+        assert all(lo <= d <= hi for lo, d, hi in zip(p["ci_low"], p["diff"], p["ci_high"]))
+
+
+def test_bootstrap_interval_is_asymmetric_for_heavy_tailed_errors():
+    rng = np.random.default_rng(0)
+    errors = rng.standard_normal((400, 1)) ** 2 * rng.lognormal(0, 1.5, (400, 1))
+    low, high = regression.bootstrap_ci(errors)
+    mean = errors.mean()
+    assert low[0] < mean < high[0]
+    assert high[0] - mean > 1.2 * (mean - low[0])      # the long tail widens the top
+    assert regression.bootstrap_ci(errors)[0][0] == low[0]  # fixed seed: reproducible
 
 
 def test_regression_training_rejects_a_curriculum_bias(function_episodes, functions_config,
