@@ -15,7 +15,41 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
+import math
 from typing import Any
+
+ARCHS = ("transformer", "lstm", "mlp")
+LAYOUTS = ("paper", "pfn")
+BIAS_MODES = ("permutation", "task")
+BIAS_SCHEDULES = ("constant", "linear", "plateau")
+
+
+def _check(section: str, obj, rules: dict) -> None:
+    """Raises ValueError naming `section.key=value` for the first rule a field breaks.
+
+    rules: key -> (predicate, what the value must be).
+    """
+    for key, (ok, must) in rules.items():
+        value = getattr(obj, key)
+        if isinstance(value, float) and not math.isfinite(value) or not ok(value):
+            raise ValueError(f"{section}.{key}={value!r} must be {must}")
+
+
+def _at_least(n):
+    return (lambda v: v >= n), f">= {n}"
+
+
+def _in(choices):
+    return (lambda v: v in choices), f"one of {choices}"
+
+
+def _between(lo, hi, closed_high=True):
+    if closed_high:
+        return (lambda v: lo <= v <= hi), f"in [{lo}, {hi}]"
+    return (lambda v: lo <= v < hi), f"in [{lo}, {hi})"
+
+
+_POSITIVE = ((lambda v: v > 0), "positive and finite")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +92,14 @@ class DataConfig:
     random_dim: int = 64
     random_examples: int = 2_000
 
+    def __post_init__(self):
+        _check("data", self, {
+            "image_size": _at_least(0), "input_size": _at_least(1), "num_classes": _at_least(0),
+            "episode_length": _at_least(1), "log2_num_tasks": _between(0, 31),
+            "train_episodes": _at_least(0), "test_episodes": _at_least(0),
+            "episodes_per_shard": _at_least(1), "seed": _at_least(0),
+            "random_dim": _at_least(1), "random_examples": _at_least(1)})
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
@@ -78,6 +120,13 @@ class ModelConfig:
     dropout: float = 0.0
     lstm_units: int = 256
     mlp_hidden: int = 256
+
+    def __post_init__(self):
+        _check("model", self, {
+            "arch": _in(ARCHS), "layout": _in(LAYOUTS), "model_size": _at_least(1),
+            "num_layers": _at_least(1), "num_heads": _at_least(1), "key_size": _at_least(1),
+            "mlp_ratio": _at_least(1), "dropout": _between(0.0, 1.0, closed_high=False),
+            "lstm_units": _at_least(1), "mlp_hidden": _at_least(1)})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +161,17 @@ class TrainConfig:
     plateau_drop: float = 0.1
     seed: int = 0
 
+    def __post_init__(self):
+        _check("train", self, {
+            "batch_size": _at_least(1), "steps": _at_least(1), "steps_per_epoch": _at_least(1),
+            "learning_rate": _POSITIVE, "warmup_steps": _at_least(0),
+            "min_lr_ratio": _between(0.0, 1.0), "adam_epsilon": _POSITIVE,
+            "weight_decay": _at_least(0.0), "clip_norm": _at_least(0.0),
+            "shuffle_buffer": _at_least(1), "bias_fraction": _between(0.0, 1.0),
+            "bias_mode": _in(BIAS_MODES), "bias_schedule": _in(BIAS_SCHEDULES),
+            "bias_anneal_steps": _at_least(1),
+            "plateau_drop": _between(0.0, 1.0, closed_high=False), "seed": _at_least(0)})
+
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
@@ -142,6 +202,11 @@ class EvalConfig:
     baseline_steps: int = 0
     sgd_tuning_episodes: int = 512
     seeds: int = 1
+
+    def __post_init__(self):
+        _check("eval", self, {
+            "episodes": _at_least(1), "baseline_steps": _at_least(0),
+            "sgd_tuning_episodes": _at_least(2), "seeds": _at_least(1)})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,6 +20,7 @@ import os
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
 
 _LOADED: dict = {}
@@ -58,6 +59,10 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y):
         X, y = check_X_y(X, y)
+        target = type_of_target(y)
+        if target not in ("binary", "multiclass"):
+            raise ValueError(f"y is {target!r} (e.g. {y[:3].tolist()}): GPICLClassifier needs "
+                             "class labels (binary or multiclass)")
         _, meta = _load(self.model_path)
         self.classes_, y_index = np.unique(y, return_inverse=True)
         num_classes = meta["schema"]["num_classes"]
@@ -66,8 +71,14 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
                              f"{self.model_path!r} predicts at most {num_classes}")
         if self.n_ensemble < 1:
             raise ValueError(f"n_ensemble={self.n_ensemble} must be at least 1")
-        self.mean_ = X.mean(0)
-        self.scale_ = np.where(X.std(0) > 0, X.std(0), 1.0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean, std = X.mean(0), X.std(0)
+        overflow = np.flatnonzero(~(np.isfinite(mean) & np.isfinite(std)))
+        if overflow.size:
+            raise ValueError(f"feature(s) {overflow[:10].tolist()} are too large to standardise "
+                             "in float64 (their mean or standard deviation overflows); rescale X")
+        self.mean_ = mean
+        self.scale_ = np.where(std > 0, std, 1.0)
         self.context_x_ = (X - self.mean_) / self.scale_
         self.context_y_ = y_index
         self.n_features_in_ = X.shape[1]
@@ -90,7 +101,12 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"X has {X.shape[1]} features, the classifier was fitted on "
                              f"{self.n_features_in_}")
         fn, meta = _load(self.model_path)
-        queries = (X - self.mean_) / self.scale_
+        with np.errstate(over="ignore", invalid="ignore"):
+            queries = (X - self.mean_) / self.scale_
+        if not np.all(np.isfinite(queries)):
+            rows = np.flatnonzero(~np.all(np.isfinite(queries), 1))
+            raise ValueError(f"row(s) {rows[:10].tolist()} of X overflow when standardised with "
+                             "the training data's scale; rescale X")
         k = len(self.classes_)
         total = np.zeros((len(X), k))
         step = meta["max_queries"]

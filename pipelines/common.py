@@ -26,6 +26,11 @@ def resolve_config() -> config_lib.Config:
     return config_lib.override(base, FLAGS.set)
 
 
+def overridden_keys() -> list[str]:
+    """The "section.key" names that --set assigns, in order."""
+    return [item.split("=", 1)[0].strip() for item in FLAGS.set if "=" in item]
+
+
 def run(main) -> None:
     """absl's app.run, with bad input reported as one line naming it (exit 2).
 

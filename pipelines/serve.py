@@ -16,6 +16,7 @@ flags.DEFINE_string("host", "127.0.0.1", "address to listen on")
 flags.DEFINE_integer("port", 8501, "REST port")
 flags.DEFINE_integer("grpc_port", 0, "also serve TF Serving's gRPC API on this port (0: off)")
 flags.DEFINE_float("poll_seconds", 2.0, "how often to look for a new version")
+flags.DEFINE_integer("max_batch", 64, "most episodes one :predict request may hold")
 FLAGS = flags.FLAGS
 
 
@@ -26,7 +27,7 @@ def main(argv):
 
     name = FLAGS.model_name or os.path.basename(os.path.normpath(FLAGS.model_base_path))
     server.serve(FLAGS.model_base_path, name, FLAGS.host, FLAGS.port, FLAGS.poll_seconds,
-                 FLAGS.grpc_port)
+                 FLAGS.grpc_port, FLAGS.max_batch)
 
 
 if __name__ == "__main__":

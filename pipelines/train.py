@@ -29,7 +29,9 @@ def main(argv):
     from gpicl_tf.training import distribute, train
 
     distribute.split_cpu(FLAGS.cpu_devices)  # before TensorFlow starts its runtime
-    summary = train.run(common.resolve_config(), FLAGS.workdir, FLAGS.episodes,
+    config = common.resolve_config()
+    train.check_episode_overrides(config, FLAGS.episodes, common.overridden_keys())
+    summary = train.run(config, FLAGS.workdir, FLAGS.episodes,
                         strategy=FLAGS.strategy, cpu_devices=FLAGS.cpu_devices, tpu=FLAGS.tpu,
                         verbose=1)
     print(json.dumps(summary, indent=2))

@@ -40,3 +40,27 @@ def test_bad_values_are_named():
         config_lib.override(config_lib.get_preset("smoke"), ["train.batch_size"])
     with pytest.raises(KeyError, match="unknown preset 'gpu'"):
         config_lib.get_preset("gpu")
+
+
+@pytest.mark.parametrize("assignment,message", [
+    ("train.steps=0", "train.steps=0 must be >= 1"),
+    ("train.steps=-5", "train.steps=-5 must be >= 1"),
+    ("train.steps_per_epoch=0", "train.steps_per_epoch=0 must be >= 1"),
+    ("train.learning_rate=NaN", "train.learning_rate=nan must be positive and finite"),
+    ("train.learning_rate=-0.001", "train.learning_rate=-0.001 must be positive and finite"),
+    ("train.bias_fraction=1.5", r"train.bias_fraction=1.5 must be in \[0.0, 1.0\]"),
+    ("train.bias_mode=label", "train.bias_mode='label' must be one of"),
+    ("model.arch=gru", "model.arch='gru' must be one of"),
+    ("model.layout=tabpfn", "model.layout='tabpfn' must be one of"),
+    ("data.episodes_per_shard=0", "data.episodes_per_shard=0 must be >= 1"),
+    ("eval.seeds=0", "eval.seeds=0 must be >= 1"),
+])
+def test_ranges_and_choices_are_checked_when_the_config_loads(assignment, message):
+    with pytest.raises(ValueError, match=message):
+        config_lib.override(config_lib.get_preset("smoke"), [assignment])
+    section, rest = assignment.split(".", 1)
+    key, value = rest.split("=", 1)
+    with pytest.raises(ValueError, match=message):  # a JSON config file takes the same check
+        config_lib.Config.from_json(json.dumps({section: {key: json.loads(value)
+                                                          if value[0] in "-0123456789N"
+                                                          else value}}))

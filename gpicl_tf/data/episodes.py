@@ -16,8 +16,8 @@ manifest, which is written last; function-regression sets have no base files):
 from __future__ import annotations
 
 import dataclasses
-import glob
 import os
+import re
 import zlib
 
 import numpy as np
@@ -125,17 +125,63 @@ def shard_records(plan: SplitPlan, shard: int, first: int, task_ids: np.ndarray,
         yield _episode_record(first + offset, int(task_id), indices)
 
 
-def _prepare_directory(out_dir: str, overwrite: bool) -> None:
+WRITING = ".writing"  # present while a writer works: its pid; gone once the manifest is written
+_OWN_FILE = re.compile(r"(base-(train|test)|episodes-[a-z]+-[0-9]{5}-of-[0-9]{5})\.tfrecord\.gz")
+
+
+def _claim(out_dir: str) -> str:
+    """Creates the directory's writer marker, or raises naming the live writer.
+
+    A marker left by a dead writer is taken over (its files are ours to remove)."""
+    marker = os.path.join(out_dir, WRITING)
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        with open(marker) as f:
+            text = f.read().strip()
+        pid = int(text) if text.isdigit() else 0
+        if pid and pid != os.getpid() and storage.process_alive(pid):
+            raise FileExistsError(f"another writer (pid {pid}) is writing episodes into "
+                                  f"{out_dir!r}; wait for it or choose another --out") from None
+        with open(marker, "w") as f:
+            f.write(str(os.getpid()))
+        return marker
+    with os.fdopen(fd, "w") as f:
+        f.write(str(os.getpid()))
+    return marker
+
+
+def _prepare_directory(out_dir: str, overwrite: bool) -> str:
+    """Claims `out_dir` and removes what an earlier writer of ours left there: the
+    files its manifest lists (with overwrite), or, after a writer died, the files
+    named as ours. Files it cannot show it wrote are never removed: one named like
+    ours without a manifest listing it or a dead writer's marker is an error."""
     os.makedirs(out_dir, exist_ok=True)
     manifest = os.path.join(out_dir, storage.MANIFEST)
+    crashed = os.path.exists(os.path.join(out_dir, WRITING))
+    listed = []
     if os.path.exists(manifest):
         if not overwrite:
             raise FileExistsError(
                 f"{out_dir!r} already holds an episode set ({manifest}); pass overwrite=True "
                 "(--overwrite) to replace it")
+        old = storage.read_manifest(out_dir)
+        listed = [e["file"] for e in old["base"].values()]
+        listed += [s["file"] for split in old["splits"].values() for s in split["shards"]]
+    marker = _claim(out_dir)
+    storage.remove_stale_temporaries(out_dir)
+    if os.path.exists(manifest):
         os.remove(manifest)  # from here on the old set is no longer complete
-    for stale in glob.glob(os.path.join(out_dir, "*.tfrecord.gz")):
-        os.remove(stale)
+    own = [n for n in os.listdir(out_dir) if _OWN_FILE.fullmatch(n)]
+    unknown = [n for n in own if n not in listed and not crashed]
+    if unknown:
+        os.remove(marker)
+        raise FileExistsError(f"{out_dir!r} holds {sorted(unknown)}, which no manifest of this "
+                              "directory lists: not removing files this writer cannot show it "
+                              "wrote; move them away or choose another --out")
+    for name in own:
+        os.remove(os.path.join(out_dir, name))
+    return marker
 
 
 def _progress(total: int, enabled: bool):
@@ -166,7 +212,7 @@ def write_episodes(config: DataConfig, out_dir: str, *, overwrite: bool = False,
         logging.warning("train_episodes=%d < 2^log2_num_tasks=%d: meta-training uses only %d "
                         "distinct tasks", config.train_episodes, 2**config.log2_num_tasks,
                         config.train_episodes)
-    _prepare_directory(out_dir, overwrite)
+    marker = _prepare_directory(out_dir, overwrite)
     extra, make_records = prepare(out_dir)
     splits = {}
     with _progress(sum(p.episodes for p in plans), progress) as bar:
@@ -176,6 +222,7 @@ def write_episodes(config: DataConfig, out_dir: str, *, overwrite: bool = False,
     manifest = {"format": schema_lib.FORMAT, "schema": schema.to_dict(),
                 "config": dataclasses.asdict(config), **extra, "splits": splits}
     storage.write_json(os.path.join(out_dir, storage.MANIFEST), manifest)
+    os.remove(marker)
     logging.info("wrote %s: %s", out_dir,
                  {k: v["episodes"] for k, v in splits.items()})
     return manifest

@@ -22,9 +22,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from gpicl_tf.config import BIAS_MODES
 from gpicl_tf.data import augment, schema as schema_lib, storage
-
-BIAS_MODES = ("permutation", "task")
 _EXPECTABLE = ("episode_length", "input_size", "num_classes", "source", "format")
 
 
@@ -109,8 +108,26 @@ def open_episodes(directory: str, *, expect: dict | None = None, verify: str = "
             else:
                 good.append(os.path.join(directory, entry["file"]))
         shards[split] = tuple(good)
-    return EpisodeSet(directory, manifest, schema_lib.EpisodeSchema.from_dict(manifest["schema"]),
-                      shards, tuple(skipped))
+    schema = schema_lib.EpisodeSchema.from_dict(manifest["schema"])
+    _check_first_record(schema, shards, path)
+    return EpisodeSet(directory, manifest, schema, shards, tuple(skipped))
+
+
+def _check_first_record(schema: schema_lib.EpisodeSchema, shards: dict, path: str) -> None:
+    """The manifest's schema must describe the records: parses the first record of
+    the first shard, or raises ManifestMismatchError naming the shard and the schema."""
+    first = next((files[0] for files in shards.values() if files), None)
+    if first is None:
+        return
+    for raw in tf.data.TFRecordDataset(first, compression_type="GZIP").take(1):
+        try:
+            tf.io.parse_single_example(raw, schema.record_spec())
+        except tf.errors.InvalidArgumentError as e:
+            detail = e.message.strip().splitlines()[0]
+            raise storage.ManifestMismatchError(
+                f"the records of {first} do not match the schema in {path} "
+                f"(episode_length={schema.episode_length}, input_size={schema.input_size}): "
+                f"{detail}") from None
 
 
 def make_bias_variable(value: float = 0.0) -> tf.Variable:

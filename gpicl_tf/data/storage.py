@@ -12,6 +12,10 @@ import contextlib
 import hashlib
 import json
 import os
+import re
+import shutil
+
+from absl import logging
 
 import numpy as np
 import tensorflow as tf
@@ -27,6 +31,50 @@ class CorruptShardError(RuntimeError):
 
 class ManifestMismatchError(ValueError):
     """The manifest disagrees with what the consumer expects (names the field)."""
+
+
+_VERSION = re.compile(r"[0-9]{1,18}")
+_TEMPORARY = re.compile(r"\.tmp-(?:export-)?([0-9]+)(?:-|$)")
+
+
+def is_version_name(name: str) -> bool:
+    """A model version folder: 1 to 18 ASCII digits (not "²", not 5,000 digits)."""
+    return bool(_VERSION.fullmatch(name))
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` exists (this process counts as alive)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(directory: str) -> list[str]:
+    """Removes the temporaries (".NAME.tmp-PID", ".tmp-PID-NAME", ".tmp-export-PID")
+    that dead processes left in `directory`; returns their names. A live
+    process's temporaries are left alone."""
+    removed = []
+    if not os.path.isdir(directory):
+        return removed
+    for name in os.listdir(directory):
+        match = _TEMPORARY.search(name)
+        if not name.startswith(".") or not match or process_alive(int(match.group(1))):
+            continue
+        path = os.path.join(directory, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.remove(path)
+        removed.append(name)
+    if removed:
+        logging.warning("removed temporaries of dead processes in %s: %s", directory, removed)
+    return removed
 
 
 def sha256_file(path: str) -> str:
@@ -91,9 +139,44 @@ def read_manifest(directory: str) -> dict:
             "(write one with python -m pipelines.make_episodes)")
     with open(path) as f:
         try:
-            return json.load(f)
+            manifest = json.load(f)
         except json.JSONDecodeError as e:
             raise CorruptShardError(f"manifest {path} is not valid JSON: {e}") from None
+    check_manifest(manifest, path)
+    return manifest
+
+
+_FILE_ENTRY = {"file": str, "bytes": int, "sha256": str}
+_MANIFEST = {"format": str, "schema": dict, "config": dict, "source": dict, "base": dict,
+             "splits": dict}
+_SPLIT = {"episodes": int, "data_split": str, "shards": list}
+_SCHEMA = {"episode_length": int, "input_size": int, "num_classes": int}
+
+
+def _require(obj, fields: dict, where: str, path: str) -> None:
+    if not isinstance(obj, dict):
+        raise ManifestMismatchError(f"manifest {path}: {where} is not an object")
+    for key, kind in fields.items():
+        if key not in obj:
+            raise ManifestMismatchError(f"manifest {path} lacks field {where}{key!r}")
+        if not isinstance(obj[key], kind) or (kind is int and isinstance(obj[key], bool)):
+            raise ManifestMismatchError(f"manifest {path}: field {where}{key!r} is "
+                                        f"{obj[key]!r}, not a {kind.__name__}")
+
+
+def check_manifest(manifest, path: str) -> None:
+    """Raises ManifestMismatchError naming the file and the field when a manifest
+    lacks what the readers rely on (the schema, every listed file's size and sha256)."""
+    _require(manifest, _MANIFEST, "", path)
+    _require(manifest["schema"], _SCHEMA, "schema.", path)
+    for name, entry in manifest["base"].items():
+        _require(entry, {**_FILE_ENTRY, "examples": int, "dtype": str, "dim": int},
+                 f"base.{name}.", path)
+    for name, split in manifest["splits"].items():
+        _require(split, _SPLIT, f"splits.{name}.", path)
+        for i, shard in enumerate(split["shards"]):
+            _require(shard, {**_FILE_ENTRY, "episodes": int}, f"splits.{name}.shards[{i}].",
+                     path)
 
 
 def check_file(directory: str, entry: dict, verify: str = "sha256") -> str | None:

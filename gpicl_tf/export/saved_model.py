@@ -35,6 +35,7 @@ import gpicl_tf.training.metrics  # noqa: F401
 from gpicl_tf.data import storage
 from gpicl_tf.data.schema import EpisodeSchema
 from gpicl_tf.training import train
+from gpicl_tf.training.callbacks import first_non_finite_weight
 
 SIGNATURE = "serving_default"
 CONFIG_FILE = "gpicl_config.json"
@@ -134,7 +135,7 @@ def pfn_query_logits(model: keras.Model, context_x, context_y, query_x, num_clas
 
 
 def next_version(model_dir: str) -> int:
-    versions = [int(v) for v in os.listdir(model_dir) if v.isdigit()] \
+    versions = [int(v) for v in os.listdir(model_dir) if storage.is_version_name(v)] \
         if os.path.isdir(model_dir) else []
     return max(versions, default=0) + 1
 
@@ -161,11 +162,20 @@ def write_warmup(path: str, name: str, example: dict) -> None:
         writer.write(log.SerializeToString())
 
 
+def _has_complete_version(model_dir: str) -> bool:
+    """A version is complete once renamed to its number (exports are atomic)."""
+    return any(storage.is_version_name(v) and
+               os.path.exists(os.path.join(model_dir, v, "saved_model.pb"))
+               for v in os.listdir(model_dir))
+
+
 def write_models_config(base: str) -> str:
     """models.config for `tensorflow_model_server --model_config_file`, one entry
-    per model under `base`, with base paths as mounted at /models in Docker."""
+    per model under `base` that has a complete version, with base paths as
+    mounted at /models in Docker."""
     names = sorted(n for n in os.listdir(base)
-                   if os.path.isdir(os.path.join(base, n)) and not n.startswith("."))
+                   if os.path.isdir(os.path.join(base, n)) and not n.startswith(".")
+                   and _has_complete_version(os.path.join(base, n)))
     entries = "".join(
         f'  config {{\n    name: "{n}"\n    base_path: "/models/{n}"\n'
         f'    model_platform: "tensorflow"\n  }}\n' for n in names)
@@ -186,10 +196,15 @@ def export_model(model: keras.Model, config: dict, base: str, name: str,
         raise ValueError(f"data.source={data['source']!r}: function-regression learners are not "
                          "exported; the serving signature maps labelled context to class "
                          "probabilities")
+    bad = first_non_finite_weight(model)
+    if bad:
+        raise ValueError(f"model weight {bad!r} holds NaN or Inf: refusing to export a model "
+                         "that would serve garbage")
     schema = EpisodeSchema(data["episode_length"], data["input_size"], data["num_classes"])
     max_context = schema.episode_length - 1
     model_dir = os.path.join(base, name)
     os.makedirs(model_dir, exist_ok=True)
+    storage.remove_stale_temporaries(model_dir)
     tmp = os.path.join(model_dir, f".tmp-export-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:

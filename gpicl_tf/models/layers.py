@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from gpicl_tf.config import LAYOUTS
+
 
 @keras.saving.register_keras_serializable(package="gpicl_tf")
 class TransformerBlock(layers.Layer):
@@ -67,7 +69,6 @@ class TransformerBlock(layers.Layer):
                 "mlp_ratio": self.mlp_ratio, "dropout": self.dropout}
 
 
-LAYOUTS = ("paper", "pfn")
 
 
 def _check_layout(layout: str) -> None:

@@ -19,12 +19,10 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from gpicl_tf.config import ModelConfig
+from gpicl_tf.config import ARCHS, ModelConfig
 from gpicl_tf.data.schema import INPUTS, LABELS, QUERY, VALUES, EpisodeSchema
 from gpicl_tf.models.layers import (LAYOUTS, EpisodeTokens, FunctionTokens, QueryOutputs,
                                     TransformerBlock)
-
-ARCHS = ("transformer", "lstm", "mlp")
 
 
 def _episode_inputs(schema: EpisodeSchema) -> dict:

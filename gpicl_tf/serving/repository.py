@@ -17,6 +17,7 @@ from absl import logging
 from google.protobuf import json_format
 from tensorflow.core.protobuf import saved_model_pb2
 
+from gpicl_tf.data import storage
 from gpicl_tf.export import saved_model
 
 
@@ -64,31 +65,59 @@ class ModelRepository:
         self.base_path, self.name, self.poll_seconds = base_path, name, poll_seconds
         self._lock = threading.Lock()
         self._current: LoadedVersion | None = None
+        self._failed: dict[int, str] = {}   # version -> why it could not be loaded
+        self._last_problem = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if not os.path.isdir(base_path):
             raise FileNotFoundError(f"model base path {base_path!r} does not exist")
         self.poll()
         if self._current is None:
-            raise FileNotFoundError(f"no model version (a numbered directory) in {base_path!r}")
+            why = "; ".join(f"version {v}: {e}" for v, e in sorted(self._failed.items()))
+            raise FileNotFoundError(f"no loadable model version (a numbered directory) in "
+                                    f"{base_path!r}" + (f" ({why})" if why else ""))
 
     def available_versions(self) -> list[int]:
+        """Numbered version folders: only names of 1 to 18 ASCII digits."""
         return sorted(int(v) for v in os.listdir(self.base_path)
-                      if v.isdigit() and os.path.isdir(os.path.join(self.base_path, v)))
+                      if storage.is_version_name(v)
+                      and os.path.isdir(os.path.join(self.base_path, v)))
+
+    def _report(self, problem: str) -> None:
+        """Logs a problem once (not at every poll while it lasts)."""
+        if problem != self._last_problem:
+            logging.error("%s", problem)
+            self._last_problem = problem
 
     def poll(self) -> None:
-        versions = self.available_versions()
-        if not versions or (self._current and versions[-1] <= self._current.version):
-            return
-        newest = os.path.join(self.base_path, str(versions[-1]))
+        """Loads the newest loadable version newer than the one served. Never raises:
+        a missing folder, an odd name or a broken version is logged once, and the
+        next poll tries again; a version that fails to load is skipped for the
+        next older one, so a bad export never hides a good one."""
         try:
-            loaded = LoadedVersion(newest)  # load fully before swapping
-        except Exception as e:  # a broken version must not take the server down
-            logging.error("cannot load %s: %s", newest, e)
+            self._poll()
+        except Exception as e:  # noqa: BLE001  (the poller must outlive every error)
+            self._report(f"polling {self.base_path!r} failed: {type(e).__name__}: {e}")
+
+    def _poll(self) -> None:
+        for version in reversed(self.available_versions()):
+            if self._current and version <= self._current.version:
+                return
+            if version in self._failed:
+                continue
+            path = os.path.join(self.base_path, str(version))
+            try:
+                loaded = LoadedVersion(path)  # load fully before swapping
+            except Exception as e:  # noqa: BLE001  (a broken version must not stop serving)
+                self._failed[version] = f"{type(e).__name__}: {e}"
+                self._report(f"cannot load {path}: {self._failed[version]}; trying older "
+                             "versions")
+                continue
+            with self._lock:
+                self._current = loaded
+            self._last_problem = ""
+            logging.info("serving %s version %d", self.name, loaded.version)
             return
-        with self._lock:
-            self._current = loaded
-        logging.info("serving %s version %d", self.name, loaded.version)
 
     def get(self, name: str, version: int | None = None) -> LoadedVersion:
         if name != self.name:

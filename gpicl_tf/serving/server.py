@@ -7,8 +7,10 @@ Paths and JSON as TF Serving's:
     GET  /v1/models/NAME[/versions/V]/metadata    signature metadata
     POST /v1/models/NAME[/versions/V]:predict     {"instances": [...]} -> {"predictions": [...]}
                                                   {"inputs": {...}}   -> {"outputs": {...}}
-Errors are {"error": message}: 400 for a bad request (naming the problem),
-404 for an unknown model or version (as TF Serving answers).
+Errors are always {"error": message}: 400 for a bad request (naming the
+problem), 404 for an unknown model, version or path (as TF Serving answers),
+405 for a wrong method. Request bodies are parsed and checked on a worker
+thread, never on the event loop; a batch holds at most `max_batch` episodes.
 """
 
 from __future__ import annotations
@@ -17,14 +19,40 @@ import json
 
 import numpy as np
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gpicl_tf.export.saved_model import INPUT_NAMES, SIGNATURE
+from gpicl_tf.data.storage import is_version_name
 from gpicl_tf.serving.repository import BadRequest, LoadedVersion, ModelRepository, NotFound
+
+MAX_BATCH = 64
+TOP_LEVEL_KEYS = ("signature_name", "instances", "inputs")
+
+
+def _check_numbers(value, name: str, rank: int) -> None:
+    """Every leaf of a nested list of depth `rank` must be a JSON number (not a
+    string such as "1.5", not true/false); raises BadRequest naming `name`."""
+    level = [value]
+    for depth in range(rank):
+        if not all(isinstance(v, list) for v in level):
+            raise BadRequest(f"{name} must be a rank-{rank} nested list of numbers; found "
+                             f"something else at depth {depth}")
+        level = [x for v in level for x in v]
+    for v in level:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise BadRequest(f"{name} must hold numbers only; found {v!r} "
+                             f"({type(v).__name__})")
 
 
 def _array(value, name: str, dtype, rank: int) -> np.ndarray:
+    if isinstance(value, np.ndarray):  # gRPC tensors arrive typed
+        if value.dtype.kind not in "iuf":
+            raise BadRequest(f"{name} has dtype {value.dtype}; it must hold numbers")
+    else:
+        _check_numbers(value, name, rank)
     try:
         array = np.asarray(value, dtype=np.float64)
     except (ValueError, TypeError):
@@ -42,7 +70,8 @@ def _array(value, name: str, dtype, rank: int) -> np.ndarray:
     return array.astype(dtype)
 
 
-def validate(inputs: dict, model: LoadedVersion) -> dict[str, np.ndarray]:
+def validate(inputs: dict, model: LoadedVersion,
+             max_batch: int = MAX_BATCH) -> dict[str, np.ndarray]:
     """Checks a columnar request against the model; returns numpy inputs."""
     if not isinstance(inputs, dict):
         raise BadRequest("'inputs' must be an object with context_x, context_y, query_x")
@@ -65,6 +94,9 @@ def validate(inputs: dict, model: LoadedVersion) -> dict[str, np.ndarray]:
                          f"{list(cx.shape[:2])}")
     if qx.shape[0] != cx.shape[0]:
         raise BadRequest(f"query_x has batch {qx.shape[0]}, context_x has {cx.shape[0]}")
+    if cx.shape[0] > max_batch:
+        raise BadRequest(f"a batch of {cx.shape[0]} episodes exceeds this server's maximum "
+                         f"{max_batch}; split the request")
     if qx.shape[1] == 0:
         raise BadRequest("query_x holds no query")
     if cx.shape[1] > model.meta["max_context"]:
@@ -89,14 +121,40 @@ def rows_to_columns(instances) -> dict:
     return {k: [i[k] for i in instances] for k in keys}
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-def create_app(repo: ModelRepository) -> FastAPI:
+def parse_request(raw: bytes, model: LoadedVersion, max_batch: int = MAX_BATCH):
+    """Parses and checks a :predict body (on a worker thread); returns (rows, inputs)."""
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BadRequest(f"malformed JSON in request body: {e}") from None
+    except RecursionError:
+        raise BadRequest("the request body nests JSON too deeply") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object")
+    unknown = sorted(set(body) - set(TOP_LEVEL_KEYS))
+    if unknown:
+        raise BadRequest(f"unknown top-level key(s) {unknown}; a request holds "
+                         f"{list(TOP_LEVEL_KEYS)}")
+    signature = body.get("signature_name", SIGNATURE) or SIGNATURE
+    if signature != SIGNATURE:
+        raise BadRequest(f"signature_name {signature!r} is not served; use {SIGNATURE!r}")
+    if ("instances" in body) == ("inputs" in body):
+        raise BadRequest("the request must hold exactly one of 'instances' or 'inputs'")
+    rows = "instances" in body
+    columns = rows_to_columns(body["instances"]) if rows else body["inputs"]
+    return rows, validate(columns, model, max_batch)
+
+
+def create_app(repo: ModelRepository, max_batch: int = MAX_BATCH) -> FastAPI:
     app = FastAPI(title="gpicl_tf local model server (TF Serving REST API)")
 
     def status(name: str, version: int | None):
+        if name.endswith(":predict"):
+            raise MethodNotAllowed(f"{name!r}: predict takes POST with a JSON body, not GET")
         model = repo.get(name, version)
         return {"model_version_status": [{
             "version": str(model.version), "state": "AVAILABLE",
@@ -109,20 +167,9 @@ def create_app(repo: ModelRepository) -> FastAPI:
 
     async def predict(name: str, version: int | None, request: Request):
         model = repo.get(name, version)
-        try:
-            body = json.loads(await request.body())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise BadRequest(f"malformed JSON in request body: {e}") from None
-        if not isinstance(body, dict):
-            raise BadRequest("the request body must be a JSON object")
-        signature = body.get("signature_name", SIGNATURE) or SIGNATURE
-        if signature != SIGNATURE:
-            raise BadRequest(f"signature_name {signature!r} is not served; use {SIGNATURE!r}")
-        if ("instances" in body) == ("inputs" in body):
-            raise BadRequest("the request must hold exactly one of 'instances' or 'inputs'")
-        rows = "instances" in body
-        columns = rows_to_columns(body["instances"]) if rows else body["inputs"]
-        out = await run_in_threadpool(model.predict, validate(columns, model))
+        raw = await request.body()
+        rows, inputs = await run_in_threadpool(parse_request, raw, model, max_batch)
+        out = await run_in_threadpool(model.predict, inputs)
         if rows:
             n = len(out["classes"])
             return {"predictions": [{k: v[i].tolist() for k, v in out.items()}
@@ -130,8 +177,9 @@ def create_app(repo: ModelRepository) -> FastAPI:
         return {"outputs": {k: v.tolist() for k, v in out.items()}}
 
     def _version(value: str) -> int:
-        if not value.isdigit():
-            raise BadRequest(f"version {value!r} is not a number")
+        if not is_version_name(value):
+            raise BadRequest(f"version {value[:40]!r} is not a version number (1 to 18 ASCII "
+                             "digits)")
         return int(value)
 
     @app.exception_handler(BadRequest)
@@ -141,6 +189,23 @@ def create_app(repo: ModelRepository) -> FastAPI:
     @app.exception_handler(NotFound)
     async def not_found(_, exc):
         return _error(404, str(exc))
+
+    @app.exception_handler(MethodNotAllowed)
+    async def wrong_method(_, exc):
+        return _error(405, str(exc), {"Allow": "POST"})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request, exc):
+        if exc.status_code == 404:
+            return _error(404, f"no such path: {request.method} {request.url.path}")
+        if exc.status_code == 405:
+            return _error(405, f"{request.method} is not allowed on {request.url.path}",
+                          dict(exc.headers or {}))
+        return _error(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_, exc):
+        return _error(400, f"bad request: {exc.errors()}")
 
     @app.get("/v1/models/{name}")
     def get_status(name: str):
@@ -169,8 +234,12 @@ def create_app(repo: ModelRepository) -> FastAPI:
     return app
 
 
+class MethodNotAllowed(Exception):
+    """A path that exists, asked with the wrong method (405)."""
+
+
 def serve(base_path: str, name: str, host: str = "127.0.0.1", port: int = 8501,
-          poll_seconds: float = 2.0, grpc_port: int = 0) -> None:
+          poll_seconds: float = 2.0, grpc_port: int = 0, max_batch: int = MAX_BATCH) -> None:
     """Serves REST on `port` and, when `grpc_port` is set, gRPC beside it."""
     import uvicorn
 
@@ -182,7 +251,7 @@ def serve(base_path: str, name: str, host: str = "127.0.0.1", port: int = 8501,
 
         grpc_server = start_grpc(repo, f"{host}:{grpc_port}")
     try:
-        uvicorn.run(create_app(repo), host=host, port=port, log_level="warning")
+        uvicorn.run(create_app(repo, max_batch), host=host, port=port, log_level="warning")
     finally:
         if grpc_server:
             grpc_server.stop(grace=5)

@@ -8,7 +8,8 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-SCHEDULES = ("constant", "linear", "plateau")
+from gpicl_tf.config import BIAS_SCHEDULES as SCHEDULES
+
 MONITORS = ("val_loss", "loss")
 
 
@@ -103,3 +104,84 @@ def plateau_threshold(num_classes: int, plateau_drop: float) -> float:
 def plateau_left_in(history: list[dict], monitor: str, threshold: float) -> bool:
     """Whether any recorded epoch (history.csv rows) had `monitor` below threshold."""
     return any(float(row.get(monitor) or math.inf) < threshold for row in history)
+
+
+class NonFiniteError(FloatingPointError):
+    """Training produced a non-finite loss or weight (names the epoch and what)."""
+
+
+class FiniteGuard(keras.callbacks.Callback):
+    """Stops training with `NonFiniteError` when an epoch ends with a non-finite
+    loss or weight (checked once per epoch: no extra synchronisation per step),
+    so a diverged run fails loudly instead of saving and exporting NaNs."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        bad = [k for k, v in logs.items() if isinstance(v, (int, float)) and not math.isfinite(v)]
+        if bad:
+            raise NonFiniteError(f"epoch {epoch + 1}: {', '.join(f'{k}={logs[k]}' for k in bad)}"
+                                 " is not finite; lower train.learning_rate or check the data")
+        name = first_non_finite_weight(self.model)
+        if name:
+            raise NonFiniteError(f"epoch {epoch + 1}: weight {name!r} holds NaN or Inf; lower "
+                                 "train.learning_rate or check the data")
+
+
+def first_non_finite_weight(model: keras.Model) -> str | None:
+    """The path of the first weight holding NaN or Inf, or None."""
+    for w in model.weights:
+        if not bool(tf.reduce_all(tf.math.is_finite(tf.cast(w.value, tf.float32)))):
+            return w.path
+    return None
+
+
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """BackupAndRestore whose resume state is never half-written.
+
+    The weights and the epoch counter are written under temporary names and
+    renamed into place, keeping the previous state as `*.bkp`. An unreadable
+    state file at resume falls back to the previous one with a warning naming
+    the bad file; with no previous state it is an error naming the file.
+    """
+
+    def __init__(self, backup_dir: str):
+        super().__init__(backup_dir, double_checkpoint=True)
+
+    def _save_model(self):
+        import json
+        import os
+        import shutil
+
+        os.makedirs(self.backup_dir, exist_ok=True)
+        pid = os.getpid()
+        weights_tmp = os.path.join(self.backup_dir, f".tmp-{pid}-latest.weights.h5")
+        meta_tmp = os.path.join(self.backup_dir, f".tmp-{pid}-training_metadata.json")
+        self.model.save_weights(weights_tmp, overwrite=True)
+        with open(meta_tmp, "w") as f:
+            json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        for path in (self._weights_path, self._training_metadata_path):
+            if os.path.exists(path):
+                shutil.copyfile(path, path + ".tmp-bkp")
+                os.replace(path + ".tmp-bkp", path + ".bkp")
+        os.replace(weights_tmp, self._weights_path)
+        os.replace(meta_tmp, self._training_metadata_path)
+
+    def on_train_begin(self, logs=None):
+        import os
+
+        try:
+            self._load_model()
+        except Exception as e:  # noqa: BLE001  (h5py raises OSError, json ValueError, ...)
+            bad = f"{self._weights_path} or {self._training_metadata_path}"
+            if not os.path.exists(self._prev_weights_path):
+                raise RuntimeError(f"resume state {bad} is unreadable ({type(e).__name__}: "
+                                   f"{e}) and no previous state exists; delete "
+                                   f"{self.backup_dir} to start the run over") from e
+            logging.warning("resume state %s is unreadable (%s); falling back to the "
+                            "previous epoch's state %s", bad, e, self._prev_weights_path)
+            for path in (self._weights_path, self._training_metadata_path):
+                if os.path.exists(path + ".bkp"):
+                    os.replace(path + ".bkp", path)
+            self._load_model()

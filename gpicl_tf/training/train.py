@@ -75,6 +75,24 @@ def _check_resume(workdir: str, config: Config) -> None:
                     "use another --workdir")
 
 
+def check_episode_overrides(config: Config, episodes_dir: str, keys: list[str]) -> None:
+    """Raises ValueError when an explicit `data.*` or `functions.*` override disagrees
+    with what the episodes were written with (training takes the manifest's
+    values, so such an override would silently do nothing)."""
+    manifest = storage.read_manifest(episodes_dir)
+    written = {"data": manifest["config"], "functions": manifest.get("functions", {})}
+    for path in keys:
+        section, _, key = path.partition(".")
+        if section not in written or key not in written[section]:
+            continue
+        want = getattr(getattr(config, section), key)
+        if want != written[section][key]:
+            raise ValueError(
+                f"--set {path}={want!r} disagrees with the episodes in {episodes_dir!r}, "
+                f"written with {path}={written[section][key]!r}; write new episodes "
+                "(pipelines.make_episodes) or drop the override")
+
+
 def _save_model(model: keras.Model, path: str) -> None:
     directory, name = os.path.split(path)
     tmp = os.path.join(directory, f".tmp-{os.getpid()}-{name}")
@@ -103,6 +121,8 @@ def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "def
             logging.info("functions config taken from %s/manifest.json", episodes_dir)
             config = dataclasses.replace(config, functions=written)
     os.makedirs(workdir, exist_ok=True)
+    for directory in (workdir, os.path.join(workdir, "backup")):
+        storage.remove_stale_temporaries(directory)
     done = os.path.join(workdir, SUMMARY_FILE)
     _check_resume(workdir, config)
     if os.path.exists(done):
@@ -162,7 +182,8 @@ def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "def
                 config.data.num_classes, tcfg.plateau_drop, monitor=monitor,
                 left_plateau=left)]
         callbacks += [
-            keras.callbacks.BackupAndRestore(os.path.join(workdir, "backup")),
+            callbacks_lib.FiniteGuard(),
+            callbacks_lib.AtomicBackupAndRestore(os.path.join(workdir, "backup")),
             keras.callbacks.ModelCheckpoint(
                 os.path.join(workdir, "checkpoints", "epoch-{epoch:04d}.weights.h5"),
                 save_weights_only=True),
@@ -178,6 +199,10 @@ def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "def
                             callbacks=callbacks, verbose=verbose, shuffle=False)
 
         # -------------------------------------------------------------- save
+        bad = callbacks_lib.first_non_finite_weight(model)
+        if bad:
+            raise callbacks_lib.NonFiniteError(f"weight {bad!r} holds NaN or Inf after training; "
+                                               "not saving the model")
         _save_model(model, os.path.join(workdir, MODEL_FILE))
         summary = {
             "steps": int(model.optimizer.iterations.numpy()),

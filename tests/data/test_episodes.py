@@ -191,3 +191,68 @@ def test_make_episodes_cli(tmp_path):
     assert json.load(open(out / "manifest.json"))["splits"]["train"]["episodes"] == 20
     again = subprocess.run(cmd, capture_output=True, text=True)
     assert again.returncode != 0 and "overwrite" in again.stderr
+
+
+def test_writer_never_deletes_files_it_cannot_show_it_wrote(tmp_path, smoke_config):
+    out = tmp_path / "eps"
+    out.mkdir()
+    (out / "my_own_data.tfrecord.gz").write_bytes(b"precious")
+    cfg = dataclasses.replace(smoke_config.data, train_episodes=16, test_episodes=8)
+    episodes.write_episodes(cfg, str(out))
+    episodes.write_episodes(cfg, str(out), overwrite=True)
+    assert (out / "my_own_data.tfrecord.gz").read_bytes() == b"precious"
+    assert not (out / episodes.WRITING).exists()
+    # a file named like a shard, listed by no manifest and left by no dead writer: refused
+    os.remove(out / "manifest.json")
+    with pytest.raises(FileExistsError, match="episodes-train-00000-of-00001.tfrecord.gz.*no "
+                                              "manifest"):
+        episodes.write_episodes(cfg, str(out), overwrite=True)
+    assert (out / "episodes-train-00000-of-00001.tfrecord.gz").exists()
+
+
+def test_a_dead_writers_files_are_replaced_and_a_live_writer_is_refused(tmp_path, smoke_config):
+    out = tmp_path / "eps"
+    cfg = dataclasses.replace(smoke_config.data, train_episodes=16, test_episodes=8)
+    episodes.write_episodes(cfg, str(out))
+    os.remove(out / "manifest.json")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    (out / episodes.WRITING).write_text(dead)                 # a writer that was killed
+    (out / f".base-train.tfrecord.gz.tmp-{dead}").write_bytes(b"half")
+    manifest = episodes.write_episodes(cfg, str(out))
+    assert manifest["splits"]["train"]["episodes"] == 16
+    assert not [n for n in os.listdir(out) if n.startswith(".")]
+    os.remove(out / "manifest.json")
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / episodes.WRITING).write_text(str(sleeper.pid))  # a writer still at work
+        with pytest.raises(FileExistsError, match=f"another writer \\(pid {sleeper.pid}\\)"):
+            episodes.write_episodes(cfg, str(out))
+    finally:
+        sleeper.kill()
+
+
+def test_manifest_lacking_fields_is_named(fresh_episodes):
+    path = os.path.join(fresh_episodes, "manifest.json")
+    manifest = json.load(open(path))
+    del manifest["splits"]["train"]["shards"][0]["sha256"]
+    json.dump(manifest, open(path, "w"))
+    with pytest.raises(storage.ManifestMismatchError,
+                       match=r"manifest .*manifest.json lacks field splits.train.shards\[0\]."
+                             r"'sha256'"):
+        pipeline.open_episodes(fresh_episodes)
+    del manifest["schema"]
+    json.dump(manifest, open(path, "w"))
+    with pytest.raises(storage.ManifestMismatchError, match="lacks field 'schema'"):
+        storage.read_manifest(fresh_episodes)
+
+
+def test_manifest_schema_that_disagrees_with_the_records_is_named(fresh_episodes):
+    path = os.path.join(fresh_episodes, "manifest.json")
+    manifest = json.load(open(path))
+    manifest["schema"]["episode_length"] = 50
+    json.dump(manifest, open(path, "w"))
+    with pytest.raises(storage.ManifestMismatchError,
+                       match=r"the records of .*episodes-.*\.tfrecord\.gz do not match the "
+                             r"schema in .*manifest.json \(episode_length=50"):
+        pipeline.open_episodes(fresh_episodes)

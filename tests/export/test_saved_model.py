@@ -135,3 +135,29 @@ def test_versions_increase_and_names_are_checked(exported, tmp_path):
     assert saved_model.export_model(model, config, base, "m").endswith(os.path.join("m", "8"))
     with pytest.raises(ValueError, match="'a/b'"):
         saved_model.export_model(model, config, base, "a/b")
+
+
+def test_export_refuses_non_finite_weights(exported, tmp_path):
+    _, model, _ = exported
+    config = json.load(open(os.path.join(exported[0], saved_model.CONFIG_FILE)))["config"]
+    broken = keras.models.clone_model(model)
+    broken.set_weights(model.get_weights())
+    w = broken.weights[0]
+    w.assign(np.full(w.shape, np.nan, w.dtype))
+    with pytest.raises(ValueError, match=f"weight '{w.path}' holds NaN or Inf"):
+        saved_model.export_model(broken, config, str(tmp_path), "gpicl")
+    assert not os.path.exists(tmp_path / "gpicl" / "1")
+
+
+def test_models_config_lists_only_models_with_a_complete_version(exported, tmp_path):
+    path, model, _ = exported
+    config = json.load(open(os.path.join(path, saved_model.CONFIG_FILE)))["config"]
+    base = tmp_path / "base"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    (base / "killed" / f".tmp-export-{dead}").mkdir(parents=True)   # a killed export
+    (base / "gpicl" / f".tmp-export-{dead}").mkdir(parents=True)
+    saved_model.export_model(model, config, str(base), "gpicl")
+    text = open(base / "models.config").read()
+    assert 'name: "gpicl"' in text and "killed" not in text
+    assert os.listdir(base / "gpicl") == ["1"]                      # the leftover is gone

@@ -81,6 +81,17 @@ BAD = {
     "ragged": (lambda cx, cy, qx: {"inputs": {**_body(cx, cy, qx)["inputs"],
                                               "query_x": [[[1.0]], [[1.0, 2.0]]]}},
                "not a rectangular array"),
+    "numeric strings": (lambda cx, cy, qx: {"inputs": {
+        **_body(cx, cy, qx)["inputs"], "query_x": np.asarray(qx).astype(str).tolist()}},
+        "query_x must hold numbers only; found '"),
+    "booleans": (lambda cx, cy, qx: {"inputs": {
+        **_body(cx, cy, qx)["inputs"], "context_y": (np.asarray(cy) > 4).tolist()}},
+        "context_y must hold numbers only; found (True|False) \\(bool\\)"),
+    "unknown top-level key": (lambda cx, cy, qx: {**_body(cx, cy, qx), "instance": []},
+                              "unknown top-level key\\(s\\) \\['instance'\\]"),
+    "batch over the cap": (lambda cx, cy, qx: _body(np.zeros((65, 3, 16)), np.zeros((65, 3)),
+                                                    np.zeros((65, 1, 16))),
+                           "a batch of 65 episodes exceeds this server's maximum 64"),
 }
 
 
@@ -111,6 +122,46 @@ def test_unknown_model_and_version_get_404(server):
     assert r.status_code == 404 and "version 99" in r.json()["error"]
     r = requests.get(f"{server['url']}/v1/models/gpicl/versions/x1", timeout=30)
     assert r.status_code == 400 and "'x1'" in r.json()["error"]
+
+
+def test_every_error_is_json_with_the_right_code(server):
+    url = server["url"]
+    deep = "[" * 100_000 + "]" * 100_000
+    cases = [
+        ("get", "/v1/models/gpicl/versions/\u00b2", 400, "not a version number"),
+        ("get", "/v1/models/gpicl/versions/" + "9" * 5000, 400, "not a version number"),
+        ("post", "/v1/models/gpicl:predict", 400, "nests JSON too deeply"),
+        ("get", "/v1/models/gpicl:predict", 405, "predict takes POST"),
+        ("get", "/nowhere", 404, "no such path: GET /nowhere"),
+        ("delete", "/v1/models/gpicl", 405, "DELETE is not allowed"),
+    ]
+    for method, path, code, message in cases:
+        r = requests.request(method, url + path, data=deep if code == 400 and "predict" in path
+                             else None, timeout=60)
+        assert r.status_code == code, (path[:40], r.status_code, r.text[:200])
+        assert message in r.json()["error"], (path[:40], r.json())
+
+
+@pytest.mark.slow
+def test_a_large_body_is_parsed_off_the_event_loop(server):
+    """While a ~60 MB body (200,000 context examples) is parsed and checked, which
+    takes seconds, a status request is answered first."""
+    cx, cy, qx = _request(b=1, n=200_000)
+    big = json.dumps(_body(cx, cy, qx))
+    order = []
+
+    def post():
+        r = requests.post(f"{server['url']}/v1/models/gpicl:predict", data=big, timeout=120)
+        assert r.status_code == 400 and "longer than the model's maximum" in r.json()["error"]
+        order.append("predict")
+
+    t = threading.Thread(target=post)
+    t.start()
+    time.sleep(0.3)   # the body is on its way
+    assert requests.get(f"{server['url']}/v1/models/gpicl", timeout=60).status_code == 200
+    order.append("status")
+    t.join(timeout=120)
+    assert order == ["status", "predict"], order
 
 
 @pytest.mark.slow

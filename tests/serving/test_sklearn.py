@@ -59,3 +59,15 @@ def test_errors_name_the_problem(version, tmp_path):
         GPICLClassifier(str(tmp_path)).fit(X, y)
     with pytest.raises(ValueError, match="n_ensemble=0"):
         GPICLClassifier(version, n_ensemble=0).fit(X, y)
+
+
+def test_continuous_targets_and_overflowing_features_are_refused(version):
+    X, _ = _data()
+    with pytest.raises(ValueError, match="y is 'continuous'"):
+        GPICLClassifier(version).fit(X, np.linspace(0.0, 1.0, len(X)))
+    X, y = _data()
+    with pytest.raises(ValueError, match="too large to standardise"):
+        GPICLClassifier(version).fit(X * 1e300, y)
+    clf = GPICLClassifier(version, n_ensemble=1).fit(X * 1e-150, y)   # a scale of ~1e-150
+    with pytest.raises(ValueError, match=r"row\(s\) \[0\] of X overflow"):
+        clf.predict(np.vstack([X[:1] * 1e160, X[1:3] * 1e-150]))

@@ -230,3 +230,64 @@ def test_regression_run_records_the_functions_config_of_its_episodes(
     train.run(cfg, workdir, function_episodes, verbose=0)
     saved = json.load(open(os.path.join(workdir, train.CONFIG_FILE)))["config"]
     assert saved["functions"]["noise_std"] == functions_config.functions.noise_std
+
+
+def test_diverging_training_stops_with_a_clear_error(smoke_config, smoke_episodes, tmp_path):
+    cfg = override(smoke_config, ["train.learning_rate=1e30", "train.clip_norm=0",
+                                  "train.warmup_steps=0"])
+    with pytest.raises(callbacks.NonFiniteError, match="epoch 1: .*(not finite|NaN or Inf)"):
+        train.run(cfg, str(tmp_path / "nan"), smoke_episodes, verbose=0)
+    assert not os.path.exists(tmp_path / "nan" / train.MODEL_FILE)
+    assert not os.path.exists(tmp_path / "nan" / train.SUMMARY_FILE)
+
+
+def test_data_override_that_disagrees_with_the_episodes_is_an_error(smoke_config,
+                                                                     smoke_episodes):
+    cfg = override(smoke_config, ["data.input_size=32"])
+    with pytest.raises(ValueError, match=r"--set data.input_size=32 disagrees with the episodes"
+                                         r".*written with data.input_size=16"):
+        train.check_episode_overrides(cfg, smoke_episodes, ["data.input_size"])
+    # agreeing overrides and overrides of other sections pass
+    train.check_episode_overrides(override(smoke_config, ["data.input_size=16"]),
+                                  smoke_episodes, ["data.input_size", "train.steps"])
+
+
+def test_truncated_resume_state_falls_back_to_the_previous_epoch(smoke_config, smoke_episodes,
+                                                                 tmp_path, caplog):
+    workdir = str(tmp_path / "run")
+    cfg = override(smoke_config, ["train.steps=20", "train.steps_per_epoch=10"])
+    backup = os.path.join(workdir, "backup")
+    callback = callbacks.AtomicBackupAndRestore(backup)
+    model = build_model(cfg.model, pipeline.open_episodes(smoke_episodes).schema)
+    model.compile(optimizer="adam", loss="mse")
+    callback.set_model(model)
+    for epoch in range(2):                        # two epochs saved: latest and .bkp
+        callback.on_epoch_end(epoch)
+    weights = os.path.join(backup, "latest.weights.h5")
+    assert os.path.exists(weights + ".bkp")
+    assert not [n for n in os.listdir(backup) if ".tmp" in n]
+    with open(weights, "r+b") as f:               # a kill mid-write of the old code
+        f.truncate(100)
+    fresh = callbacks.AtomicBackupAndRestore(backup)
+    fresh.set_model(model)
+    fresh.on_train_begin()
+    assert "latest.weights.h5" in caplog.text and "falling back" in caplog.text
+    assert model._initial_epoch == 1
+    assert not os.path.exists(weights + ".bkp")   # the previous state took its place
+    with open(weights, "r+b") as f:               # now no good state is left: a named error
+        f.truncate(100)
+    with pytest.raises(RuntimeError, match="resume state .*latest.weights.h5.* is unreadable"):
+        fresh.on_train_begin()
+
+
+def test_stale_temporaries_of_dead_processes_are_removed(tmp_path):
+    from gpicl_tf.data import storage
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    names = [f".shard.tfrecord.gz.tmp-{dead}", f".tmp-{dead}-model.keras",
+             f".tmp-export-{dead}", f".tmp-{os.getpid()}-mine", "user.tmp-123"]
+    for n in names:
+        (tmp_path / n).write_text("x")
+    assert sorted(storage.remove_stale_temporaries(str(tmp_path))) == sorted(names[:3])
+    assert sorted(os.listdir(tmp_path)) == sorted(names[3:])
