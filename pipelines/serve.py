@@ -17,6 +17,10 @@ flags.DEFINE_integer("port", 8501, "REST port")
 flags.DEFINE_integer("grpc_port", 0, "also serve TF Serving's gRPC API on this port (0: off)")
 flags.DEFINE_float("poll_seconds", 2.0, "how often to look for a new version")
 flags.DEFINE_integer("max_batch", 64, "most episodes one :predict request may hold")
+flags.DEFINE_integer("max_body_bytes", 0, "request size limit (0: derived from the model's "
+                     "maximum context, queries, features and --max_batch)")
+flags.DEFINE_integer("max_in_flight", 4, "predictions parsed or run at once")
+flags.DEFINE_integer("max_queued", 16, "requests waiting beyond those; more get 503")
 FLAGS = flags.FLAGS
 
 
@@ -27,7 +31,9 @@ def main(argv):
 
     name = FLAGS.model_name or os.path.basename(os.path.normpath(FLAGS.model_base_path))
     server.serve(FLAGS.model_base_path, name, FLAGS.host, FLAGS.port, FLAGS.poll_seconds,
-                 FLAGS.grpc_port, FLAGS.max_batch)
+                 FLAGS.grpc_port,
+                 server.Limits(FLAGS.max_batch, FLAGS.max_body_bytes, FLAGS.max_in_flight,
+                               FLAGS.max_queued))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from tensorflow_serving.apis import (get_model_status_pb2, model_service_pb2_grp
 
 from gpicl_tf.export.saved_model import SIGNATURE
 from gpicl_tf.serving.repository import BadRequest, ModelRepository, NotFound
-from gpicl_tf.serving.server import validate
+from gpicl_tf.serving.server import Limits, body_limit, validate
 
 
 def _model(repo: ModelRepository, spec, context):
@@ -24,8 +24,8 @@ def _model(repo: ModelRepository, spec, context):
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, repo: ModelRepository):
-        self.repo = repo
+    def __init__(self, repo: ModelRepository, limits: Limits = Limits()):
+        self.repo, self.limits = repo, limits
 
     def Predict(self, request, context):
         model = _model(self.repo, request.model_spec, context)
@@ -33,7 +33,8 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           f"signature_name {request.model_spec.signature_name!r} is not served")
         try:
-            inputs = validate({k: tf.make_ndarray(v) for k, v in request.inputs.items()}, model)
+            inputs = validate({k: tf.make_ndarray(v) for k, v in request.inputs.items()}, model,
+                              self.limits.max_batch)
         except BadRequest as e:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         response = predict_pb2.PredictResponse()
@@ -58,10 +59,18 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         return response
 
 
-def start_grpc(repo: ModelRepository, address: str, workers: int = 8) -> grpc.Server:
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
+def start_grpc(repo: ModelRepository, address: str, limits: Limits = Limits(),
+               workers: int = 8) -> grpc.Server:
+    """gRPC beside the REST server, with the same bounds: a message over the body
+    limit of the model served at start is refused (RESOURCE_EXHAUSTED) before it is
+    parsed, and at most `limits.max_in_flight` calls run at once."""
+    limit = body_limit(repo.get(repo.name), limits)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=min(workers,
+                                                                    limits.max_in_flight)),
+                         maximum_concurrent_rpcs=limits.max_in_flight + limits.max_queued,
+                         options=[("grpc.max_receive_message_length", limit)])
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionServicer(repo), server)
+        PredictionServicer(repo, limits), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(repo), server)
     server.add_insecure_port(address)
     server.start()

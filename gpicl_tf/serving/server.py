@@ -9,12 +9,18 @@ Paths and JSON as TF Serving's:
                                                   {"inputs": {...}}   -> {"outputs": {...}}
 Errors are always {"error": message}: 400 for a bad request (naming the
 problem), 404 for an unknown model, version or path (as TF Serving answers),
-405 for a wrong method. Request bodies are parsed and checked on a worker
+405 for a wrong method, 413 for a body over the size limit (refused from its
+Content-Length before it is read, or as soon as a streamed body passes the
+limit), 503 with Retry-After when `max_in_flight` predictions run and
+`max_queued` more wait. Request bodies are parsed and checked on a worker
 thread, never on the event loop; a batch holds at most `max_batch` episodes.
+Memory for request bodies is so bounded by max_in_flight x the body limit.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 
 import numpy as np
@@ -30,6 +36,73 @@ from gpicl_tf.serving.repository import BadRequest, LoadedVersion, ModelReposito
 
 MAX_BATCH = 64
 TOP_LEVEL_KEYS = ("signature_name", "instances", "inputs")
+BYTES_PER_NUMBER = 32   # a float32 as JSON text ("-0.12345678901234567, ") with room to spare
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """Bounds of the REST (and gRPC) server.
+
+    Attributes:
+        max_batch: episodes per request.
+        max_body_bytes: request body size; 0 derives it from the served model
+            (`body_limit`).
+        max_in_flight: predictions parsed or run at once.
+        max_queued: requests waiting for a slot; beyond, 503 with Retry-After.
+        retry_after_s: the Retry-After a 503 carries.
+    """
+
+    max_batch: int = MAX_BATCH
+    max_body_bytes: int = 0
+    max_in_flight: int = 4
+    max_queued: int = 16
+    retry_after_s: int = 1
+
+    def __post_init__(self):
+        for key in ("max_batch", "max_in_flight", "retry_after_s"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key}={getattr(self, key)} must be >= 1")
+        for key in ("max_body_bytes", "max_queued"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key}={getattr(self, key)} must be >= 0")
+
+
+def body_limit(model: LoadedVersion, limits: Limits) -> int:
+    """The largest request body accepted: the configured limit, or one that fits
+    the largest valid request (max_batch episodes of the model's maximum context
+    and queries) as JSON numbers, plus 64 KiB."""
+    if limits.max_body_bytes:
+        return limits.max_body_bytes
+    d = model.input_size
+    numbers = model.meta["max_context"] * (d + 1) + model.meta["max_queries"] * d
+    return limits.max_batch * numbers * BYTES_PER_NUMBER + 64 * 1024
+
+
+class PayloadTooLarge(Exception):
+    """A request body over the limit (413)."""
+
+
+class Overloaded(Exception):
+    """Every prediction slot busy and the queue full (503)."""
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with PayloadTooLarge as soon as it is known to pass
+    `limit`: from Content-Length before anything is read, else while streaming."""
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise BadRequest(f"Content-Length {length[:40]!r} is not a number")
+        if int(length) > limit:
+            raise PayloadTooLarge(f"request body of {int(length):,} bytes exceeds the limit of "
+                                  f"{limit:,} bytes")
+    chunks, total = [], 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit:,} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _check_numbers(value, name: str, rank: int) -> None:
@@ -149,8 +222,10 @@ def parse_request(raw: bytes, model: LoadedVersion, max_batch: int = MAX_BATCH):
     return rows, validate(columns, model, max_batch)
 
 
-def create_app(repo: ModelRepository, max_batch: int = MAX_BATCH) -> FastAPI:
+def create_app(repo: ModelRepository, limits: Limits = Limits()) -> FastAPI:
     app = FastAPI(title="gpicl_tf local model server (TF Serving REST API)")
+    slots = asyncio.Semaphore(limits.max_in_flight)
+    waiting = [0]
 
     def status(name: str, version: int | None):
         if name.endswith(":predict"):
@@ -167,9 +242,20 @@ def create_app(repo: ModelRepository, max_batch: int = MAX_BATCH) -> FastAPI:
 
     async def predict(name: str, version: int | None, request: Request):
         model = repo.get(name, version)
-        raw = await request.body()
-        rows, inputs = await run_in_threadpool(parse_request, raw, model, max_batch)
-        out = await run_in_threadpool(model.predict, inputs)
+        if slots.locked() and waiting[0] >= limits.max_queued:
+            raise Overloaded(f"{limits.max_in_flight} predictions running and "
+                             f"{waiting[0]} waiting; retry after {limits.retry_after_s} s")
+        waiting[0] += 1
+        try:
+            await slots.acquire()
+        finally:
+            waiting[0] -= 1
+        try:
+            raw = await read_body(request, body_limit(model, limits))
+            rows, inputs = await run_in_threadpool(parse_request, raw, model, limits.max_batch)
+            out = await run_in_threadpool(model.predict, inputs)
+        finally:
+            slots.release()
         if rows:
             n = len(out["classes"])
             return {"predictions": [{k: v[i].tolist() for k, v in out.items()}
@@ -189,6 +275,14 @@ def create_app(repo: ModelRepository, max_batch: int = MAX_BATCH) -> FastAPI:
     @app.exception_handler(NotFound)
     async def not_found(_, exc):
         return _error(404, str(exc))
+
+    @app.exception_handler(PayloadTooLarge)
+    async def too_large(_, exc):
+        return _error(413, str(exc), {"Connection": "close"})
+
+    @app.exception_handler(Overloaded)
+    async def overloaded(_, exc):
+        return _error(503, str(exc), {"Retry-After": str(limits.retry_after_s)})
 
     @app.exception_handler(MethodNotAllowed)
     async def wrong_method(_, exc):
@@ -239,7 +333,7 @@ class MethodNotAllowed(Exception):
 
 
 def serve(base_path: str, name: str, host: str = "127.0.0.1", port: int = 8501,
-          poll_seconds: float = 2.0, grpc_port: int = 0, max_batch: int = MAX_BATCH) -> None:
+          poll_seconds: float = 2.0, grpc_port: int = 0, limits: Limits = Limits()) -> None:
     """Serves REST on `port` and, when `grpc_port` is set, gRPC beside it."""
     import uvicorn
 
@@ -249,9 +343,9 @@ def serve(base_path: str, name: str, host: str = "127.0.0.1", port: int = 8501,
     if grpc_port:
         from gpicl_tf.serving.grpc_server import start_grpc
 
-        grpc_server = start_grpc(repo, f"{host}:{grpc_port}")
+        grpc_server = start_grpc(repo, f"{host}:{grpc_port}", limits)
     try:
-        uvicorn.run(create_app(repo, max_batch), host=host, port=port, log_level="warning")
+        uvicorn.run(create_app(repo, limits), host=host, port=port, log_level="warning")
     finally:
         if grpc_server:
             grpc_server.stop(grace=5)

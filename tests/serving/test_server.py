@@ -56,6 +56,9 @@ def test_grpc_client(server):
         client.predict(cx[..., :4], cy, qx[..., :4])
     with pytest.raises(ServingError, match="NOT_FOUND"):
         GrpcClient(server["grpc"], "other").predict(cx, cy, qx)
+    big_cx, big_cy, big_qx = _request(b=1, n=200_000)        # 13 MB: over the message limit
+    with pytest.raises(ServingError, match="RESOURCE_EXHAUSTED"):
+        client.predict(big_cx, big_cy, big_qx)
     client.close()
 
 
@@ -143,9 +146,11 @@ def test_every_error_is_json_with_the_right_code(server):
 
 
 @pytest.mark.slow
-def test_a_large_body_is_parsed_off_the_event_loop(server):
+def test_a_large_body_is_parsed_off_the_event_loop_and_a_busy_server_says_503(bounded_server):
     """While a ~60 MB body (200,000 context examples) is parsed and checked, which
-    takes seconds, a status request is answered first."""
+    takes seconds, a status request is answered first; with the only prediction
+    slot busy and no queue, a second prediction gets 503 with Retry-After."""
+    server = bounded_server
     cx, cy, qx = _request(b=1, n=200_000)
     big = json.dumps(_body(cx, cy, qx))
     order = []
@@ -160,8 +165,29 @@ def test_a_large_body_is_parsed_off_the_event_loop(server):
     time.sleep(0.3)   # the body is on its way
     assert requests.get(f"{server['url']}/v1/models/gpicl", timeout=60).status_code == 200
     order.append("status")
+    busy = requests.post(f"{server['url']}/v1/models/gpicl:predict", json=_body(*_request()),
+                         timeout=60)
+    assert busy.status_code == 503 and busy.headers["Retry-After"] == "1", busy.text
+    assert "1 predictions running" in busy.json()["error"]
     t.join(timeout=120)
     assert order == ["status", "predict"], order
+
+
+def test_oversize_bodies_get_413_before_they_are_read(server):
+    cx, cy, qx = _request(b=1, n=200_000)
+    big = json.dumps(_body(cx, cy, qx)).encode()
+    r = requests.post(f"{server['url']}/v1/models/gpicl:predict", data=big, timeout=60)
+    assert r.status_code == 413 and "exceeds the limit of" in r.json()["error"]
+
+    def chunks():  # no Content-Length: the limit is enforced while streaming
+        for start in range(0, len(big), 1 << 20):
+            yield big[start:start + (1 << 20)]
+
+    r = requests.post(f"{server['url']}/v1/models/gpicl:predict", data=chunks(), timeout=60)
+    assert r.status_code == 413 and "exceeds the limit of" in r.json()["error"]
+    ok = requests.post(f"{server['url']}/v1/models/gpicl:predict", json=_body(*_request()),
+                       timeout=60)
+    assert ok.status_code == 200
 
 
 @pytest.mark.slow
