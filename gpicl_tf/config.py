@@ -140,6 +140,10 @@ class TrainConfig:
     once the loss on unseen meta-validation tasks falls `plateau_drop` below
     chance; the biased training loss falls within tens of steps, as the fixed
     task is memorised, and says nothing about the plateau).
+
+    `deterministic`: TensorFlow op determinism (`enable_op_determinism`, for the
+    whole process) on top of the seeds, so the same command gives bit-identical
+    weights and reports (tests/training/test_determinism.py).
     """
 
     batch_size: int = 64
@@ -160,6 +164,7 @@ class TrainConfig:
     bias_anneal_steps: int = 1_000
     plateau_drop: float = 0.1
     seed: int = 0
+    deterministic: bool = False
 
     def __post_init__(self):
         _check("train", self, {

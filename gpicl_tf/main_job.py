@@ -16,7 +16,7 @@ import time
 
 from absl import logging
 
-from gpicl_tf.config import Config
+from gpicl_tf.config import Config, FunctionConfig
 from gpicl_tf.data import episodes as episodes_lib, functions, sources, storage
 from gpicl_tf.eval import evaluate as evaluate_lib, regression, report as report_lib
 from gpicl_tf.export import saved_model
@@ -26,13 +26,28 @@ NAMES = {"transformer": "GPICL Transformer", "lstm": "LSTM", "mlp": "MLP (no con
 
 
 def _episodes(data, out: str, functions_config=None) -> str:
+    """Writes the episodes of `data` into `out`, or reuses what `out` holds when it
+    was written with the same settings (else an error naming the first difference)."""
     if not os.path.exists(os.path.join(out, storage.MANIFEST)):
         episodes_lib.write_episodes(data, out, overwrite=True, progress=True,
                                     functions_config=functions_config)
+        return out
+    manifest = storage.read_manifest(out)
+    wanted = {"data": dataclasses.asdict(data)}
+    if "functions" in manifest:
+        wanted["functions"] = dataclasses.asdict(functions_config or FunctionConfig())
+    for section, values in wanted.items():
+        written = manifest["config"] if section == "data" else manifest["functions"]
+        for key, value in values.items():
+            if written.get(key) != value:
+                raise ValueError(f"{out!r} holds episodes written with {section}.{key}="
+                                 f"{written.get(key)!r}; this run asks for {value!r}. Use "
+                                 "another --workdir (or delete that directory)")
     return out
 
 
 def _dirname(source: str) -> str:
+    """A directory name for a source: "tfds:NAME" and "functions:F" lose the colon."""
     return source.replace(":", "-")
 
 
@@ -102,7 +117,8 @@ def run_all(config: Config, workdir: str, *, export_base: str | None = None,
     t0 = time.perf_counter()
     times = {}
     # ------------------------------------------------------------------ episodes
-    train_eps = _episodes(config.data, os.path.join(workdir, "episodes", config.data.source))
+    train_eps = _episodes(config.data, os.path.join(workdir, "episodes",
+                                                    _dirname(config.data.source)))
     eval_sets, skipped = write_eval_episodes(config, workdir)
     times["episodes"] = time.perf_counter() - t0
 

@@ -21,7 +21,7 @@ import os
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import type_of_target
-from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 _LOADED: dict = {}
 
@@ -58,13 +58,16 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
 
     def fit(self, X, y):
-        X, y = check_X_y(X, y)
+        X, y = validate_data(self, X, y)
         target = type_of_target(y)
         if target not in ("binary", "multiclass"):
-            raise ValueError(f"y is {target!r} (e.g. {y[:3].tolist()}): GPICLClassifier needs "
-                             "class labels (binary or multiclass)")
+            raise ValueError(f"Unknown label type: y is {target!r} (e.g. {y[:3].tolist()}); "
+                             "GPICLClassifier needs class labels (binary or multiclass)")
         _, meta = _load(self.model_path)
         self.classes_, y_index = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError(f"y holds 1 class ({self.classes_[0]}) in {len(y)} sample(s): "
+                             "GPICLClassifier needs at least two classes to learn from")
         num_classes = meta["schema"]["num_classes"]
         if len(self.classes_) > num_classes:
             raise ValueError(f"y has {len(self.classes_)} classes; the model at "
@@ -81,7 +84,6 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
         self.scale_ = np.where(std > 0, std, 1.0)
         self.context_x_ = (X - self.mean_) / self.scale_
         self.context_y_ = y_index
-        self.n_features_in_ = X.shape[1]
         return self
 
     def _member(self, m: int, meta: dict):
@@ -96,10 +98,7 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X):
         check_is_fitted(self, "context_x_")
-        X = check_array(X)
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} features, the classifier was fitted on "
-                             f"{self.n_features_in_}")
+        X = validate_data(self, X, reset=False)  # names a feature count unlike fit's
         fn, meta = _load(self.model_path)
         with np.errstate(over="ignore", invalid="ignore"):
             queries = (X - self.mean_) / self.scale_
@@ -123,4 +122,5 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
         return total / self.n_ensemble
 
     def predict(self, X):
+        check_is_fitted(self, "context_x_")
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]

@@ -11,7 +11,29 @@ from gpicl_tf.data import storage
 from gpicl_tf.data.schema import EpisodeSchema
 
 
-def _check_shard(directory: str, entry: dict, spec: dict, num_examples: int) -> str | None:
+def _index_check(num_examples: int):
+    """Classification records: every example index inside the base data."""
+    def check(rec: dict) -> str | None:
+        idx = rec["indices"].numpy()
+        if idx.min() < 0 or idx.max() >= num_examples:
+            return f"indices outside [0, {num_examples}): [{idx.min()}, {idx.max()}]"
+        return None
+    return check
+
+
+def _function_check(num_queries: int):
+    """Function-regression records: finite values and exactly `num_queries` queries."""
+    def check(rec: dict) -> str | None:
+        queries = int(rec["query"].numpy().sum())
+        if queries != num_queries:
+            return f"{queries} query flags, the schema has num_queries={num_queries}"
+        if not all(np.all(np.isfinite(rec[k].numpy())) for k in ("x", "y", "clean")):
+            return "non-finite x or y values"
+        return None
+    return check
+
+
+def _check_shard(directory: str, entry: dict, spec: dict, check_record) -> str | None:
     problem = storage.check_file(directory, entry, "sha256")
     if problem:
         return problem
@@ -19,11 +41,9 @@ def _check_shard(directory: str, entry: dict, spec: dict, num_examples: int) -> 
     count = 0
     try:
         for raw in tf.data.TFRecordDataset(path, compression_type="GZIP"):
-            rec = tf.io.parse_single_example(raw, spec)
-            idx = rec["indices"].numpy()
-            if idx.min() < 0 or idx.max() >= num_examples:
-                return (f"shard {path} record {count} has indices outside "
-                        f"[0, {num_examples}): [{idx.min()}, {idx.max()}]")
+            bad = check_record(tf.io.parse_single_example(raw, spec))
+            if bad:
+                return f"shard {path} record {count} has {bad}"
             count += 1
     except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
         return f"shard {path} cannot be read at record {count}: {e.message}"
@@ -48,9 +68,10 @@ def inspect_directory(directory: str) -> dict:
             problems.append(problem)
     spec = schema.record_spec()
     for split, info in manifest["splits"].items():
-        num_examples = manifest["base"][info["data_split"]]["examples"]
+        check = (_function_check(schema.num_queries) if schema.regression else
+                 _index_check(manifest["base"][info["data_split"]]["examples"]))
         for entry in info["shards"]:
-            problem = _check_shard(directory, entry, spec, num_examples)
+            problem = _check_shard(directory, entry, spec, check)
             if problem:
                 problems.append(problem)
         sizes[split] = {"episodes": info["episodes"], "shards": len(info["shards"]),

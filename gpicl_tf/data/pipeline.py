@@ -151,13 +151,16 @@ def _records(files: tuple, shuffle: bool, skip_errors: bool) -> tf.data.Dataset:
 def make_dataset(episodes: EpisodeSet, split: str, batch_size: int, *, shuffle: bool = True,
                  repeat: bool = True, bias: tf.Variable | None = None,
                  bias_mode: str = "permutation", seed: int = 0, shuffle_buffer: int = 2048,
-                 drop_remainder: bool = True, prefetch: int = 4) -> tf.data.Dataset:
+                 drop_remainder: bool = True, prefetch: int = 4,
+                 skip: int = 0) -> tf.data.Dataset:
     """Batches of ({"inputs": float32 [B, N, N_x], "labels": int32 [B, N]}, targets [B, N]);
     function-regression sets: ({"inputs", "values", "query"}, targets [B, N, 2])
     (see `schema`).
 
     `prefetch` bounds how many ready batches wait (and so how late a change of
-    `bias` can arrive); pass tf.data.AUTOTUNE to let tf.data choose.
+    `bias` can arrive); pass tf.data.AUTOTUNE to let tf.data choose. `skip`
+    leaves out the first `skip` episodes of the stream (a resumed run skips what
+    its finished epochs consumed; positions keep counting from `skip`).
     """
     if split not in episodes.shards:
         raise KeyError(f"split {split!r} is not in {episodes.directory}; "
@@ -182,7 +185,10 @@ def make_dataset(episodes: EpisodeSet, split: str, batch_size: int, *, shuffle: 
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    ds = ds.enumerate().map(build, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if skip:
+        ds = ds.skip(skip)
+    ds = ds.enumerate(start=skip).map(build, num_parallel_calls=tf.data.AUTOTUNE,
+                                      deterministic=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     return ds.prefetch(prefetch)
 

@@ -19,10 +19,9 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from gpicl_tf.config import ARCHS, ModelConfig
+from gpicl_tf.config import ModelConfig
 from gpicl_tf.data.schema import INPUTS, LABELS, QUERY, VALUES, EpisodeSchema
-from gpicl_tf.models.layers import (LAYOUTS, EpisodeTokens, FunctionTokens, QueryOutputs,
-                                    TransformerBlock)
+from gpicl_tf.models.layers import EpisodeTokens, FunctionTokens, QueryOutputs, TransformerBlock
 
 
 def _episode_inputs(schema: EpisodeSchema) -> dict:
@@ -38,9 +37,6 @@ def _logits(h, schema: EpisodeSchema):
 def build_transformer(config: ModelConfig, schema: EpisodeSchema) -> keras.Model:
     """Transformer without positional encoding (the mask orders the sequence),
     so any context length works."""
-    if config.model_size % config.num_heads:
-        raise ValueError(f"num_heads={config.num_heads} does not divide "
-                         f"model_size={config.model_size}")
     episode = _episode_inputs(schema)
     tokens, mask = EpisodeTokens(config.layout, schema.num_classes, name="episode_tokens")(
         episode[INPUTS], episode[LABELS])                                    # (B, T, N_x + C)
@@ -58,10 +54,6 @@ def build_function_transformer(config: ModelConfig, schema: EpisodeSchema) -> ke
     """The same Transformer on function-regression episodes, with a regression
     head: inputs (B, N, d), values (B, N), query (B, N) -> predictions (B, N)
     (meaningful at the query positions; see `FunctionTokens`)."""
-    if config.layout != "pfn":
-        raise ValueError(f"layout={config.layout!r}: function regression uses the PFN-style "
-                         "layout (context tokens carry their values, queries attend to the "
-                         "context); set model.layout=pfn")
     episode = {INPUTS: keras.Input(shape=(None, schema.input_size), name=INPUTS, dtype="float32"),
                VALUES: keras.Input(shape=(None,), name=VALUES, dtype="float32"),
                QUERY: keras.Input(shape=(None,), name=QUERY, dtype="float32")}
@@ -84,8 +76,6 @@ def build_function_transformer(config: ModelConfig, schema: EpisodeSchema) -> ke
 
 def build_lstm(config: ModelConfig, schema: EpisodeSchema) -> keras.Model:
     """The LSTM learner (paper layout): its whole state is (h, c), 2 * lstm_units."""
-    if config.layout != "paper":
-        raise ValueError(f"layout={config.layout!r}: the LSTM reads the paper layout only")
     episode = _episode_inputs(schema)
     tokens, _ = EpisodeTokens("paper", schema.num_classes, name="episode_tokens")(
         episode[INPUTS], episode[LABELS])
@@ -102,22 +92,28 @@ def build_mlp(config: ModelConfig, schema: EpisodeSchema) -> keras.Model:
     return keras.Model(episode, _logits(h, schema), name="gpicl_mlp")
 
 
-def build_model(config: ModelConfig, schema: EpisodeSchema) -> keras.Model:
-    builders = {"transformer": build_transformer, "lstm": build_lstm, "mlp": build_mlp}
-    if config.arch not in builders:
-        raise ValueError(f"arch={config.arch!r} is not one of {ARCHS}")
+def check_model_config(config: ModelConfig, schema: EpisodeSchema) -> None:
+    """Raises ValueError naming the value when `config` cannot learn `schema`'s
+    episodes (ranges and choices are checked when the config loads)."""
     if schema.regression and config.arch != "transformer":
         raise ValueError(f"arch={config.arch!r}: function regression episodes are learned by "
                          "the transformer only")
-    if config.layout not in LAYOUTS:
-        raise ValueError(f"layout={config.layout!r} is not one of {LAYOUTS}")
-    for name in ("model_size", "num_layers", "num_heads", "key_size", "lstm_units", "mlp_hidden"):
-        if getattr(config, name) < 1:
-            raise ValueError(f"{name}={getattr(config, name)} must be positive")
-    if not 0.0 <= config.dropout < 1.0:
-        raise ValueError(f"dropout={config.dropout} must be in [0, 1)")
+    if schema.regression and config.layout != "pfn":
+        raise ValueError(f"layout={config.layout!r}: function regression uses the PFN-style "
+                         "layout (context tokens carry their values, queries attend to the "
+                         "context); set model.layout=pfn")
+    if config.arch == "lstm" and config.layout != "paper":
+        raise ValueError(f"layout={config.layout!r}: the LSTM reads the paper layout only")
+    if config.arch == "transformer" and config.model_size % config.num_heads:
+        raise ValueError(f"num_heads={config.num_heads} does not divide "
+                         f"model_size={config.model_size}")
+
+
+def build_model(config: ModelConfig, schema: EpisodeSchema) -> keras.Model:
+    check_model_config(config, schema)
     if schema.regression:
         return build_function_transformer(config, schema)
+    builders = {"transformer": build_transformer, "lstm": build_lstm, "mlp": build_mlp}
     return builders[config.arch](config, schema)
 
 

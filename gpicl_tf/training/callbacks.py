@@ -135,6 +135,25 @@ def first_non_finite_weight(model: keras.Model) -> str | None:
     return None
 
 
+def backup_epoch(backup_dir: str) -> int:
+    """The epoch a run resumes from: the epoch counter of the state that
+    `AtomicBackupAndRestore` will restore (the previous one when the latest is
+    unreadable), or 0 for a fresh run."""
+    import json
+    import os
+
+    for name in ("training_metadata.json", "training_metadata.json.bkp"):
+        path = os.path.join(backup_dir, name)
+        if not os.path.exists(path):
+            continue
+        try:
+            with open(path) as f:
+                return int(json.load(f)["epoch"])
+        except (ValueError, KeyError, TypeError, OSError):
+            continue
+    return 0
+
+
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     """BackupAndRestore whose resume state is never half-written.
 

@@ -24,6 +24,7 @@ from absl import logging
 from gpicl_tf.config import Config, DataConfig, FunctionConfig
 from gpicl_tf.data import pipeline, storage
 from gpicl_tf.models import build_model
+from gpicl_tf.models.sequence_models import check_model_config
 from gpicl_tf.training import callbacks as callbacks_lib
 from gpicl_tf.training import distribute
 from gpicl_tf.training.metrics import QueryMSE, query_mse, sequence_metrics
@@ -65,8 +66,8 @@ def _check_resume(workdir: str, config: Config) -> None:
         saved = json.load(f)["config"]
     new = config.to_dict()
     for section in new:
-        if section not in saved:  # a section added since that run was written
-            continue
+        if section not in saved or section in ("eval", "tune"):
+            continue  # added since that run was written, or not read by training
         for key in new[section]:
             if saved.get(section, {}).get(key) != new[section][key]:
                 raise ValueError(
@@ -129,26 +130,33 @@ def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "def
         logging.info("%s is complete (%s); not training again", workdir, done)
         with open(done) as f:
             return json.load(f)
-    storage.write_json(os.path.join(workdir, CONFIG_FILE),
-                       {"config": config.to_dict(), "episodes": os.path.abspath(episodes_dir)})
     tcfg = config.train
     regression = episodes.schema.regression
     if regression and tcfg.bias_fraction > 0:
         raise ValueError(f"train.bias_fraction={tcfg.bias_fraction}: the curriculum biases "
                          "classification tasks; function-regression episodes take none (set 0)")
+    check_model_config(config.model, episodes.schema)  # fails before config.json is written
+    storage.write_json(os.path.join(workdir, CONFIG_FILE),
+                       {"config": config.to_dict(), "episodes": os.path.abspath(episodes_dir)})
     strat = distribute.make_strategy(strategy, cpu_devices, tpu)
     jit = distribute.use_xla(strat, tcfg.jit_compile)
     previous_policy = keras.config.dtype_policy()
     if tcfg.mixed_precision:
         gpu = bool(tf.config.list_logical_devices("GPU"))
         keras.config.set_dtype_policy("mixed_float16" if gpu else "mixed_bfloat16")
+    if tcfg.deterministic:
+        tf.config.experimental.enable_op_determinism()  # for the process: cannot be undone
     keras.utils.set_random_seed(tcfg.seed)
 
     # ------------------------------------------------------------------ data
     bias = pipeline.make_bias_variable(tcfg.bias_fraction)
+    # A resumed run skips the episodes its finished epochs consumed, so it sees the
+    # same batches an uninterrupted run would (bit-identical with train.deterministic).
+    resumed = callbacks_lib.backup_epoch(os.path.join(workdir, "backup"))
     train_ds = pipeline.make_dataset(episodes, "train", tcfg.batch_size, bias=bias,
                                      bias_mode=tcfg.bias_mode, seed=tcfg.seed,
-                                     shuffle_buffer=tcfg.shuffle_buffer)
+                                     shuffle_buffer=tcfg.shuffle_buffer,
+                                     skip=resumed * tcfg.steps_per_epoch * tcfg.batch_size)
     # Meta-validation on unseen tasks of the train data ("valid"); the meta-test
     # split stays untouched until evaluation.
     val_ds, val_steps = None, episodes.num_episodes("valid") // tcfg.batch_size

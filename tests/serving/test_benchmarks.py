@@ -24,3 +24,13 @@ def test_estimator_benchmark_runs(model_base):
     assert done.returncode == 0, done.stderr[-3000:]
     for name in ("digits", "wine", "breast_cancer"):
         assert name in done.stdout
+
+
+@pytest.mark.slow
+def test_serving_soak_benchmark_runs(trained_run):
+    done = subprocess.run([sys.executable, "benchmarks/serving_soak.py", trained_run,
+                           "--clients", "3", "--requests", "30"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "0 failed" in done.stdout and "every bad request a 4xx: True" in done.stdout
+    assert "serving version 3 at the end" in done.stdout and "peak" in done.stdout

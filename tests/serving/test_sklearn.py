@@ -53,7 +53,7 @@ def test_errors_name_the_problem(version, tmp_path):
     with pytest.raises(ValueError, match="11 classes.*at most 10"):
         GPICLClassifier(version).fit(np.zeros((11, 2)), np.arange(11))
     clf = GPICLClassifier(version).fit(X, y)
-    with pytest.raises(ValueError, match="2 features.*fitted on 5"):
+    with pytest.raises(ValueError, match="X has 2 features, but GPICLClassifier is expecting 5"):
         clf.predict(np.zeros((3, 2)))
     with pytest.raises(FileNotFoundError, match="not a gpicl_tf SavedModel"):
         GPICLClassifier(str(tmp_path)).fit(X, y)
@@ -63,7 +63,7 @@ def test_errors_name_the_problem(version, tmp_path):
 
 def test_continuous_targets_and_overflowing_features_are_refused(version):
     X, _ = _data()
-    with pytest.raises(ValueError, match="y is 'continuous'"):
+    with pytest.raises(ValueError, match="Unknown label type: y is 'continuous'"):
         GPICLClassifier(version).fit(X, np.linspace(0.0, 1.0, len(X)))
     X, y = _data()
     with pytest.raises(ValueError, match="too large to standardise"):
@@ -71,3 +71,20 @@ def test_continuous_targets_and_overflowing_features_are_refused(version):
     clf = GPICLClassifier(version, n_ensemble=1).fit(X * 1e-150, y)   # a scale of ~1e-150
     with pytest.raises(ValueError, match=r"row\(s\) \[0\] of X overflow"):
         clf.predict(np.vstack([X[:1] * 1e160, X[1:3] * 1e-150]))
+
+
+@pytest.mark.parametrize("check", ["check_classifiers_one_label", "check_fit2d_1sample",
+                                   "check_estimators_nan_inf", "check_estimators_unfitted",
+                                   "check_fit2d_predict1d", "check_n_features_in_after_fitting",
+                                   "check_estimators_empty_data_messages",
+                                   "check_fit_check_is_fitted", "check_dtype_object"])
+def test_scikit_learn_estimator_checks(version, check):
+    from sklearn.utils import estimator_checks
+
+    getattr(estimator_checks, check)("GPICLClassifier", GPICLClassifier(version, n_ensemble=2))
+
+
+def test_single_class_is_a_named_error(version):
+    X, _ = _data()
+    with pytest.raises(ValueError, match="y holds 1 class \\(cat\\)"):
+        GPICLClassifier(version).fit(X, np.array(["cat"] * len(X)))
