@@ -32,17 +32,16 @@ def _episodes(data, out: str, functions_config=None) -> str:
         episodes_lib.write_episodes(data, out, overwrite=True, progress=True,
                                     functions_config=functions_config)
         return out
-    manifest = storage.read_manifest(out)
-    wanted = {"data": dataclasses.asdict(data)}
-    if "functions" in manifest:
-        wanted["functions"] = dataclasses.asdict(functions_config or FunctionConfig())
-    for section, values in wanted.items():
-        written = manifest["config"] if section == "data" else manifest["functions"]
-        for key, value in values.items():
-            if written.get(key) != value:
-                raise ValueError(f"{out!r} holds episodes written with {section}.{key}="
-                                 f"{written.get(key)!r}; this run asks for {value!r}. Use "
-                                 "another --workdir (or delete that directory)")
+    written = storage.written_settings(storage.read_manifest(out))
+    wanted = {"data": dataclasses.asdict(data),
+              "functions": dataclasses.asdict(functions_config or FunctionConfig())}
+    for section in written:
+        for key, value in wanted[section].items():
+            if written[section].get(key) != value:
+                raise ValueError(
+                    f"{out!r} holds episodes written with {section}.{key}="
+                    f"{written[section].get(key)!r}; this run asks for {value!r}. Use another "
+                    "--workdir (or delete that directory)")
     return out
 
 

@@ -36,6 +36,18 @@ def smoke_episodes(tmp_path_factory, smoke_config):
     return out
 
 
+@pytest.fixture(scope="session")
+def trained_run(smoke_config, smoke_episodes, tmp_path_factory):
+    """A finished smoke training run (PFN layout, 10 steps), read-only."""
+    from gpicl_tf.config import override
+    from gpicl_tf.training import train
+
+    workdir = str(tmp_path_factory.mktemp("trained_run"))
+    train.run(override(smoke_config, ["model.layout=pfn", "train.steps=10"]), workdir,
+              smoke_episodes, verbose=0)
+    return workdir
+
+
 @pytest.fixture
 def fresh_episodes(tmp_path, smoke_config):
     """A smoke episode directory a test may damage."""

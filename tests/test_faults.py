@@ -75,21 +75,10 @@ def _export(workdir, base):
             "--name", "gpicl"]
 
 
-@pytest.fixture(scope="module")
-def finished_run(smoke_config, smoke_episodes, tmp_path_factory):
-    from gpicl_tf.config import override
-    from gpicl_tf.training import train
-
-    workdir = str(tmp_path_factory.mktemp("run"))
-    train.run(override(smoke_config, ["model.layout=pfn", "train.steps=10"]), workdir,
-              smoke_episodes, verbose=0)
-    return workdir
-
-
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_killed_export_leaves_no_partial_version(finished_run, tmp_path, seed):
+def test_killed_export_leaves_no_partial_version(trained_run, tmp_path, seed):
     base = str(tmp_path / "saved")
-    killed = _kill_at_random(_export(finished_run, base), seed, 3.0, 9.0)
+    killed = _kill_at_random(_export(trained_run, base), seed, 3.0, 9.0)
     model_dir = os.path.join(base, "gpicl")
     versions = [v for v in os.listdir(model_dir)] if os.path.isdir(model_dir) else []
     for v in versions:                      # whatever is visible as a version is complete
@@ -99,7 +88,7 @@ def test_killed_export_leaves_no_partial_version(finished_run, tmp_path, seed):
     if killed and os.path.exists(os.path.join(base, "models.config")):
         text = open(os.path.join(base, "models.config")).read()
         assert ('name: "gpicl"' in text) == any(storage.is_version_name(v) for v in versions)
-    _run(_export(finished_run, base))
+    _run(_export(trained_run, base))
     names = sorted(os.listdir(model_dir))
     assert names and all(storage.is_version_name(v) for v in names), names  # no temporaries
     assert 'name: "gpicl"' in open(os.path.join(base, "models.config")).read()
@@ -127,7 +116,7 @@ def test_killed_main_job_resumes_to_the_same_report(tmp_path):
 
 
 def test_full_disk_in_checkpointing_and_export_names_the_path_and_leaves_nothing(
-        smoke_config, smoke_episodes, finished_run, tmp_path, monkeypatch):
+        smoke_config, smoke_episodes, trained_run, tmp_path, monkeypatch):
     import keras
 
     from gpicl_tf.config import override
@@ -156,7 +145,7 @@ def test_full_disk_in_checkpointing_and_export_names_the_path_and_leaves_nothing
     monkeypatch.setattr(saved_model, "write_warmup", full_export)
     base = str(tmp_path / "saved")
     with pytest.raises(OSError, match="No space left on device.*tmp-export"):
-        saved_model.export_run(finished_run, base, "gpicl")
+        saved_model.export_run(trained_run, base, "gpicl")
     assert os.listdir(os.path.join(base, "gpicl")) == []
 
 

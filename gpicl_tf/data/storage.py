@@ -164,6 +164,15 @@ def _require(obj, fields: dict, where: str, path: str) -> None:
                                         f"{obj[key]!r}, not a {kind.__name__}")
 
 
+def written_settings(manifest: dict) -> dict[str, dict]:
+    """The config sections an episode set was written with: {"data": ..., "functions": ...}
+    (functions only for function-regression sets)."""
+    settings = {"data": manifest["config"]}
+    if "functions" in manifest:
+        settings["functions"] = manifest["functions"]
+    return settings
+
+
 def check_manifest(manifest, path: str) -> None:
     """Raises ManifestMismatchError naming the file and the field when a manifest
     lacks what the readers rely on (the schema, every listed file's size and sha256)."""

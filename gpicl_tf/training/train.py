@@ -80,8 +80,7 @@ def check_episode_overrides(config: Config, episodes_dir: str, keys: list[str]) 
     """Raises ValueError when an explicit `data.*` or `functions.*` override disagrees
     with what the episodes were written with (training takes the manifest's
     values, so such an override would silently do nothing)."""
-    manifest = storage.read_manifest(episodes_dir)
-    written = {"data": manifest["config"], "functions": manifest.get("functions", {})}
+    written = storage.written_settings(storage.read_manifest(episodes_dir))
     for path in keys:
         section, _, key = path.partition(".")
         if section not in written or key not in written[section]:
@@ -207,10 +206,6 @@ def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "def
                             callbacks=callbacks, verbose=verbose, shuffle=False)
 
         # -------------------------------------------------------------- save
-        bad = callbacks_lib.first_non_finite_weight(model)
-        if bad:
-            raise callbacks_lib.NonFiniteError(f"weight {bad!r} holds NaN or Inf after training; "
-                                               "not saving the model")
         _save_model(model, os.path.join(workdir, MODEL_FILE))
         summary = {
             "steps": int(model.optimizer.iterations.numpy()),

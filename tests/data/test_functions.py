@@ -117,3 +117,13 @@ def test_regression_needs_no_classes_and_a_known_family(tmp_path, functions_conf
                                                     source="functions:spline"),
                                 str(tmp_path / "b"))
     assert not (tmp_path / "a").exists() or not (tmp_path / "a" / "manifest.json").exists()
+
+
+def test_inspect_reads_a_function_regression_set(function_episodes, functions_config):
+    from gpicl_tf.data import inspect
+
+    report = inspect.inspect_directory(function_episodes)
+    assert report["problems"] == []
+    assert report["summary"]["splits"]["train"]["episodes"] == \
+        functions_config.data.train_episodes
+    assert "all files match the manifest" in inspect.format_report(report)

@@ -160,3 +160,16 @@ def test_main_job_smoke_end_to_end(tmp_path):
     assert os.path.exists(os.path.join(workdir, "report", "accuracy_digits_unseen_tasks.png"))
     assert os.path.exists(tmp_path / "saved" / "gpicl" / "1" / "saved_model.pb")
     assert report["export"].endswith(os.path.join("gpicl", "1"))
+
+
+def test_main_job_refuses_episodes_written_with_other_settings(smoke_config, smoke_episodes):
+    import dataclasses
+
+    from gpicl_tf import main_job
+
+    assert main_job._episodes(smoke_config.data, smoke_episodes) == smoke_episodes  # reused
+    other = dataclasses.replace(smoke_config.data, log2_num_tasks=5)
+    with pytest.raises(ValueError, match="written with data.log2_num_tasks=4; this run asks "
+                                         "for 5"):
+        main_job._episodes(other, smoke_episodes)
+    assert main_job._dirname("tfds:kmnist") == "tfds-kmnist"

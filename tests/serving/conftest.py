@@ -6,18 +6,8 @@ import time
 import pytest
 import requests
 
-from gpicl_tf.config import override
 from gpicl_tf.export import saved_model
-from gpicl_tf.training import train
 from tests.conftest import free_ports
-
-
-@pytest.fixture(scope="session")
-def trained_run(smoke_config, smoke_episodes, tmp_path_factory):
-    workdir = str(tmp_path_factory.mktemp("serving_run"))
-    train.run(override(smoke_config, ["model.layout=pfn", "train.steps=10"]), workdir,
-              smoke_episodes, verbose=0)
-    return workdir
 
 
 @pytest.fixture(scope="session")
