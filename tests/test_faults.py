@@ -54,10 +54,16 @@ def test_killed_episode_writer_leaves_nothing_complete_and_reruns_byte_identical
     out = str(tmp_path / "out")
     proc = subprocess.Popen(_make_episodes(out), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
+    # Kill once a random number of the 15 train shards is complete (0: just started),
+    # so the kill always lands mid-write, however fast this machine writes.
+    shards = random.Random(seed).randint(0, 12)
     deadline = time.time() + 120
-    while not os.path.exists(os.path.join(out, ".writing")) and time.time() < deadline:
-        time.sleep(0.02)                                           # the writer has started
-    time.sleep(random.Random(seed).uniform(0.0, 4.0))
+    while time.time() < deadline and proc.poll() is None:
+        done = [n for n in os.listdir(out) if n.startswith("episodes-train")] \
+            if os.path.exists(os.path.join(out, ".writing")) else None
+        if done is not None and len(done) >= shards:
+            break
+        time.sleep(0.005)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not os.path.exists(os.path.join(out, "manifest.json"))
