@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from gpicl_tf.config import LAYOUTS
+
 
 @keras.saving.register_keras_serializable(package="gpicl_tf")
 class TransformerBlock(layers.Layer):
@@ -67,7 +69,6 @@ class TransformerBlock(layers.Layer):
                 "mlp_ratio": self.mlp_ratio, "dropout": self.dropout}
 
 
-LAYOUTS = ("paper", "pfn")
 
 
 def _check_layout(layout: str) -> None:
@@ -166,7 +167,8 @@ class QueryOutputs(layers.Layer):
 class FunctionTokens(layers.Layer):
     """Tokens and attention mask of a function-regression episode.
 
-    Token j = concat(x_j, value_j, query_j); a query's value is zero. Point i
+    Token j = concat(x_j, value_j, query_j); a query's value is zeroed here, so
+    a caller that passes the true value of a query cannot leak it. Point i
     attends to the context points (query flag 0) at positions <= i and to
     itself: no point ever sees a query's value, queries never see each other,
     and a query at position j predicts from the context points before it, so
@@ -178,8 +180,8 @@ class FunctionTokens(layers.Layer):
     """
 
     def call(self, inputs, values, query):
-        values = ops.cast(values, inputs.dtype)
         query = ops.cast(query, inputs.dtype)
+        values = ops.cast(values, inputs.dtype) * (1.0 - query)        # queries hide their y
         tokens = ops.concatenate([inputs, values[..., None], query[..., None]], axis=-1)
         n = ops.shape(inputs)[1]
         i = ops.arange(n)[:, None]
