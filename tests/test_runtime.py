@@ -31,6 +31,7 @@ def test_a_named_library_must_exist(tmp_path):
 
 @pytest.mark.skipif(not any(os.path.exists(c) for c in runtime.CANDIDATES),
                     reason="tcmalloc is not installed (scripts/env.sh installs it as root)")
+@pytest.mark.slow
 def test_pipeline_scripts_run_on_tcmalloc(tmp_path):
     env = {k: v for k, v in os.environ.items()
            if k not in ("LD_PRELOAD", "GPICL_TCMALLOC", "GPICL_TCMALLOC_REEXECUTED")}

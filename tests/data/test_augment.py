@@ -44,6 +44,7 @@ def _fingerprint():
     return hashlib.sha256(a.tobytes() + p.tobytes()).hexdigest()
 
 
+@pytest.mark.slow
 def test_reproducible_across_processes():
     code = ("from tests.data.test_augment import _fingerprint; print(_fingerprint())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -181,6 +181,7 @@ def test_too_many_classes_is_named(tmp_path, smoke_config):
                                 str(tmp_path))
 
 
+@pytest.mark.slow
 def test_make_episodes_cli(tmp_path):
     out = tmp_path / "cli"
     cmd = [sys.executable, "-m", "pipelines.make_episodes", "--preset", "smoke",

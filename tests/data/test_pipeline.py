@@ -75,6 +75,7 @@ def test_manifest_mismatch_names_the_field(smoke_episodes):
     assert eps.schema.input_size == 16
 
 
+@pytest.mark.slow
 def test_inspect_cli_names_each_bad_shard(fresh_episodes):
     cmd = [sys.executable, "-m", "pipelines.inspect_episodes", fresh_episodes]
     good = subprocess.run(cmd, capture_output=True, text=True)

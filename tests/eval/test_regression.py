@@ -60,6 +60,7 @@ def function_model(tmp_path_factory, function_episodes, functions_config):
     return os.path.join(workdir, train.MODEL_FILE)
 
 
+@pytest.mark.slow
 def test_learner_sees_exactly_c_points_and_report_has_every_count(function_model,
                                                                   function_episodes,
                                                                   functions_config, tmp_path):
@@ -133,6 +134,7 @@ def test_functions_main_job_end_to_end(tmp_path):
     assert not os.path.exists(tmp_path / "saved")  # regression models are not exported
 
 
+@pytest.mark.slow
 def test_evaluate_pipeline_dispatches_on_the_episode_schema(function_model, function_episodes,
                                                              tmp_path):
     out = str(tmp_path / "report")

@@ -12,6 +12,9 @@ from gpicl_tf.config import override
 from gpicl_tf.export import saved_model
 from gpicl_tf.training import train
 
+# starts a server process or trains and exports a model: not in the fast loop
+pytestmark = pytest.mark.slow
+
 CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
 
 

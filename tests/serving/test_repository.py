@@ -5,6 +5,9 @@ import pytest
 
 from gpicl_tf.serving.repository import ModelRepository
 
+# starts a server process or trains and exports a model: not in the fast loop
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def base(model_base, tmp_path):

@@ -12,6 +12,9 @@ import tensorflow as tf
 from gpicl_tf.export import saved_model
 from gpicl_tf.serving.client import GrpcClient, RestClient, ServingError
 
+# starts a server process or trains and exports a model: not in the fast loop
+pytestmark = pytest.mark.slow
+
 
 def _request(b=2, n=6, q=3, d=16, seed=0):
     rng = np.random.default_rng(seed)

@@ -8,6 +8,9 @@ from sklearn.preprocessing import MinMaxScaler
 
 from gpicl_tf.sklearn import GPICLClassifier
 
+# starts a server process or trains and exports a model: not in the fast loop
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def version(model_base):

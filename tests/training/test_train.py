@@ -23,6 +23,7 @@ def _history(workdir):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_run_on_one_device_with_xla(smoke_config, smoke_episodes, tmp_path):
     workdir = str(tmp_path / "run")
     summary = train.run(smoke_config, workdir, smoke_episodes, verbose=0)
@@ -207,6 +208,7 @@ def test_loss_falls_on_a_single_memorisable_task(smoke_config, smoke_episodes, t
         left = left or float(row["val_loss"]) < threshold
 
 
+@pytest.mark.slow
 def test_a_workdir_refuses_another_config_and_accepts_older_config_files(smoke_config,
                                                                          smoke_episodes,
                                                                          tmp_path):
@@ -222,6 +224,7 @@ def test_a_workdir_refuses_another_config_and_accepts_older_config_files(smoke_c
     assert train.run(cfg, workdir, smoke_episodes, verbose=0) == first
 
 
+@pytest.mark.slow
 def test_regression_run_records_the_functions_config_of_its_episodes(
         functions_config, function_episodes, tmp_path):
     workdir = str(tmp_path / "run")
@@ -232,6 +235,7 @@ def test_regression_run_records_the_functions_config_of_its_episodes(
     assert saved["functions"]["noise_std"] == functions_config.functions.noise_std
 
 
+@pytest.mark.slow
 def test_diverging_training_stops_with_a_clear_error(smoke_config, smoke_episodes, tmp_path):
     cfg = override(smoke_config, ["train.learning_rate=1e30", "train.clip_norm=0",
                                   "train.warmup_steps=0"])

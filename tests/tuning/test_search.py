@@ -21,6 +21,7 @@ def test_search_space_is_checked(smoke_config):
                                                     "tune.learning_rate_max=0.01"]))
 
 
+@pytest.mark.slow
 def test_search_scores_meta_validation_sorts_and_resumes(smoke_config, smoke_episodes,
                                                          tmp_path, monkeypatch):
     calls = []
