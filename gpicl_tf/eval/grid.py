@@ -83,9 +83,6 @@ class Result:
     stability: float
     episodes: int
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
 
 def _label(names, point) -> str:
     return ",".join(f"{n}={v}" for n, v in zip(names, point))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import shutil
 
 import keras
 import tensorflow as tf
@@ -139,9 +142,6 @@ def backup_epoch(backup_dir: str) -> int:
     """The epoch a run resumes from: the epoch counter of the state that
     `AtomicBackupAndRestore` will restore (the previous one when the latest is
     unreadable), or 0 for a fresh run."""
-    import json
-    import os
-
     for name in ("training_metadata.json", "training_metadata.json.bkp"):
         path = os.path.join(backup_dir, name)
         if not os.path.exists(path):
@@ -167,10 +167,6 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         super().__init__(backup_dir, double_checkpoint=True)
 
     def _save_model(self):
-        import json
-        import os
-        import shutil
-
         os.makedirs(self.backup_dir, exist_ok=True)
         pid = os.getpid()
         weights_tmp = os.path.join(self.backup_dir, f".tmp-{pid}-latest.weights.h5")
@@ -188,8 +184,6 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         os.replace(meta_tmp, self._training_metadata_path)
 
     def on_train_begin(self, logs=None):
-        import os
-
         try:
             self._load_model()
         except Exception as e:  # noqa: BLE001  (h5py raises OSError, json ValueError, ...)
