@@ -85,20 +85,14 @@ def task_assignments(plans: list[SplitPlan], seed: int) -> dict[str, np.ndarray]
     distinct tasks; `seen` draws, the same way, only from the ids `train`
     used; `test` and `valid` draw from their own 2^31 unseen ids.
     """
-    ids = {}
-    for plan in plans:
-        if plan.name == "seen":
-            continue
-        pool = plan.task_high - plan.task_low
-        ids[plan.name] = plan.task_low + draw_without_replacement(
-            pool, plan.episodes, seed, plan.name)
-    for plan in plans:
-        if plan.name == "seen":
-            used = np.unique(ids["train"])
-            if plan.episodes and not len(used):
-                raise ValueError("the seen split needs train episodes to draw its tasks from")
-            ids["seen"] = used[draw_without_replacement(max(len(used), 1), plan.episodes, seed,
-                                                        plan.name)]
+    ids = {plan.name: plan.task_low + draw_without_replacement(
+        plan.task_high - plan.task_low, plan.episodes, seed, plan.name)
+        for plan in plans if plan.name != "seen"}
+    seen = next(plan for plan in plans if plan.name == "seen")
+    used = np.unique(ids["train"])
+    if seen.episodes and not len(used):
+        raise ValueError("the seen split needs train episodes to draw its tasks from")
+    ids["seen"] = used[draw_without_replacement(len(used), seen.episodes, seed, seen.name)]
     return ids
 
 
@@ -143,9 +137,7 @@ def _claim(out_dir: str) -> str:
         if pid and pid != os.getpid() and storage.process_alive(pid):
             raise FileExistsError(f"another writer (pid {pid}) is writing episodes into "
                                   f"{out_dir!r}; wait for it or choose another --out") from None
-        with open(marker, "w") as f:
-            f.write(str(os.getpid()))
-        return marker
+        fd = os.open(marker, os.O_WRONLY | os.O_TRUNC)
     with os.fdopen(fd, "w") as f:
         f.write(str(os.getpid()))
     return marker
