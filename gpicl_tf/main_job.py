@@ -16,33 +16,13 @@ import time
 
 from absl import logging
 
-from gpicl_tf.config import Config, FunctionConfig
-from gpicl_tf.data import episodes as episodes_lib, functions, sources, storage
+from gpicl_tf.config import Config
+from gpicl_tf.data import episodes as episodes_lib, functions, sources
 from gpicl_tf.eval import evaluate as evaluate_lib, regression, report as report_lib
 from gpicl_tf.export import saved_model
 from gpicl_tf.training import train
 
 NAMES = {"transformer": "GPICL Transformer", "lstm": "LSTM", "mlp": "MLP (no context)"}
-
-
-def _episodes(data, out: str, functions_config=None) -> str:
-    """Writes the episodes of `data` into `out`, or reuses what `out` holds when it
-    was written with the same settings (else an error naming the first difference)."""
-    if not os.path.exists(os.path.join(out, storage.MANIFEST)):
-        episodes_lib.write_episodes(data, out, overwrite=True, progress=True,
-                                    functions_config=functions_config)
-        return out
-    written = storage.written_settings(storage.read_manifest(out))
-    wanted = {"data": dataclasses.asdict(data),
-              "functions": dataclasses.asdict(functions_config or FunctionConfig())}
-    for section in written:
-        for key, value in wanted[section].items():
-            if written[section].get(key) != value:
-                raise ValueError(
-                    f"{out!r} holds episodes written with {section}.{key}="
-                    f"{written[section].get(key)!r}; this run asks for {value!r}. Use another "
-                    "--workdir (or delete that directory)")
-    return out
 
 
 def _dirname(source: str) -> str:
@@ -59,8 +39,9 @@ def write_eval_episodes(config: Config, workdir: str) -> tuple[dict, list]:
         data = dataclasses.replace(config.data, source=name, train_episodes=0,
                                    test_episodes=config.eval.episodes)
         try:
-            out = _episodes(data, os.path.join(workdir, "episodes", f"eval-{_dirname(name)}"),
-                            config.functions)
+            out = episodes_lib.ensure_episodes(
+                data, os.path.join(workdir, "episodes", f"eval-{_dirname(name)}"),
+                config.functions)
         except sources.SourceUnavailableError as e:
             logging.warning("unseen dataset %s skipped: %s", name, e)
             skipped.append({"dataset": name, "reason": str(e)})
@@ -116,8 +97,8 @@ def run_all(config: Config, workdir: str, *, export_base: str | None = None,
     t0 = time.perf_counter()
     times = {}
     # ------------------------------------------------------------------ episodes
-    train_eps = _episodes(config.data, os.path.join(workdir, "episodes",
-                                                    _dirname(config.data.source)))
+    train_eps = episodes_lib.ensure_episodes(
+        config.data, os.path.join(workdir, "episodes", _dirname(config.data.source)))
     eval_sets, skipped = write_eval_episodes(config, workdir)
     times["episodes"] = time.perf_counter() - t0
 
@@ -165,9 +146,9 @@ def run_functions(config: Config, workdir: str, verbose="auto") -> dict:
     t0 = time.perf_counter()
     times = {}
     family = functions.family_of(config.data.source)
-    train_eps = _episodes(config.data, os.path.join(workdir, "episodes",
-                                                    _dirname(config.data.source)),
-                          config.functions)
+    train_eps = episodes_lib.ensure_episodes(
+        config.data, os.path.join(workdir, "episodes", _dirname(config.data.source)),
+        config.functions)
     eval_sets, skipped = write_eval_episodes(config, workdir)
     times["episodes"] = time.perf_counter() - t0
 

@@ -220,6 +220,28 @@ def write_episodes(config: DataConfig, out_dir: str, *, overwrite: bool = False,
     return manifest
 
 
+def ensure_episodes(config: DataConfig, out_dir: str,
+                    functions_config: FunctionConfig | None = None) -> str:
+    """Writes the episodes of `config` into `out_dir`, or reuses what `out_dir` holds
+    when it was written with the same settings (else an error naming the first
+    difference). Returns `out_dir`."""
+    if not os.path.exists(os.path.join(out_dir, storage.MANIFEST)):
+        write_episodes(config, out_dir, overwrite=True, progress=True,
+                       functions_config=functions_config)
+        return out_dir
+    written = storage.written_settings(storage.read_manifest(out_dir))
+    wanted = {"data": dataclasses.asdict(config),
+              "functions": dataclasses.asdict(functions_config or FunctionConfig())}
+    for section in written:
+        for key, value in wanted[section].items():
+            if written[section].get(key) != value:
+                raise ValueError(
+                    f"{out_dir!r} holds episodes written with {section}.{key}="
+                    f"{written[section].get(key)!r}; this run asks for {value!r}. Use another "
+                    "--workdir (or delete that directory)")
+    return out_dir
+
+
 def _classification(config: DataConfig, plans: list[SplitPlan]):
     """Checks the source; returns the schema and a preparer that stores the base data."""
     schema = schema_lib.EpisodeSchema(config.episode_length, config.input_size,

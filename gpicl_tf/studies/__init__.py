@@ -1,0 +1,12 @@
+"""Named studies of the paper's phenomena, run by `gpicl_tf.studies.runner`
+(`python -m pipelines.study NAME --preset GRID --workdir DIR`)."""
+
+from gpicl_tf.studies import transition
+
+STUDIES = {s.name: s for s in (transition.STUDY,)}
+
+
+def get_study(name: str):
+    if name not in STUDIES:
+        raise ValueError(f"unknown study {name!r}; known: {sorted(STUDIES)}")
+    return STUDIES[name]

@@ -1,0 +1,63 @@
+"""What the studies measure of a trained cell: accuracy over the last positions
+of episode sets (the learner alone, no baselines), and the unseen dataset they share.
+
+Example:
+    >>> figures = accuracy_figures(model, {"unseen": (eps, "test")}, 256)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import keras
+import numpy as np
+from absl import logging
+
+import gpicl_tf.models  # noqa: F401  (registers the layers for loading)
+from gpicl_tf.config import Config
+from gpicl_tf.data import episodes as episodes_lib, pipeline, sources
+from gpicl_tf.eval import evaluate
+from gpicl_tf.studies.runner import episode_key
+from gpicl_tf.training import train
+
+
+def load_model(run_dir: str) -> keras.Model:
+    return keras.models.load_model(os.path.join(run_dir, train.MODEL_FILE), compile=False)
+
+
+def accuracy_figures(model: keras.Model, sets: dict[str, tuple], limit: int) -> dict:
+    """For each name -> (EpisodeSet, split), over its first `limit` episodes:
+    {name}_acc, the mean accuracy over the last 10 positions, its 95% interval
+    half-width {name}_ci95, and {name}_improvement (last 10 minus first 10)."""
+    out = {}
+    for name, (eset, split) in sets.items():
+        if eset.num_episodes(split) == 0:
+            out.update({f"{name}_acc": None, f"{name}_ci95": None, f"{name}_improvement": None})
+            continue
+        inputs, labels = evaluate.episode_arrays(eset, split, limit)
+        correct = evaluate.learner_correct(model, inputs, labels)
+        w = min(evaluate.WINDOW, correct.shape[1])
+        last = correct[:, -w:].mean(1)
+        out[f"{name}_acc"] = round(float(last.mean()), 4)
+        out[f"{name}_ci95"] = round(float(1.96 * last.std(ddof=1) / np.sqrt(len(last))), 4) \
+            if len(last) > 1 else 0.0
+        out[f"{name}_improvement"] = round(float((last - correct[:, :w].mean(1)).mean()), 4)
+    return out
+
+
+def unseen_dataset(base: Config, episode_root: str) -> tuple[str, str] | None:
+    """(name, episode dir) of the first available `eval.datasets` entry that is
+    not the training source, projected to the model's input size; None if none is."""
+    for name in [n.strip() for n in base.eval.datasets.split(",") if n.strip()]:
+        if name == base.data.source or name.startswith("functions:"):
+            continue
+        data = dataclasses.replace(base.data, source=name, train_episodes=0,
+                                   test_episodes=base.eval.episodes)
+        cfg = dataclasses.replace(base, data=data)
+        out = os.path.join(episode_root, "eval-" + episode_key(cfg))
+        try:
+            return name, episodes_lib.ensure_episodes(data, out, base.functions)
+        except sources.SourceUnavailableError as e:
+            logging.warning("unseen dataset %s not available: %s", name, e)
+    return None

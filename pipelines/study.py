@@ -1,0 +1,43 @@
+"""Runs a named study: a grid of meta-training runs, cached per cell.
+
+    python -m pipelines.study NAME --preset GRID --workdir DIR [--episodes DIR] [--set ...]
+
+NAME: transition, state_size, plateau_batch or plateau (gpicl_tf.studies).
+GRID (--preset): smoke (seconds, the tests run it), cpu (the default grid: at
+most 3 hours here, run it in the background) or paper (the paper's sizes, for
+accelerators). Writes DIR/results.csv, results.md (each row with its own
+pipelines.train command), results.json and the study's PNG figures. A finished
+cell is never trained again; the same command after a kill resumes at the
+first unfinished cell (a cell killed mid-training resumes from its last epoch).
+"""
+
+from absl import flags
+
+from pipelines import common
+
+flags.DEFINE_string("workdir", None, "study directory", required=True)
+flags.DEFINE_string("episodes", None, "where the cells' episode sets are written and "
+                    "reused (default: WORKDIR/episodes)")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) != 2:
+        raise ValueError(f"give one study name, got {argv[1:]}")
+    common.quiet_tensorflow()
+    from gpicl_tf.studies import get_study, runner
+
+    study = get_study(argv[1])
+    if FLAGS.config:
+        raise ValueError("--config: a study's grid starts from --preset (smoke, cpu, paper)")
+    if FLAGS.preset not in runner.GRIDS:
+        raise ValueError(f"--preset={FLAGS.preset!r}: a study grid is one of {runner.GRIDS}")
+    rows = runner.run_study(study, FLAGS.preset, FLAGS.workdir, episode_root=FLAGS.episodes,
+                            user_sets=FLAGS.set)
+    with open(f"{FLAGS.workdir}/results.md") as f:
+        print(f.read())
+    print(f"{len(rows)} cells in {FLAGS.workdir}/results.csv")
+
+
+if __name__ == "__main__":
+    common.run(main)
