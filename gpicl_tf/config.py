@@ -141,6 +141,9 @@ class TrainConfig:
     chance; the biased training loss falls within tens of steps, as the fixed
     task is memorised, and says nothing about the plateau).
 
+    `stop_at_plateau_exit`: end training after the first epoch whose unseen-task
+    loss is below the plateau threshold (the plateau studies).
+
     `deterministic`: TensorFlow op determinism (`enable_op_determinism`, for the
     whole process) on top of the seeds, so the same command gives bit-identical
     weights and reports (tests/training/test_determinism.py).
@@ -165,6 +168,7 @@ class TrainConfig:
     plateau_drop: float = 0.1
     seed: int = 0
     deterministic: bool = False
+    stop_at_plateau_exit: bool = False
 
     def __post_init__(self):
         _check("train", self, {

@@ -35,10 +35,10 @@ def test_a_named_library_must_exist(tmp_path):
 def test_pipeline_scripts_run_on_tcmalloc(tmp_path):
     env = {k: v for k, v in os.environ.items()
            if k not in ("LD_PRELOAD", "GPICL_TCMALLOC", "GPICL_TCMALLOC_REEXECUTED")}
-    cmd = [sys.executable, "-m", "pipelines.plateau_study", "--workdir", str(tmp_path),
-           "--episodes", str(tmp_path), "--variants", "no such variant"]
+    cmd = [sys.executable, "-m", "pipelines.study", "no_such_study", "--workdir",
+           str(tmp_path)]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    assert done.returncode == 2 and "unknown variant" in done.stderr
+    assert done.returncode == 2 and "unknown study 'no_such_study'" in done.stderr
     assert "memory allocator: tcmalloc" in done.stderr, done.stderr[-2000:]
     done = subprocess.run(cmd, capture_output=True, text=True,
                           env={**env, "GPICL_TCMALLOC": "0"})

@@ -41,14 +41,16 @@ def tasks_label(k: int) -> str:
 
 def grid(log2_tasks, sizes, steps: int, batch: int, episodes: int | None = None):
     """Cells over (task count x model size), each trained `steps` steps on
-    `episodes` (default steps x batch) meta-training episodes."""
+    `episodes` (default steps x batch) meta-training episodes. The largest size
+    comes first, all its task counts, then the next: a study stopped early
+    already has the line plot's size complete."""
     def cells() -> list[Cell]:
         n = episodes or steps * batch
         return [Cell(f"tasks {tasks_label(k)} size {s}",
                      {"tasks": tasks_label(k), "model_size": s},
                      (f"data.log2_num_tasks={k}", f"data.train_episodes={n}",
                       f"train.steps={steps}", f"train.batch_size={batch}", *size_sets(s)))
-                for k in log2_tasks for s in sizes]
+                for s in sorted(sizes, reverse=True) for k in log2_tasks]
     return cells
 
 

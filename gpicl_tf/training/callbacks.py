@@ -109,6 +109,23 @@ def plateau_left_in(history: list[dict], monitor: str, threshold: float) -> bool
     return any(float(row.get(monitor) or math.inf) < threshold for row in history)
 
 
+class PlateauStop(keras.callbacks.Callback):
+    """Ends training after the first epoch whose `monitor` falls below
+    `threshold` (the plateau studies measure when the plateau is left and need
+    no steps after it)."""
+
+    def __init__(self, threshold: float, monitor: str = "val_loss"):
+        super().__init__()
+        self.threshold, self.monitor = threshold, monitor
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get(self.monitor)
+        if loss is not None and float(loss) < self.threshold:
+            logging.info("%s %.3f < %.3f after epoch %d: plateau left, training stops",
+                         self.monitor, float(loss), self.threshold, epoch + 1)
+            self.model.stop_training = True
+
+
 class NonFiniteError(FloatingPointError):
     """Training produced a non-finite loss or weight (names the epoch and what)."""
 

@@ -69,10 +69,12 @@ def _check_resume(workdir: str, config: Config) -> None:
         if section not in saved or section in ("eval", "tune"):
             continue  # added since that run was written, or not read by training
         for key in new[section]:
-            if saved.get(section, {}).get(key) != new[section][key]:
+            if key not in saved[section]:
+                continue  # a setting added since that run was written
+            if saved[section][key] != new[section][key]:
                 raise ValueError(
                     f"{workdir!r} holds a run with {section}.{key}="
-                    f"{saved.get(section, {}).get(key)!r}, this run has {new[section][key]!r}; "
+                    f"{saved[section][key]!r}, this run has {new[section][key]!r}; "
                     "use another --workdir")
 
 
@@ -134,6 +136,9 @@ def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "def
     if regression and tcfg.bias_fraction > 0:
         raise ValueError(f"train.bias_fraction={tcfg.bias_fraction}: the curriculum biases "
                          "classification tasks; function-regression episodes take none (set 0)")
+    if regression and tcfg.stop_at_plateau_exit:
+        raise ValueError("train.stop_at_plateau_exit=True: the plateau is a classification "
+                         "loss level (ln C); function-regression runs have none")
     check_model_config(config.model, episodes.schema)  # fails before config.json is written
     storage.write_json(os.path.join(workdir, CONFIG_FILE),
                        {"config": config.to_dict(), "episodes": os.path.abspath(episodes_dir)})
@@ -188,6 +193,9 @@ def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "def
                 bias, tcfg.bias_schedule, tcfg.bias_fraction, tcfg.bias_anneal_steps,
                 config.data.num_classes, tcfg.plateau_drop, monitor=monitor,
                 left_plateau=left)]
+        if tcfg.stop_at_plateau_exit:
+            callbacks.append(callbacks_lib.PlateauStop(callbacks_lib.plateau_threshold(
+                max(config.data.num_classes, 2), tcfg.plateau_drop), monitor))
         callbacks += [
             callbacks_lib.FiniteGuard(),
             callbacks_lib.AtomicBackupAndRestore(os.path.join(workdir, "backup")),

@@ -1,0 +1,133 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from gpicl_tf.config import get_preset, override
+from gpicl_tf.studies import STUDIES, get_study, plateau_batch, runner, transition
+
+
+def test_every_grid_of_every_study_is_a_valid_config():
+    for study in STUDIES.values():
+        for grid in runner.GRIDS:
+            base = runner.base_config(study, grid)
+            for cell in runner.cells_of(study, grid):
+                override(base, cell.sets)
+
+
+def test_unknown_study_is_named():
+    with pytest.raises(ValueError, match="unknown study 'nope'"):
+        get_study("nope")
+
+
+def test_transition_grid_spans_tasks_and_sizes():
+    cells = transition.STUDY.grids["cpu"]()
+    assert {c.params["tasks"] for c in cells} == {*(f"2^{k}" for k in range(0, 17, 2)), "fresh"}
+    assert {c.params["model_size"] for c in cells} == {8, 16, 32, 64}
+    episodes = {s for c in cells for s in c.sets if s.startswith("data.train_episodes=")}
+    assert len(episodes) == 1                     # the same episodes in every cell
+
+
+def test_transition_notes_find_the_phases():
+    def row(tasks, seen, unseen):
+        return {"tasks": tasks, "model_size": 32, "seen_acc": seen, "seen_ci95": 0.02,
+                "unseen_acc": unseen, "unseen_ci95": 0.02}
+
+    rows = [row("2^0", 0.9, 0.1), row("2^4", 0.5, 0.11), row("2^8", 0.6, 0.4),
+            row("fresh", 0.6, 0.61)]
+    (line,) = transition.notes(rows)
+    assert "above chance (95% interval) from 2^8" in line
+    assert "at 2^0, 2^4, 2^8." in line
+
+
+def test_power_law_fit_recovers_the_exponent():
+    rows = [{"layout": "pfn", "batch": b, "plateau_exit_step": 4000 * b ** -0.5,
+             "steps": 2000} for b in (16, 64, 256)]
+    rows.append({"layout": "pfn", "batch": 8, "plateau_exit_step": None, "steps": 2000})
+    a, b, n = plateau_batch.power_law(rows, "pfn")
+    assert np.isclose(b, -0.5) and np.isclose(a, 4000) and n == 3
+    assert plateau_batch.power_law(rows, "paper") is None
+    (line,) = plateau_batch.notes(rows)
+    assert "batch^-0.50" in line and "did not leave within the budget at batch 8" in line
+
+
+def test_state_size_grid_crosses_parameters_and_state():
+    from gpicl_tf.data.schema import EpisodeSchema
+    from gpicl_tf.models import build_model, state_size
+
+    study, base = STUDIES["state_size"], get_preset("cpu")
+    schema = EpisodeSchema(base.data.episode_length, base.data.input_size, base.data.num_classes)
+    sizes = {}
+    for cell in study.grids["cpu"]():
+        cfg = override(base, cell.sets).model
+        sizes[cell.name] = (build_model(cfg, schema).count_params(),
+                            state_size(cfg, base.data.episode_length))
+    lstm = sizes["lstm 512"]
+    for name, (params, state) in sizes.items():
+        if name.startswith("transformer"):
+            assert params < lstm[0] and state > lstm[1], (name, params, state, lstm)
+
+
+def test_plateau_stop_ends_training_below_the_threshold():
+    from gpicl_tf.training.callbacks import PlateauStop
+
+    class Model:
+        stop_training = False
+
+    stop = PlateauStop(threshold=2.0)
+    stop.set_model(Model())
+    stop.on_epoch_end(0, {"val_loss": 2.2})
+    assert not stop.model.stop_training
+    stop.on_epoch_end(1, {"val_loss": 1.9})
+    assert stop.model.stop_training
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(STUDIES))
+def test_smoke_grid_runs_end_to_end(name, tmp_path):
+    rows = runner.run_study(get_study(name), "smoke", str(tmp_path / name),
+                            episode_root=str(tmp_path / "episodes"), verbose=0,
+                            log=lambda s: None)
+    assert len(rows) == len(get_study(name).grids["smoke"]())
+    for key in get_study(name).columns:
+        assert all(key in r for r in rows), key
+    files = os.listdir(tmp_path / name)
+    assert {"results.csv", "results.md", "results.json"} <= set(files)
+    assert any(f.endswith(".png") for f in files)
+    if name == "transition":
+        assert all(0 <= r["unseen_acc"] <= 1 and r["train_acc"] is not None for r in rows)
+        assert [r["distinct_tasks"] for r in rows] == [1, 160, 1, 160]
+    if name == "plateau_batch":
+        assert all(r["steps"] <= 20 for r in rows)
+
+
+@pytest.mark.slow
+def test_a_killed_study_process_resumes(tmp_path):
+    """Killed (SIGKILL) after its first cell: the same command finishes the grid
+    and keeps the first cell's row as it was."""
+    workdir = str(tmp_path / "study")
+    cmd = [sys.executable, "-m", "pipelines.study", "transition", "--preset", "smoke",
+           "--workdir", workdir, "--set", "eval.episodes=8"]
+    env = {**os.environ, "GPICL_TCMALLOC": "0"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    results = os.path.join(workdir, runner.RESULTS)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if os.path.exists(results) and len(json.load(open(results))) >= 1:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    first = json.load(open(results))
+    assert 1 <= len(first) < 4
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = json.load(open(results))
+    assert len(rows) == 4 and rows[0] == first[0]
+    assert "finished before, kept" in done.stdout
