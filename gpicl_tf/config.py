@@ -22,6 +22,7 @@ ARCHS = ("transformer", "lstm", "mlp")
 LAYOUTS = ("paper", "pfn")
 BIAS_MODES = ("permutation", "task")
 BIAS_SCHEDULES = ("constant", "linear", "plateau")
+LOOPS = ("keras", "custom")
 
 
 def _check(section: str, obj, rules: dict) -> None:
@@ -141,6 +142,10 @@ class TrainConfig:
     chance; the biased training loss falls within tens of steps, as the fixed
     task is memorised, and says nothing about the plateau).
 
+    `loop`: "keras" (`Model.fit`) or "custom" (`training.loop`: strategy.run of a
+    compiled step, the same losses, metrics and callbacks; the only loop that
+    works under the multi_worker strategy, which always uses it).
+
     `stop_at_plateau_exit`: end training after the first epoch whose unseen-task
     loss is below the plateau threshold (the plateau studies).
 
@@ -169,6 +174,7 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False
     stop_at_plateau_exit: bool = False
+    loop: str = "keras"
 
     def __post_init__(self):
         _check("train", self, {
@@ -178,7 +184,7 @@ class TrainConfig:
             "weight_decay": _at_least(0.0), "clip_norm": _at_least(0.0),
             "shuffle_buffer": _at_least(1), "bias_fraction": _between(0.0, 1.0),
             "bias_mode": _in(BIAS_MODES), "bias_schedule": _in(BIAS_SCHEDULES),
-            "bias_anneal_steps": _at_least(1),
+            "bias_anneal_steps": _at_least(1), "loop": _in(LOOPS),
             "plateau_drop": _between(0.0, 1.0, closed_high=False), "seed": _at_least(0)})
 
 

@@ -152,7 +152,8 @@ def make_dataset(episodes: EpisodeSet, split: str, batch_size: int, *, shuffle: 
                  repeat: bool = True, bias: tf.Variable | None = None,
                  bias_mode: str = "permutation", seed: int = 0, shuffle_buffer: int = 2048,
                  drop_remainder: bool = True, prefetch: int = 4,
-                 skip: int = 0) -> tf.data.Dataset:
+                 skip: int = 0, shard: tuple[int, int] = (1, 0),
+                 shard_by: str = "files") -> tf.data.Dataset:
     """Batches of ({"inputs": float32 [B, N, N_x], "labels": int32 [B, N]}, targets [B, N]);
     function-regression sets: ({"inputs", "values", "query"}, targets [B, N, 2])
     (see `schema`).
@@ -161,6 +162,12 @@ def make_dataset(episodes: EpisodeSet, split: str, batch_size: int, *, shuffle: 
     `bias` can arrive); pass tf.data.AUTOTUNE to let tf.data choose. `skip`
     leaves out the first `skip` episodes of the stream (a resumed run skips what
     its finished epochs consumed; positions keep counting from `skip`).
+
+    `shard` = (count, index): this input pipeline reads only its part of the
+    split (one of `count` workers): every count-th shard file from `index`
+    (`shard_by="files"`: each worker reads its own files; needs at least
+    `count` files) or every count-th record (`shard_by="records"`: for small
+    splits such as meta-validation).
     """
     if split not in episodes.shards:
         raise KeyError(f"split {split!r} is not in {episodes.directory}; "
@@ -176,11 +183,24 @@ def make_dataset(episodes: EpisodeSet, split: str, batch_size: int, *, shuffle: 
         raise ValueError(f"batch_size={batch_size} must be positive")
     if bias_mode not in BIAS_MODES:
         raise ValueError(f"bias_mode={bias_mode!r} is not one of {BIAS_MODES}")
+    count, index = shard
+    if not 0 <= index < count:
+        raise ValueError(f"shard={shard}: index must be in [0, {count})")
+    if shard_by not in ("files", "records"):
+        raise ValueError(f"shard_by={shard_by!r} is not 'files' or 'records'")
+    if count > 1 and shard_by == "files":
+        if len(files) < count:
+            raise ValueError(f"split {split!r} of {episodes.directory} has {len(files)} shard "
+                             f"file(s), too few for {count} input pipelines; write more shards "
+                             "(data.episodes_per_shard) or use fewer workers")
+        files = files[index::count]
     if episodes.schema.regression:
         build = _function_builder(episodes.schema)
     else:
         build = _episode_builder(episodes, split, batch_size, bias, bias_mode)
     ds = _records(files, shuffle, skip_errors=bool(episodes.skipped))
+    if count > 1 and shard_by == "records":
+        ds = ds.shard(count, index)
     if shuffle:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:

@@ -27,6 +27,7 @@ from gpicl_tf.models import build_model
 from gpicl_tf.models.sequence_models import check_model_config
 from gpicl_tf.training import callbacks as callbacks_lib
 from gpicl_tf.training import distribute
+from gpicl_tf.training import loop as loop_lib
 from gpicl_tf.training.metrics import QueryMSE, query_mse, sequence_metrics
 
 CONFIG_FILE = "config.json"
@@ -102,9 +103,42 @@ def _save_model(model: keras.Model, path: str) -> None:
     os.replace(tmp, path)
 
 
+def _callbacks(config: Config, workdir: str, bias, monitor: str, regression: bool,
+               loop: str, is_chief: bool) -> list[keras.callbacks.Callback]:
+    """The callbacks of a run: curriculum, guards, and (chief only) the files."""
+    tcfg = config.train
+    threshold = callbacks_lib.plateau_threshold(max(config.data.num_classes, 2),
+                                                tcfg.plateau_drop)
+    # The plateau schedule watches the loss on unseen tasks; a resumed run
+    # remembers from its history whether the plateau was already left.
+    left = callbacks_lib.plateau_left_in(_history_rows(workdir), monitor, threshold)
+    out = [] if regression else [
+        callbacks_lib.CurriculumCallback(
+            bias, tcfg.bias_schedule, tcfg.bias_fraction, tcfg.bias_anneal_steps,
+            config.data.num_classes, tcfg.plateau_drop, monitor=monitor, left_plateau=left)]
+    if tcfg.stop_at_plateau_exit:
+        out.append(callbacks_lib.PlateauStop(threshold, monitor))
+    out.append(callbacks_lib.FiniteGuard())
+    if loop == "keras":  # the custom loop checkpoints with tf.train.CheckpointManager
+        out.append(callbacks_lib.AtomicBackupAndRestore(os.path.join(workdir, "backup")))
+    if is_chief:
+        out += [
+            keras.callbacks.ModelCheckpoint(
+                os.path.join(workdir, "checkpoints", "epoch-{epoch:04d}.weights.h5"),
+                save_weights_only=True),
+            keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard")),
+            keras.callbacks.CSVLogger(os.path.join(workdir, "history.csv"), append=True),
+        ]
+    return out
+
+
 def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "default",
         cpu_devices: int = 0, tpu: str = "", verbose="auto") -> dict:
     """Meta-trains `config.model` on the episodes in `episodes_dir`.
+
+    Under strategy="multi_worker" every worker runs this with the same
+    arguments (TF_CONFIG set); worker 0, the chief, writes `workdir` (which the
+    other workers read to resume: a shared filesystem across hosts).
 
     Returns:
         the summary also written to workdir/summary.json: final training and
@@ -122,9 +156,6 @@ def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "def
         if written != config.functions:
             logging.info("functions config taken from %s/manifest.json", episodes_dir)
             config = dataclasses.replace(config, functions=written)
-    os.makedirs(workdir, exist_ok=True)
-    for directory in (workdir, os.path.join(workdir, "backup")):
-        storage.remove_stale_temporaries(directory)
     done = os.path.join(workdir, SUMMARY_FILE)
     _check_resume(workdir, config)
     if os.path.exists(done):
@@ -140,9 +171,20 @@ def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "def
         raise ValueError("train.stop_at_plateau_exit=True: the plateau is a classification "
                          "loss level (ln C); function-regression runs have none")
     check_model_config(config.model, episodes.schema)  # fails before config.json is written
-    storage.write_json(os.path.join(workdir, CONFIG_FILE),
-                       {"config": config.to_dict(), "episodes": os.path.abspath(episodes_dir)})
+    loop = "custom" if strategy == "multi_worker" else tcfg.loop
     strat = distribute.make_strategy(strategy, cpu_devices, tpu)
+    cluster = distribute.cluster_of(strat)
+    is_chief = cluster is None or cluster.is_chief
+    replicas = strat.num_replicas_in_sync
+    if tcfg.batch_size % replicas:
+        raise ValueError(f"train.batch_size={tcfg.batch_size} is not divisible by the "
+                         f"{replicas} replicas of {type(strat).__name__}")
+    if is_chief:
+        os.makedirs(workdir, exist_ok=True)
+        for directory in (workdir, os.path.join(workdir, "backup")):
+            storage.remove_stale_temporaries(directory)
+        storage.write_json(os.path.join(workdir, CONFIG_FILE),
+                           {"config": config.to_dict(), "episodes": os.path.abspath(episodes_dir)})
     jit = distribute.use_xla(strat, tcfg.jit_compile)
     previous_policy = keras.config.dtype_policy()
     if tcfg.mixed_precision:
@@ -154,20 +196,31 @@ def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "def
 
     # ------------------------------------------------------------------ data
     bias = pipeline.make_bias_variable(tcfg.bias_fraction)
+    checkpoint_dir = os.path.join(workdir, "loop_checkpoints")
     # A resumed run skips the episodes its finished epochs consumed, so it sees the
     # same batches an uninterrupted run would (bit-identical with train.deterministic).
-    resumed = callbacks_lib.backup_epoch(os.path.join(workdir, "backup"))
-    train_ds = pipeline.make_dataset(episodes, "train", tcfg.batch_size, bias=bias,
+    resumed = loop_lib.checkpoint_epoch(checkpoint_dir) if loop == "custom" else \
+        callbacks_lib.backup_epoch(os.path.join(workdir, "backup"))
+    val_steps = episodes.num_episodes("valid") // tcfg.batch_size
+
+    def make_train(ctx: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+        pipelines, index = (ctx.num_input_pipelines, ctx.input_pipeline_id) if ctx else (1, 0)
+        batch = ctx.get_per_replica_batch_size(tcfg.batch_size) if ctx else tcfg.batch_size
+        per_step = tcfg.batch_size // pipelines   # episodes this pipeline feeds per step
+        return pipeline.make_dataset(episodes, "train", batch, bias=bias,
                                      bias_mode=tcfg.bias_mode, seed=tcfg.seed,
                                      shuffle_buffer=tcfg.shuffle_buffer,
-                                     skip=resumed * tcfg.steps_per_epoch * tcfg.batch_size)
-    # Meta-validation on unseen tasks of the train data ("valid"); the meta-test
-    # split stays untouched until evaluation.
-    val_ds, val_steps = None, episodes.num_episodes("valid") // tcfg.batch_size
-    if val_steps:
-        # Repeated: Keras keeps one validation iterator across epochs, and each
-        # epoch's validation_steps batches are then the same full pass.
-        val_ds = pipeline.make_dataset(episodes, "valid", tcfg.batch_size, shuffle=False)
+                                     skip=resumed * tcfg.steps_per_epoch * per_step,
+                                     shard=(pipelines, index))
+
+    def make_val(ctx: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+        # Meta-validation on unseen tasks of the train data ("valid"); the meta-test
+        # split stays untouched until evaluation. Repeated: each epoch's val_steps
+        # batches are then the same full pass.
+        pipelines, index = (ctx.num_input_pipelines, ctx.input_pipeline_id) if ctx else (1, 0)
+        batch = ctx.get_per_replica_batch_size(tcfg.batch_size) if ctx else tcfg.batch_size
+        return pipeline.make_dataset(episodes, "valid", batch, shuffle=False,
+                                     shard=(pipelines, index), shard_by="records")
 
     # ------------------------------------------------------------------ model
     try:
@@ -180,51 +233,46 @@ def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "def
                 metrics=[QueryMSE()] if regression
                 else sequence_metrics(min(10, config.data.episode_length)),
                 jit_compile=jit)
+        monitor = "val_loss" if val_steps else "loss"
+        callbacks = _callbacks(config, workdir, bias, monitor, regression, loop, is_chief)
+        logging.info("training %s (%d parameters) for %d steps on %s (%d replicas, global "
+                     "batch %d, %d per replica), %s loop, XLA %s", config.model.arch,
+                     model.count_params(), tcfg.steps, distribute.strategy_name(strat), replicas,
+                     tcfg.batch_size, tcfg.batch_size // replicas, loop, jit)
 
-        # -------------------------------------------------------------- fit
-        # The plateau schedule watches the loss on unseen tasks; a resumed run
-        # remembers from its history whether the plateau was already left.
-        monitor = "val_loss" if val_ds is not None else "loss"
-        left = callbacks_lib.plateau_left_in(
-            _history_rows(workdir), monitor,
-            callbacks_lib.plateau_threshold(max(config.data.num_classes, 2), tcfg.plateau_drop))
-        callbacks = [] if regression else [
-            callbacks_lib.CurriculumCallback(
-                bias, tcfg.bias_schedule, tcfg.bias_fraction, tcfg.bias_anneal_steps,
-                config.data.num_classes, tcfg.plateau_drop, monitor=monitor,
-                left_plateau=left)]
-        if tcfg.stop_at_plateau_exit:
-            callbacks.append(callbacks_lib.PlateauStop(callbacks_lib.plateau_threshold(
-                max(config.data.num_classes, 2), tcfg.plateau_drop), monitor))
-        callbacks += [
-            callbacks_lib.FiniteGuard(),
-            callbacks_lib.AtomicBackupAndRestore(os.path.join(workdir, "backup")),
-            keras.callbacks.ModelCheckpoint(
-                os.path.join(workdir, "checkpoints", "epoch-{epoch:04d}.weights.h5"),
-                save_weights_only=True),
-            keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard")),
-            keras.callbacks.CSVLogger(os.path.join(workdir, "history.csv"), append=True),
-        ]
-        epochs = math.ceil(tcfg.steps / tcfg.steps_per_epoch)
-        logging.info("training %s (%d parameters) for %d steps on %s, XLA %s",
-                     config.model.arch, model.count_params(), tcfg.steps,
-                     type(strat).__name__, jit)
-        history = model.fit(train_ds, epochs=epochs, steps_per_epoch=tcfg.steps_per_epoch,
-                            validation_data=val_ds, validation_steps=val_steps or None,
-                            callbacks=callbacks, verbose=verbose, shuffle=False)
+        # -------------------------------------------------------------- train
+        if loop == "custom":
+            spec = loop_lib.LoopSpec(
+                steps=tcfg.steps, steps_per_epoch=tcfg.steps_per_epoch,
+                global_batch=tcfg.batch_size, val_steps=val_steps, regression=regression,
+                window=min(10, config.data.episode_length), jit=jit,
+                checkpoint_dir=checkpoint_dir, is_chief=is_chief)
+            history = loop_lib.fit(model, strat, make_train, make_val if val_steps else None,
+                                   spec, callbacks)
+        else:
+            history = model.fit(make_train(), epochs=math.ceil(tcfg.steps / tcfg.steps_per_epoch),
+                                steps_per_epoch=tcfg.steps_per_epoch,
+                                validation_data=make_val() if val_steps else None,
+                                validation_steps=val_steps or None, callbacks=callbacks,
+                                verbose=verbose, shuffle=False).history
 
         # -------------------------------------------------------------- save
-        _save_model(model, os.path.join(workdir, MODEL_FILE))
         summary = {
             "steps": int(model.optimizer.iterations.numpy()),
-            "epochs": epochs,
+            "epochs": math.ceil(tcfg.steps / tcfg.steps_per_epoch),
             "parameters": int(model.count_params()),
-            "strategy": type(strat).__name__,
-            "replicas": int(strat.num_replicas_in_sync),
+            "strategy": distribute.strategy_name(strat),
+            "replicas": int(replicas),
+            "workers": len(cluster.workers) if cluster else 1,
+            "loop": loop,
             "xla": jit,
-            "final": {k: float(v[-1]) for k, v in history.history.items()},
+            "final": {k: float(v[-1]) for k, v in history.items()},
+            "weights_sha256": loop_lib.weights_digest(model),
         }
+        if is_chief:
+            _save_model(model, os.path.join(workdir, MODEL_FILE))
     finally:
         keras.config.set_dtype_policy(previous_policy)
-    storage.write_json(done, summary)
+    if is_chief:
+        storage.write_json(done, summary)
     return summary

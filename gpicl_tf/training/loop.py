@@ -1,0 +1,214 @@
+"""A custom distributed training loop: the same Keras model, optimizer, loss and
+metrics as `fit`, run by `strategy.run` under any tf.distribute strategy
+(MultiWorkerMirroredStrategy included, where Keras 3's `fit` breaks).
+
+    history = fit(model, strategy, make_train, make_val, spec)
+
+- Input: `strategy.distribute_datasets_from_function`; each input pipeline
+  builds its own batches (per-replica batch = global batch / replicas) from its
+  own shard files.
+- Step: per replica, loss = sum of per-example losses / global batch (so the
+  cross-replica SUM is the global mean, as `fit` computes it on one device);
+  Keras' optimizer all-reduces the gradients. Metrics are sums of hits and
+  counts, reduced across replicas and accumulated on the device; the host reads
+  them once per epoch.
+- Callbacks: the same Keras callbacks as `fit` (curriculum, finite guard,
+  plateau stop, CSV logger, TensorBoard, weight checkpoints), driven through
+  `keras.callbacks.CallbackList`.
+- Resume: `tf.train.CheckpointManager` over (model, optimizer, epoch); the chief
+  writes `checkpoint_dir`, other workers write to a temporary directory that is
+  deleted (TensorFlow's multi-worker guidance), and all restore the chief's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import os
+import shutil
+import tempfile
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from gpicl_tf.models.layers import sequence_accuracy_parts
+from gpicl_tf.training.metrics import query_mse
+
+EPOCH_KEY = "epoch/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopSpec:
+    """What the loop runs: `steps` optimizer steps in epochs of `steps_per_epoch`,
+    `global_batch` episodes per step, `val_steps` validation batches per epoch."""
+
+    steps: int
+    steps_per_epoch: int
+    global_batch: int
+    val_steps: int
+    regression: bool
+    window: int
+    jit: bool
+    checkpoint_dir: str
+    is_chief: bool = True
+
+
+def checkpoint_epoch(checkpoint_dir: str) -> int:
+    """The epoch a run resumes from (the latest checkpoint's counter), or 0."""
+    latest = tf.train.latest_checkpoint(checkpoint_dir) if os.path.isdir(checkpoint_dir) \
+        else None
+    return int(tf.train.load_variable(latest, EPOCH_KEY)) if latest else 0
+
+
+def batch_sums(y_true, y_pred, regression: bool, window: int) -> tf.Tensor:
+    """float32 [K] sums whose ratios are the metrics (`metric_logs`)."""
+    if regression:
+        y, query = y_true[..., 0], y_true[..., 1]
+        sq = tf.square(tf.cast(y_pred, tf.float32) - y) * query
+        return tf.stack([tf.reduce_sum(sq), tf.reduce_sum(query)])
+    hits = tf.cast(sequence_accuracy_parts(y_true, y_pred), tf.float32)   # [B, N]
+    first, last = hits[:, :window], hits[:, -window:]
+    return tf.stack([tf.reduce_sum(hits), tf.cast(tf.size(hits), tf.float32),
+                     tf.reduce_sum(first), tf.reduce_sum(last),
+                     tf.cast(tf.size(first), tf.float32)])
+
+
+def metric_logs(sums: np.ndarray, regression: bool, window: int) -> dict:
+    """The `fit` metric names and values from summed `batch_sums`."""
+    div = (lambda a, b: float(a / b) if b else 0.0)
+    if regression:
+        return {"mse": div(sums[0], sums[1])}
+    total, count, first, last, wcount = (float(v) for v in sums)
+    return {"accuracy": div(total, count), f"acc_first{window}": div(first, wcount),
+            f"acc_last{window}": div(last, wcount), "improvement": div(last - first, wcount)}
+
+
+def weights_digest(model: keras.Model) -> str:
+    """sha256 of every weight's bytes, in order: equal digests, equal models."""
+    h = hashlib.sha256()
+    for w in model.weights:
+        h.update(np.ascontiguousarray(keras.ops.convert_to_numpy(w.value)).tobytes())
+    return h.hexdigest()
+
+
+def example_losses(y_true, y_pred, regression: bool) -> tf.Tensor:
+    """Loss per episode [B] whose batch mean is `fit`'s loss."""
+    if regression:
+        return query_mse(y_true, y_pred)
+    per_token = keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)
+    return tf.reduce_mean(tf.cast(per_token, tf.float32), axis=-1)
+
+
+class Steps:
+    """The compiled distributed train and eval steps of one model."""
+
+    def __init__(self, model: keras.Model, strategy: tf.distribute.Strategy, spec: LoopSpec):
+        self.model, self.strategy, self.spec = model, strategy, spec
+        replicas = strategy.num_replicas_in_sync
+        self.replica_train = tf.function(self._replica_train, jit_compile=spec.jit)
+        self.replica_eval = tf.function(self._replica_eval, jit_compile=spec.jit)
+        self.replicas = replicas
+
+    def _replica_train(self, features, targets):
+        model, spec = self.model, self.spec
+        with tf.GradientTape() as tape:
+            pred = model(features, training=True)
+            loss = tf.reduce_sum(example_losses(targets, pred, spec.regression)) / \
+                spec.global_batch
+            if model.losses:
+                loss += tf.add_n(model.losses) / self.replicas
+            scaled = model.optimizer.scale_loss(loss)
+        grads = tape.gradient(scaled, model.trainable_variables)
+        model.optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss, batch_sums(targets, pred, spec.regression, spec.window)
+
+    def _replica_eval(self, features, targets):
+        pred = self.model(features, training=False)
+        loss = tf.reduce_sum(example_losses(targets, pred, self.spec.regression)) / \
+            self.spec.global_batch
+        return loss, batch_sums(targets, pred, self.spec.regression, self.spec.window)
+
+    def _run(self, fn, iterator):
+        loss, sums = self.strategy.run(fn, args=next(iterator))
+        return (self.strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None),
+                self.strategy.reduce(tf.distribute.ReduceOp.SUM, sums, axis=None))
+
+    @tf.function
+    def train(self, iterator):
+        return self._run(self.replica_train, iterator)
+
+    @tf.function
+    def evaluate(self, iterator):
+        return self._run(self.replica_eval, iterator)
+
+
+def _epoch_logs(loss_sum, sums, batches: int, spec: LoopSpec, prefix: str = "") -> dict:
+    logs = {"loss": float(loss_sum) / max(batches, 1),
+            **metric_logs(np.asarray(sums), spec.regression, spec.window)}
+    return {prefix + k: v for k, v in logs.items()}
+
+
+def fit(model: keras.Model, strategy: tf.distribute.Strategy,
+        make_train: Callable[[tf.distribute.InputContext], tf.data.Dataset],
+        make_val: Callable[[tf.distribute.InputContext], tf.data.Dataset] | None,
+        spec: LoopSpec, callbacks: list[keras.callbacks.Callback]) -> dict[str, list]:
+    """Trains `model` (compiled: its optimizer is used) for spec.steps steps;
+    returns the history {name: [value per epoch]} as `fit` would."""
+    with strategy.scope():
+        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=epoch_var)
+    latest = tf.train.latest_checkpoint(spec.checkpoint_dir) \
+        if os.path.isdir(spec.checkpoint_dir) else None
+    if latest:
+        ckpt.restore(latest).assert_existing_objects_matched()
+        logging.info("resumed from %s (epoch %d, step %d)", latest, int(epoch_var.numpy()),
+                     int(model.optimizer.iterations.numpy()))
+    write_dir = spec.checkpoint_dir if spec.is_chief else tempfile.mkdtemp(prefix="worker-ckpt-")
+    manager = tf.train.CheckpointManager(ckpt, write_dir, max_to_keep=2)
+
+    train_iter = iter(strategy.distribute_datasets_from_function(make_train))
+    val_iter = iter(strategy.distribute_datasets_from_function(make_val)) \
+        if make_val is not None and spec.val_steps else None
+    steps = Steps(model, strategy, spec)
+    cbs = keras.callbacks.CallbackList(callbacks, model=model)
+    epochs = math.ceil(spec.steps / spec.steps_per_epoch)
+    history: dict[str, list] = {}
+    model.stop_training = False
+    cbs.on_train_begin()
+    try:
+        for epoch in range(int(epoch_var.numpy()), epochs):
+            cbs.on_epoch_begin(epoch)
+            loss_sum, sums = tf.constant(0.0), None
+            for batch in range(spec.steps_per_epoch):
+                cbs.on_train_batch_begin(batch)
+                loss, batch_total = steps.train(train_iter)
+                loss_sum += loss
+                sums = batch_total if sums is None else sums + batch_total
+                cbs.on_train_batch_end(batch, {"loss": loss})
+            logs = _epoch_logs(loss_sum, sums, spec.steps_per_epoch, spec)
+            if val_iter is not None:
+                v_loss, v_sums = tf.constant(0.0), None
+                for _ in range(spec.val_steps):
+                    loss, batch_total = steps.evaluate(val_iter)
+                    v_loss += loss
+                    v_sums = batch_total if v_sums is None else v_sums + batch_total
+                logs.update(_epoch_logs(v_loss, v_sums, spec.val_steps, spec, "val_"))
+            epoch_var.assign(epoch + 1)
+            cbs.on_epoch_end(epoch, logs)   # the curriculum adds bias_fraction to logs
+            manager.save(checkpoint_number=epoch + 1)
+            for key, value in logs.items():
+                history.setdefault(key, []).append(value)
+            logging.info("epoch %d/%d (step %d): %s", epoch + 1, epochs,
+                         int(model.optimizer.iterations.numpy()),
+                         " - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
+            if model.stop_training:
+                break
+        cbs.on_train_end()
+    finally:
+        if not spec.is_chief:
+            shutil.rmtree(write_dir, ignore_errors=True)
+    return history
