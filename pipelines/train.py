@@ -23,6 +23,8 @@ flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "tpu", "multi_w
                   "tf.distribute strategy")
 flags.DEFINE_integer("cpu_devices", 0, "split the CPU into N logical devices (mirrored)")
 flags.DEFINE_string("tpu", "", "TPU name or address for --strategy tpu")
+flags.DEFINE_string("data_service", "", "read training batches through the tf.data service "
+                    "dispatcher at this address (pipelines.data_service)")
 flags.DEFINE_float("connect_timeout_s", 120.0, "multi_worker: seconds to wait for every "
                    "worker to join before exiting with an error naming the silent ones")
 flags.DEFINE_float("collective_timeout_s", 120.0, "multi_worker: seconds a cross-worker "
@@ -45,7 +47,7 @@ def main(argv):
     train.check_episode_overrides(config, FLAGS.episodes, common.overridden_keys())
     summary = train.run(config, FLAGS.workdir, FLAGS.episodes,
                         strategy=FLAGS.strategy, cpu_devices=FLAGS.cpu_devices, tpu=FLAGS.tpu,
-                        verbose=1)
+                        data_service=FLAGS.data_service, verbose=1)
     print(json.dumps(summary, indent=2))
 
 

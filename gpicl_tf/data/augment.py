@@ -56,11 +56,20 @@ def augment_episode(x: tf.Tensor, labels: tf.Tensor, *, seed, task_id, input_siz
     Returns:
         ({"inputs": float32 [N, input_size], "labels": int32 [N]}, targets int32 [N]).
     """
-    d_in = x.shape[-1]
     proj_id = tf.where(fixed_projection, tf.constant(FIXED_TASK_ID, tf.int64),
                        tf.cast(task_id, tf.int64))
     perm_id = tf.where(fixed_permutation, tf.constant(FIXED_TASK_ID, tf.int64),
                        tf.cast(task_id, tf.int64))
-    projected = tf.matmul(x, task_projection(seed, proj_id, d_in, input_size))  # [N, N_x]
-    targets = tf.gather(task_permutation(seed, perm_id, num_classes), labels)   # [N]
+    projected = project_inputs(x, seed=seed, task_id=proj_id, input_size=input_size)
+    targets = permute_labels(labels, seed=seed, task_id=perm_id, num_classes=num_classes)
     return {"inputs": projected, "labels": targets}, targets
+
+
+def project_inputs(x: tf.Tensor, *, seed, task_id, input_size: int) -> tf.Tensor:
+    """x float32 [N, d_in] @ the task's projection: float32 [N, input_size]."""
+    return tf.matmul(x, task_projection(seed, task_id, x.shape[-1], input_size))
+
+
+def permute_labels(labels: tf.Tensor, *, seed, task_id, num_classes: int) -> tf.Tensor:
+    """Base labels int [N] through the task's permutation: int32 [N]."""
+    return tf.gather(task_permutation(seed, task_id, num_classes), labels)

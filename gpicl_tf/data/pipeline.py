@@ -153,7 +153,7 @@ def make_dataset(episodes: EpisodeSet, split: str, batch_size: int, *, shuffle: 
                  bias_mode: str = "permutation", seed: int = 0, shuffle_buffer: int = 2048,
                  drop_remainder: bool = True, prefetch: int = 4,
                  skip: int = 0, shard: tuple[int, int] = (1, 0),
-                 shard_by: str = "files") -> tf.data.Dataset:
+                 shard_by: str = "files", service: str = "") -> tf.data.Dataset:
     """Batches of ({"inputs": float32 [B, N, N_x], "labels": int32 [B, N]}, targets [B, N]);
     function-regression sets: ({"inputs", "values", "query"}, targets [B, N, 2])
     (see `schema`).
@@ -194,6 +194,21 @@ def make_dataset(episodes: EpisodeSet, split: str, batch_size: int, *, shuffle: 
                              f"file(s), too few for {count} input pipelines; write more shards "
                              "(data.episodes_per_shard) or use fewer workers")
         files = files[index::count]
+    if service:
+        if bias is not None and bias_mode != "permutation":
+            raise ValueError(f"bias_mode={bias_mode!r} with a tf.data service: the service "
+                             "applies the projections, so only bias_mode='permutation' can be "
+                             "applied by the trainer")
+        ds = _service_stage(episodes, split, files, shuffle, shuffle_buffer, seed, service)
+        if repeat:
+            ds = ds.repeat()
+        if skip:
+            ds = ds.skip(skip)
+        ds = ds.enumerate(start=skip).map(
+            _trainer_stage(episodes.schema, episodes.seed, batch_size, bias),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+        return ds.prefetch(prefetch)
     if episodes.schema.regression:
         build = _function_builder(episodes.schema)
     else:
@@ -216,12 +231,7 @@ def make_dataset(episodes: EpisodeSet, split: str, batch_size: int, *, shuffle: 
 def _episode_builder(episodes: EpisodeSet, split: str, batch_size: int,
                      bias: tf.Variable | None, bias_mode: str):
     schema = episodes.schema
-    manifest = episodes.manifest
-    base_x, base_y = episodes.base(manifest["splits"][split]["data_split"])
-    x_table = tf.constant(base_x)                  # [M, dim] uint8 / float16
-    y_table = tf.constant(base_y.astype(np.int32))  # [M]
-    mean = float(manifest["source"]["mean"])
-    std = float(manifest["source"]["std"])
+    x_table, y_table, mean, std = _base_tables(episodes, split)
     spec = schema.record_spec()
     seed = episodes.seed
 
@@ -229,11 +239,7 @@ def _episode_builder(episodes: EpisodeSet, split: str, batch_size: int,
         rec = tf.io.parse_single_example(raw, spec)
         x = (tf.cast(tf.gather(x_table, rec["indices"]), tf.float32) - mean) / std  # [N, dim]
         labels = tf.gather(y_table, rec["indices"])                                 # [N]
-        if bias is None:
-            biased = tf.constant(False)
-        else:
-            fixed = tf.cast(tf.round(bias.read_value() * batch_size), tf.int64)
-            biased = position % batch_size < fixed
+        biased = _bias_flag(position, batch_size, bias)
         return augment.augment_episode(
             x, labels, seed=seed, task_id=rec["task_id"], input_size=schema.input_size,
             num_classes=schema.num_classes,
@@ -241,6 +247,68 @@ def _episode_builder(episodes: EpisodeSet, split: str, batch_size: int,
             fixed_permutation=biased)
 
     return build
+
+
+def _bias_flag(position, batch_size: int, bias: tf.Variable | None) -> tf.Tensor:
+    """Whether the episode at `position` of the stream takes the curriculum's fixed
+    task: the first round(bias x batch) episodes of every batch do."""
+    if bias is None:
+        return tf.constant(False)
+    fixed = tf.cast(tf.round(bias.read_value() * batch_size), tf.int64)
+    return position % batch_size < fixed
+
+
+def _service_stage(episodes: EpisodeSet, split: str, files, shuffle: bool,
+                   shuffle_buffer: int, seed: int, address: str) -> tf.data.Dataset:
+    """What the tf.data service's workers compute: records -> projected episodes
+    {"inputs", "base_labels", "task_id"} (function sets: the finished episodes)."""
+    schema = episodes.schema
+    ds = _records(files, shuffle, skip_errors=bool(episodes.skipped))
+    if shuffle:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if schema.regression:
+        build = _function_builder(schema)
+        ds = ds.map(lambda raw: build(0, raw), num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        x_table, y_table, mean, std = _base_tables(episodes, split)
+        spec = schema.record_spec()
+
+        def project(raw):
+            rec = tf.io.parse_single_example(raw, spec)
+            x = (tf.cast(tf.gather(x_table, rec["indices"]), tf.float32) - mean) / std
+            return {"inputs": augment.project_inputs(x, seed=episodes.seed,
+                                                     task_id=rec["task_id"],
+                                                     input_size=schema.input_size),
+                    "base_labels": tf.gather(y_table, rec["indices"]),
+                    "task_id": rec["task_id"]}
+
+        ds = ds.map(project, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.apply(tf.data.experimental.service.distribute(
+        processing_mode=tf.data.experimental.service.ShardingPolicy.DYNAMIC, service=address))
+
+
+def _trainer_stage(schema: schema_lib.EpisodeSchema, seed: int, batch_size: int,
+                   bias: tf.Variable | None):
+    """What the trainer finishes of a served episode: the label permutation, the
+    task's own or (biased position) the fixed one."""
+    def finish(position, episode):
+        if schema.regression:
+            return episode
+        perm_id = tf.where(_bias_flag(position, batch_size, bias),
+                           tf.constant(augment.FIXED_TASK_ID, tf.int64), episode["task_id"])
+        targets = augment.permute_labels(episode["base_labels"], seed=seed, task_id=perm_id,
+                                         num_classes=schema.num_classes)
+        return {"inputs": episode["inputs"], "labels": targets}, targets
+
+    return finish
+
+
+def _base_tables(episodes: EpisodeSet, split: str):
+    """The split's base examples as constants: x [M, dim], y int32 [M], mean, std."""
+    manifest = episodes.manifest
+    base_x, base_y = episodes.base(manifest["splits"][split]["data_split"])
+    return (tf.constant(base_x), tf.constant(base_y.astype(np.int32)),
+            float(manifest["source"]["mean"]), float(manifest["source"]["std"]))
 
 
 def _function_builder(schema: schema_lib.EpisodeSchema):

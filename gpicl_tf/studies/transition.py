@@ -165,7 +165,7 @@ STUDY = Study(
                  "dataset."),
     grids={
         "smoke": grid((0, FRESH), (8, 16), steps=20, batch=8),
-        "cpu": grid((0, 2, 4, 6, 8, 10, 12, 14, 16, FRESH), (8, 16, 32, 64), steps=1500,
+        "cpu": grid((0, 2, 4, 6, 8, 10, 12, 14, 16, FRESH), (16, 32, 64), steps=1500,
                     batch=64),
         # For accelerators, not run here: the paper's sizes and task counts up to 2^24;
         # episodes capped at 2^24 (a fresh-task cell then sees each task 4 times).

@@ -133,12 +133,16 @@ def _callbacks(config: Config, workdir: str, bias, monitor: str, regression: boo
 
 
 def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "default",
-        cpu_devices: int = 0, tpu: str = "", verbose="auto") -> dict:
+        cpu_devices: int = 0, tpu: str = "", data_service: str = "", verbose="auto") -> dict:
     """Meta-trains `config.model` on the episodes in `episodes_dir`.
 
     Under strategy="multi_worker" every worker runs this with the same
     arguments (TF_CONFIG set); worker 0, the chief, writes `workdir` (which the
     other workers read to resume: a shared filesystem across hosts).
+
+    `data_service`: a tf.data service dispatcher ("host:port") whose workers
+    read and project the training episodes (`pipeline.make_dataset(service=)`);
+    the curriculum's label permutations are applied here.
 
     Returns:
         the summary also written to workdir/summary.json: final training and
@@ -211,7 +215,7 @@ def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "def
                                      bias_mode=tcfg.bias_mode, seed=tcfg.seed,
                                      shuffle_buffer=tcfg.shuffle_buffer,
                                      skip=resumed * tcfg.steps_per_epoch * per_step,
-                                     shard=(pipelines, index))
+                                     shard=(pipelines, index), service=data_service)
 
     def make_val(ctx: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
         # Meta-validation on unseen tasks of the train data ("valid"); the meta-test
@@ -236,9 +240,10 @@ def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "def
         monitor = "val_loss" if val_steps else "loss"
         callbacks = _callbacks(config, workdir, bias, monitor, regression, loop, is_chief)
         logging.info("training %s (%d parameters) for %d steps on %s (%d replicas, global "
-                     "batch %d, %d per replica), %s loop, XLA %s", config.model.arch,
+                     "batch %d, %d per replica), %s loop, XLA %s, input %s", config.model.arch,
                      model.count_params(), tcfg.steps, distribute.strategy_name(strat), replicas,
-                     tcfg.batch_size, tcfg.batch_size // replicas, loop, jit)
+                     tcfg.batch_size, tcfg.batch_size // replicas, loop, jit,
+                     f"tf.data service {data_service}" if data_service else "in process")
 
         # -------------------------------------------------------------- train
         if loop == "custom":
@@ -266,6 +271,7 @@ def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "def
             "workers": len(cluster.workers) if cluster else 1,
             "loop": loop,
             "xla": jit,
+            "data_service": data_service or None,
             "final": {k: float(v[-1]) for k, v in history.items()},
             "weights_sha256": loop_lib.weights_digest(model),
         }
