@@ -166,10 +166,11 @@ def test_main_job_refuses_episodes_written_with_other_settings(smoke_config, smo
     import dataclasses
 
     from gpicl_tf import main_job
+    from gpicl_tf.data import episodes
 
-    assert main_job._episodes(smoke_config.data, smoke_episodes) == smoke_episodes  # reused
+    assert episodes.ensure_episodes(smoke_config.data, smoke_episodes) == smoke_episodes
     other = dataclasses.replace(smoke_config.data, log2_num_tasks=5)
     with pytest.raises(ValueError, match="written with data.log2_num_tasks=4; this run asks "
                                          "for 5"):
-        main_job._episodes(other, smoke_episodes)
+        episodes.ensure_episodes(other, smoke_episodes)
     assert main_job._dirname("tfds:kmnist") == "tfds-kmnist"
