@@ -30,10 +30,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-import gpicl_tf.models  # noqa: F401  (registers the layers for loading)
 import gpicl_tf.training.metrics  # noqa: F401
 from gpicl_tf.data import storage
 from gpicl_tf.data.schema import EpisodeSchema
+from gpicl_tf.models import query_logits  # (importing models registers its layers)
 from gpicl_tf.training import train
 from gpicl_tf.training.callbacks import first_non_finite_weight
 
@@ -47,11 +47,10 @@ def serving_function(model: keras.Model, schema: EpisodeSchema, max_context: int
                      max_queries: int):
     """The serving endpoint: (context_x, context_y, query_x) -> probabilities, classes.
 
-    A PFN-layout Transformer answers all queries of an episode in one pass
-    (`pfn_query_logits`); other models run each query as its own sequence.
+    The model answers (`models.query_logits`: one pass over context and queries
+    for a PFN-layout Transformer, a sequence per query otherwise).
     """
     d, c = schema.input_size, schema.num_classes
-    shared_pass = _is_pfn_transformer(model)
 
     def serve(context_x, context_y, query_x):
         b, n, q = tf.shape(context_x)[0], tf.shape(context_x)[1], tf.shape(query_x)[1]
@@ -74,14 +73,7 @@ def serving_function(model: keras.Model, schema: EpisodeSchema, max_context: int
         ]
         with tf.control_dependencies(checks):
             context_y = tf.cast(context_y, tf.int32)
-        if shared_pass:
-            logits = pfn_query_logits(model, context_x, context_y, query_x, c)  # [B, Q, C]
-        else:
-            ctx_x = tf.repeat(context_x, q, axis=0)                        # [B*Q, N, d]
-            ctx_y = tf.repeat(context_y, q, axis=0)                        # [B*Q, N]
-            inputs = tf.concat([ctx_x, tf.reshape(query_x, [b * q, 1, d])], 1)  # [B*Q, N+1, d]
-            labels = tf.concat([ctx_y, tf.zeros([b * q, 1], tf.int32)], axis=1)
-            logits = model({"inputs": inputs, "labels": labels}, training=False)[:, -1]
+        logits = query_logits(model, context_x, context_y, query_x)       # [B, Q, C]
         probabilities = tf.reshape(tf.nn.softmax(tf.cast(logits, tf.float32)), [b, q, c])
         return {"probabilities": probabilities,
                 "classes": tf.argmax(probabilities, axis=-1, output_type=tf.int64)}
@@ -90,48 +82,6 @@ def serving_function(model: keras.Model, schema: EpisodeSchema, max_context: int
                  tf.TensorSpec([None, None], tf.int64, name="context_y"),
                  tf.TensorSpec([None, None, d], tf.float32, name="query_x")]
     return serve, signature
-
-
-def _is_pfn_transformer(model: keras.Model) -> bool:
-    try:
-        tokens = model.get_layer("episode_tokens")
-        model.get_layer("transformer_block_0")
-    except ValueError:
-        return False
-    return tokens.layout == "pfn"
-
-
-def pfn_query_logits(model: keras.Model, context_x, context_y, query_x, num_classes: int):
-    """Logits [B, Q, C] of every query in one pass of a PFN-layout Transformer.
-
-    Tokens: the N context tokens [x_i, one_hot(y_i)], causal among themselves
-    as in training, then the Q query tokens [x_q, 0], each attending to all
-    context tokens and itself. A query's output therefore equals the model's
-    prediction for it appended as example N+1 (the test of tests/export), at
-    the cost of N + Q tokens instead of Q * 2(N + 1).
-    """
-    n, q = tf.shape(context_x)[1], tf.shape(query_x)[1]
-    onehot = tf.one_hot(context_y, num_classes, dtype=context_x.dtype)          # [B, N, C]
-    context = tf.concat([context_x, onehot], axis=-1)                            # [B, N, d+C]
-    queries = tf.concat([query_x, tf.zeros([tf.shape(query_x)[0], q, num_classes],
-                                           context_x.dtype)], axis=-1)            # [B, Q, d+C]
-    tokens = tf.concat([context, queries], axis=1)                               # [B, N+Q, d+C]
-    i = tf.range(n + q)[:, None]
-    j = tf.range(n + q)[None, :]
-    context_row, context_col = i < n, j < n
-    mask = (context_row & context_col & (j <= i)) | (~context_row & context_col) | \
-        (~context_row & tf.equal(i, j))                                         # [N+Q, N+Q]
-    h = model.get_layer("token_embedding")(tokens)
-    layer = 0
-    while True:
-        try:
-            block = model.get_layer(f"transformer_block_{layer}")
-        except ValueError:
-            break
-        h = block(h, mask[None], training=False)
-        layer += 1
-    h = model.get_layer("final_norm")(h)
-    return model.get_layer("logits")(h[:, n:])                                   # [B, Q, C]
 
 
 def next_version(model_dir: str) -> int:

@@ -76,13 +76,16 @@ def _check_layout(layout: str) -> None:
         raise ValueError(f"layout={layout!r} is not one of {LAYOUTS}")
 
 
-def attention_mask(num_examples, layout: str):
+def attention_mask(num_examples, layout: str, num_queries=None):
     """Which token may attend to which: bool (1, T, T).
 
     paper: T = N tokens, causal.
     pfn:   T = 2N tokens, N context tokens (causal among themselves) then N
            queries; query j sees context tokens < j and itself, never a label
            of example j or later, and no other query.
+    pfn with `num_queries` Q (the serving pass): T = N + Q tokens, the N context
+           tokens as above, then Q queries that each see the whole context and
+           themselves.
     """
     _check_layout(layout)
     n = num_examples
@@ -90,12 +93,14 @@ def attention_mask(num_examples, layout: str):
         i = ops.arange(n)[:, None]
         j = ops.arange(n)[None, :]
         return ops.expand_dims(j <= i, 0)
-    i = ops.arange(2 * n)[:, None]
-    j = ops.arange(2 * n)[None, :]
+    q = n if num_queries is None else num_queries
+    i = ops.arange(n + q)[:, None]
+    j = ops.arange(n + q)[None, :]
     context_row, context_col = i < n, j < n
     context = ops.logical_and(ops.logical_and(context_row, context_col), j <= i)
     query_row = ops.logical_not(context_row)
-    sees_context = ops.logical_and(ops.logical_and(query_row, context_col), j < i - n)
+    visible = j < i - n if num_queries is None else context_col
+    sees_context = ops.logical_and(ops.logical_and(query_row, context_col), visible)
     itself = ops.logical_and(query_row, ops.equal(i, j))
     return ops.expand_dims(ops.logical_or(ops.logical_or(context, sees_context), itself), 0)
 
@@ -128,6 +133,21 @@ class EpisodeTokens(layers.Layer):
         queries = ops.concatenate([inputs, ops.zeros_like(onehot)], axis=-1)
         tokens = ops.concatenate([context, queries], axis=1)          # (B, 2N, N_x + C)
         return tokens, attention_mask(n, "pfn")
+
+    def serving_tokens(self, context_x, context_y, query_x):
+        """The serving pass's tokens (B, N + Q, N_x + C) and mask (1, N + Q, N + Q):
+        N context tokens [x_i, one_hot(y_i)], then Q query tokens [x_q, 0], each
+        seeing the whole context (PFN layout only)."""
+        if self.layout != "pfn":
+            raise ValueError(f"serving_tokens needs the pfn layout, not {self.layout!r}")
+        onehot = ops.one_hot(ops.cast(context_y, "int32"), self.num_classes,
+                             dtype=context_x.dtype)
+        context = ops.concatenate([context_x, onehot], axis=-1)
+        qshape = ops.shape(query_x)
+        queries = ops.concatenate(
+            [query_x, ops.zeros((qshape[0], qshape[1], self.num_classes), context_x.dtype)], -1)
+        tokens = ops.concatenate([context, queries], axis=1)
+        return tokens, attention_mask(ops.shape(context_x)[1], "pfn", qshape[1])
 
     def compute_output_spec(self, inputs, labels):
         length = inputs.shape[1] if self.layout == "paper" or inputs.shape[1] is None \

@@ -117,6 +117,44 @@ def build_model(config: ModelConfig, schema: EpisodeSchema) -> keras.Model:
     return builders[config.arch](config, schema)
 
 
+def _transformer_parts(model: keras.Model):
+    """(tokens, embedding, blocks, final norm, logits) of a Transformer built by
+    `build_transformer`, or None for another model."""
+    by_type = [layer for layer in model.layers if isinstance(layer, TransformerBlock)]
+    tokens = [layer for layer in model.layers if isinstance(layer, EpisodeTokens)]
+    if not by_type or len(tokens) != 1:
+        return None
+    names = {layer.name: layer for layer in model.layers}
+    return (tokens[0], names["token_embedding"], by_type, names["final_norm"], names["logits"])
+
+
+def query_logits(model: keras.Model, context_x, context_y, query_x):
+    """Logits (B, Q, C) of each query given the labelled context: how every
+    learner is served.
+
+    A PFN-layout Transformer answers all Q queries in one pass over N + Q
+    tokens (`EpisodeTokens.serving_tokens`): each query's output equals the
+    model's prediction for it appended as example N + 1 (tests/export). Any
+    other learner runs each query as the last example of its own sequence.
+    """
+    parts = _transformer_parts(model)
+    if parts is not None and parts[0].layout == "pfn":
+        tokens_layer, embedding, blocks, norm, logits = parts
+        tokens, mask = tokens_layer.serving_tokens(context_x, context_y, query_x)
+        h = embedding(tokens)
+        for block in blocks:
+            h = block(h, mask, training=False)
+        return logits(norm(h)[:, keras.ops.shape(context_x)[1]:])
+    shape = keras.ops.shape(query_x)
+    b, q, d = shape[0], shape[1], shape[2]
+    ctx_x = keras.ops.repeat(context_x, q, axis=0)                           # (B*Q, N, d)
+    ctx_y = keras.ops.repeat(keras.ops.cast(context_y, "int32"), q, axis=0)   # (B*Q, N)
+    inputs = keras.ops.concatenate([ctx_x, keras.ops.reshape(query_x, (b * q, 1, d))], 1)
+    labels = keras.ops.concatenate([ctx_y, keras.ops.zeros((b * q, 1), "int32")], axis=1)
+    out = model({INPUTS: inputs, LABELS: labels}, training=False)[:, -1]    # (B*Q, C)
+    return keras.ops.reshape(out, (b, q, -1))
+
+
 def state_size(config: ModelConfig, context_length: int) -> int:
     """Accessible state when predicting the next token (PAPER.md: the bottleneck).
 

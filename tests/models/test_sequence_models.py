@@ -131,3 +131,12 @@ def test_bad_model_configs_are_named(kw, match):
 def test_lstm_state_is_fixed_size():
     cfg = ModelConfig(arch="lstm", lstm_units=32)
     assert state_size(cfg, 10) == state_size(cfg, 1000) == 64
+
+
+def test_serving_mask_lets_every_query_see_the_whole_context():
+    mask = np.asarray(attention_mask(2, "pfn", 3))[0].astype(int)
+    np.testing.assert_array_equal(mask, [[1, 0, 0, 0, 0],     # context: causal
+                                         [1, 1, 0, 0, 0],
+                                         [1, 1, 1, 0, 0],     # queries: all context + itself
+                                         [1, 1, 0, 1, 0],
+                                         [1, 1, 0, 0, 1]])
