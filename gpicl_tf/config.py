@@ -23,6 +23,7 @@ LAYOUTS = ("paper", "pfn")
 BIAS_MODES = ("permutation", "task")
 BIAS_SCHEDULES = ("constant", "linear", "plateau")
 LOOPS = ("keras", "custom")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 def _check(section: str, obj, rules: dict) -> None:
@@ -142,6 +143,12 @@ class TrainConfig:
     chance; the biased training loss falls within tens of steps, as the fixed
     task is memorised, and says nothing about the plateau).
 
+    `precision`: Keras' dtype policy for the run: "float32", "mixed_bfloat16"
+    (TPUs, recent GPUs and CPUs with AVX512-BF16) or "mixed_float16" (GPUs;
+    `fit` and the custom loop then scale the loss: Keras' LossScaleOptimizer).
+    Logits and losses stay float32. `mixed_precision=True` (older configs) means
+    mixed_float16 on a GPU and mixed_bfloat16 elsewhere.
+
     `loop`: "keras" (`Model.fit`) or "custom" (`training.loop`: strategy.run of a
     compiled step, the same losses, metrics and callbacks; the only loop that
     works under the multi_worker strategy, which always uses it).
@@ -175,6 +182,7 @@ class TrainConfig:
     deterministic: bool = False
     stop_at_plateau_exit: bool = False
     loop: str = "keras"
+    precision: str = "float32"
 
     def __post_init__(self):
         _check("train", self, {
@@ -185,6 +193,7 @@ class TrainConfig:
             "shuffle_buffer": _at_least(1), "bias_fraction": _between(0.0, 1.0),
             "bias_mode": _in(BIAS_MODES), "bias_schedule": _in(BIAS_SCHEDULES),
             "bias_anneal_steps": _at_least(1), "loop": _in(LOOPS),
+            "precision": _in(PRECISIONS),
             "plateau_drop": _between(0.0, 1.0, closed_high=False), "seed": _at_least(0)})
 
 

@@ -103,6 +103,16 @@ def _save_model(model: keras.Model, path: str) -> None:
     os.replace(tmp, path)
 
 
+def dtype_policy(tcfg) -> str:
+    """The Keras dtype policy of a run: train.precision, or for the older
+    `mixed_precision=True` mixed_float16 on a GPU and mixed_bfloat16 elsewhere."""
+    if tcfg.precision != "float32":
+        return tcfg.precision
+    if tcfg.mixed_precision:
+        return "mixed_float16" if tf.config.list_logical_devices("GPU") else "mixed_bfloat16"
+    return "float32"
+
+
 def _callbacks(config: Config, workdir: str, bias, monitor: str, regression: bool,
                loop: str, is_chief: bool) -> list[keras.callbacks.Callback]:
     """The callbacks of a run: curriculum, guards, and (chief only) the files."""
@@ -191,9 +201,9 @@ def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "def
                            {"config": config.to_dict(), "episodes": os.path.abspath(episodes_dir)})
     jit = distribute.use_xla(strat, tcfg.jit_compile)
     previous_policy = keras.config.dtype_policy()
-    if tcfg.mixed_precision:
-        gpu = bool(tf.config.list_logical_devices("GPU"))
-        keras.config.set_dtype_policy("mixed_float16" if gpu else "mixed_bfloat16")
+    policy = dtype_policy(tcfg)
+    if policy != "float32":
+        keras.config.set_dtype_policy(policy)
     if tcfg.deterministic:
         tf.config.experimental.enable_op_determinism()  # for the process: cannot be undone
     keras.utils.set_random_seed(tcfg.seed)
@@ -271,6 +281,7 @@ def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "def
             "workers": len(cluster.workers) if cluster else 1,
             "loop": loop,
             "xla": jit,
+            "precision": policy,
             "data_service": data_service or None,
             "final": {k: float(v[-1]) for k, v in history.items()},
             "weights_sha256": loop_lib.weights_digest(model),

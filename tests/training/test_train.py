@@ -295,3 +295,28 @@ def test_stale_temporaries_of_dead_processes_are_removed(tmp_path):
         (tmp_path / n).write_text("x")
     assert sorted(storage.remove_stale_temporaries(str(tmp_path))) == sorted(names[:3])
     assert sorted(os.listdir(tmp_path)) == sorted(names[3:])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision,loop", [("mixed_bfloat16", "keras"),
+                                            ("mixed_float16", "custom")])
+def test_mixed_precision_learns_with_float32_logits(smoke_config, smoke_episodes, tmp_path,
+                                                    precision, loop):
+    """A mixed-precision smoke run learns (fit, and the custom loop, which goes
+    through Keras' loss scaling for float16); its logits stay float32."""
+    cfg = override(smoke_config, [f"train.precision={precision}", f"train.loop={loop}",
+                                  "model.layout=pfn", "train.steps=60",
+                                  "train.learning_rate=3e-3"])
+    summary = train.run(cfg, str(tmp_path / "run"), smoke_episodes, verbose=0)
+    assert summary["precision"] == precision
+    rows = _history(str(tmp_path / "run"))
+    assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
+    model = keras.models.load_model(str(tmp_path / "run" / "model.keras"), compile=False)
+    assert model.get_layer("token_embedding").dtype_policy.name == precision
+    assert model.output.dtype == "float32"
+    assert keras.config.dtype_policy().name == "float32"       # restored after the run
+
+
+def test_precision_choices_are_checked(smoke_config):
+    with pytest.raises(ValueError, match="train.precision='fp8' must be one of"):
+        override(smoke_config, ["train.precision=fp8"])
