@@ -18,6 +18,8 @@ import typing
 import math
 from typing import Any
 
+from gpicl_tf.errors import InvalidInputError, UnknownKeyError
+
 ARCHS = ("transformer", "lstm", "mlp")
 LAYOUTS = ("paper", "pfn")
 BIAS_MODES = ("permutation", "task")
@@ -34,7 +36,7 @@ def _check(section: str, obj, rules: dict) -> None:
     for key, (ok, must) in rules.items():
         value = getattr(obj, key)
         if isinstance(value, float) and not math.isfinite(value) or not ok(value):
-            raise ValueError(f"{section}.{key}={value!r} must be {must}")
+            raise InvalidInputError(f"{section}.{key}={value!r} must be {must}")
 
 
 def _at_least(n):
@@ -322,7 +324,7 @@ class Config:
         sections = {f.name: f.type for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - set(sections))
         if unknown:
-            raise KeyError(f"unknown config section(s) {unknown}; known: {sorted(sections)}")
+            raise UnknownKeyError(f"unknown config section(s) {unknown}; known: {sorted(sections)}")
         parts = {}
         for name, section_cls in _section_classes().items():
             parts[name] = _section_from_dict(section_cls, d.get(name, {}), name)
@@ -342,7 +344,7 @@ def _section_from_dict(section_cls: type, d: dict[str, Any], name: str):
     hints = typing.get_type_hints(section_cls)
     unknown = sorted(set(d) - set(hints))
     if unknown:
-        raise KeyError(f"unknown key(s) {unknown} in config section '{name}'")
+        raise UnknownKeyError(f"unknown key(s) {unknown} in config section '{name}'")
     return section_cls(**{k: _coerce(hints[k], v, f"{name}.{k}") for k, v in d.items()})
 
 
@@ -355,17 +357,17 @@ def _coerce(kind: type, value: Any, key: str) -> Any:
                 return True
             if text.lower() in ("false", "0", "no"):
                 return False
-            raise ValueError(f"{key}={value!r} is not a boolean")
+            raise InvalidInputError(f"{key}={value!r} is not a boolean")
         try:
             value = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ValueError(f"{key}={value!r} is not a valid {kind.__name__}") from e
+            raise InvalidInputError(f"{key}={value!r} is not a valid {kind.__name__}") from e
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if kind is int and isinstance(value, float) and value.is_integer():
         return int(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ValueError(f"{key}={value!r} is not a valid {kind.__name__}")
+        raise InvalidInputError(f"{key}={value!r} is not a valid {kind.__name__}")
     return value
 
 
@@ -374,13 +376,13 @@ def override(config: Config, assignments: list[str] | tuple[str, ...]) -> Config
     d = config.to_dict()
     for item in assignments:
         if "=" not in item:
-            raise ValueError(f"override {item!r} is not of the form section.key=value")
+            raise InvalidInputError(f"override {item!r} is not of the form section.key=value")
         path, value = item.split("=", 1)
         section, _, key = path.strip().partition(".")
         if section not in d:
-            raise KeyError(f"unknown config section '{section}' in override {item!r}")
+            raise UnknownKeyError(f"unknown config section '{section}' in override {item!r}")
         if key not in d[section]:
-            raise KeyError(f"unknown config key '{path.strip()}' in override {item!r}")
+            raise UnknownKeyError(f"unknown config key '{path.strip()}' in override {item!r}")
         d[section][key] = value
     return Config.from_dict(d)
 
@@ -501,5 +503,5 @@ PRESETS = {"smoke": _smoke, "cpu": _cpu, "fashion_cpu": _fashion_cpu,
 def get_preset(name: str) -> Config:
     """Returns the named preset: one of `PRESETS`."""
     if name not in PRESETS:
-        raise KeyError(f"unknown preset '{name}'; known: {sorted(PRESETS)}")
+        raise UnknownKeyError(f"unknown preset '{name}'; known: {sorted(PRESETS)}")
     return PRESETS[name]()

@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 import sys
 
+from gpicl_tf.errors import MissingFileError
+
 CANDIDATES = (
     "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
     "/usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4",
@@ -40,7 +42,7 @@ def find_tcmalloc(env: dict, candidates=CANDIDATES) -> str | None:
         return None
     if choice != "auto":
         if not os.path.exists(choice):
-            raise FileNotFoundError(f"{SWITCH}={choice!r}: no such library")
+            raise MissingFileError(f"{SWITCH}={choice!r}: no such library")
         return choice
     return next((c for c in candidates if os.path.exists(c)), None)
 

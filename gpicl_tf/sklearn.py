@@ -23,6 +23,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from gpicl_tf.errors import InvalidInputError, MissingFileError
+
 _LOADED: dict = {}
 
 
@@ -35,8 +37,9 @@ def _load(path: str):
 
         meta_path = os.path.join(path, saved_model.CONFIG_FILE)
         if not os.path.exists(meta_path):
-            raise FileNotFoundError(f"{path!r} is not a gpicl_tf SavedModel version "
-                                    f"({saved_model.CONFIG_FILE} missing)")
+            raise MissingFileError(
+                f"{path!r} is not a gpicl_tf SavedModel version "
+                f"({saved_model.CONFIG_FILE} missing)")
         with open(meta_path) as f:
             meta = json.load(f)
         _LOADED[path] = (tf.saved_model.load(path).signatures[saved_model.SIGNATURE], meta)
@@ -61,25 +64,29 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
         X, y = validate_data(self, X, y)
         target = type_of_target(y)
         if target not in ("binary", "multiclass"):
-            raise ValueError(f"Unknown label type: y is {target!r} (e.g. {y[:3].tolist()}); "
-                             "GPICLClassifier needs class labels (binary or multiclass)")
+            raise InvalidInputError(
+                f"Unknown label type: y is {target!r} (e.g. {y[:3].tolist()}); "
+                "GPICLClassifier needs class labels (binary or multiclass)")
         _, meta = _load(self.model_path)
         self.classes_, y_index = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
-            raise ValueError(f"y holds 1 class ({self.classes_[0]}) in {len(y)} sample(s): "
-                             "GPICLClassifier needs at least two classes to learn from")
+            raise InvalidInputError(
+                f"y holds 1 class ({self.classes_[0]}) in {len(y)} sample(s): "
+                "GPICLClassifier needs at least two classes to learn from")
         num_classes = meta["schema"]["num_classes"]
         if len(self.classes_) > num_classes:
-            raise ValueError(f"y has {len(self.classes_)} classes; the model at "
-                             f"{self.model_path!r} predicts at most {num_classes}")
+            raise InvalidInputError(
+                f"y has {len(self.classes_)} classes; the model at "
+                f"{self.model_path!r} predicts at most {num_classes}")
         if self.n_ensemble < 1:
-            raise ValueError(f"n_ensemble={self.n_ensemble} must be at least 1")
+            raise InvalidInputError(f"n_ensemble={self.n_ensemble} must be at least 1")
         with np.errstate(over="ignore", invalid="ignore"):
             mean, std = X.mean(0), X.std(0)
         overflow = np.flatnonzero(~(np.isfinite(mean) & np.isfinite(std)))
         if overflow.size:
-            raise ValueError(f"feature(s) {overflow[:10].tolist()} are too large to standardise "
-                             "in float64 (their mean or standard deviation overflows); rescale X")
+            raise InvalidInputError(
+                f"feature(s) {overflow[:10].tolist()} are too large to standardise "
+                "in float64 (their mean or standard deviation overflows); rescale X")
         self.mean_ = mean
         self.scale_ = np.where(std > 0, std, 1.0)
         self.context_x_ = (X - self.mean_) / self.scale_
@@ -104,8 +111,9 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
             queries = (X - self.mean_) / self.scale_
         if not np.all(np.isfinite(queries)):
             rows = np.flatnonzero(~np.all(np.isfinite(queries), 1))
-            raise ValueError(f"row(s) {rows[:10].tolist()} of X overflow when standardised with "
-                             "the training data's scale; rescale X")
+            raise InvalidInputError(
+                f"row(s) {rows[:10].tolist()} of X overflow when standardised with "
+                "the training data's scale; rescale X")
         k = len(self.classes_)
         total = np.zeros((len(X), k))
         step = meta["max_queries"]

@@ -32,7 +32,8 @@ def overridden_keys() -> list[str]:
 
 
 def run(main) -> None:
-    """absl's app.run, with bad input reported as one line naming it (exit 2).
+    """absl's app.run, with bad input (a `gpicl_tf.errors.GpiclError`) reported as
+    one line naming it (exit 2); any other exception keeps its traceback.
 
     The process first re-executes itself with tcmalloc preloaded where that is
     installed (gpicl_tf.runtime: about 1.5x faster train steps here).
@@ -44,16 +45,13 @@ def run(main) -> None:
     allocator = runtime.use_tcmalloc()
 
     def guarded(argv):
-        from gpicl_tf.data.sources import SourceUnavailableError
-        from gpicl_tf.data.storage import CorruptShardError, ManifestMismatchError
+        from gpicl_tf.errors import GpiclError
 
         logging.info("memory allocator: %s", allocator)
         try:
             return main(argv)
-        except (SourceUnavailableError, CorruptShardError, ManifestMismatchError, ValueError,
-                KeyError, FileExistsError, FileNotFoundError, RuntimeError) as e:
-            message = e.args[0] if isinstance(e, KeyError) and e.args else e
-            print(f"error: {message}", file=sys.stderr)
+        except GpiclError as e:  # bad input: one line naming it; anything else is a bug
+            print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
 
     app.run(guarded)

@@ -13,6 +13,7 @@ killed.
 
 from absl import flags
 
+from gpicl_tf.errors import InvalidInputError
 from pipelines import common
 
 flags.DEFINE_integer("dispatcher_port", 0, "start a dispatcher on this port")
@@ -29,8 +30,9 @@ def main(argv):
     del argv
     common.quiet_tensorflow()
     if FLAGS.worker == bool(FLAGS.dispatcher_port):
-        raise ValueError("give either --dispatcher_port P (a dispatcher) or --worker "
-                         "--dispatcher HOST:P (a worker)")
+        raise InvalidInputError(
+            "give either --dispatcher_port P (a dispatcher) or --worker "
+            "--dispatcher HOST:P (a worker)")
     from gpicl_tf.data import service
 
     if FLAGS.worker:

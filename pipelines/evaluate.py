@@ -16,6 +16,7 @@ import os
 
 from absl import app, flags
 
+from gpicl_tf.errors import InvalidInputError
 from pipelines import common
 
 flags.DEFINE_string("model", None, "training workdir of the learner (holds model.keras)",
@@ -64,8 +65,9 @@ def _regression(config):
     from gpicl_tf.training.train import MODEL_FILE
 
     if FLAGS.baseline:
-        raise ValueError(f"--baseline {FLAGS.baseline}: function regression is compared with "
-                         "its own baselines (k-NN, least squares, ridge, polynomial, GP)")
+        raise InvalidInputError(
+            f"--baseline {FLAGS.baseline}: function regression is compared with "
+            "its own baselines (k-NN, least squares, ridge, polynomial, GP)")
     sets = {"held-out tasks": (FLAGS.episodes, "test"), "seen tasks": (FLAGS.episodes, "seen")}
     sets.update({k: (v, "test") for k, v in _pairs(FLAGS.eval_set, "eval_set").items()})
     report = regression.evaluate_functions(os.path.join(FLAGS.model, MODEL_FILE), sets,

@@ -13,6 +13,7 @@ first unfinished cell (a cell killed mid-training resumes from its last epoch).
 
 from absl import flags
 
+from gpicl_tf.errors import InvalidInputError
 from pipelines import common
 
 flags.DEFINE_string("workdir", None, "study directory", required=True)
@@ -23,15 +24,15 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     if len(argv) != 2:
-        raise ValueError(f"give one study name, got {argv[1:]}")
+        raise InvalidInputError(f"give one study name, got {argv[1:]}")
     common.quiet_tensorflow()
     from gpicl_tf.studies import get_study, runner
 
     study = get_study(argv[1])
     if FLAGS.config:
-        raise ValueError("--config: a study's grid starts from --preset (smoke, cpu, paper)")
+        raise InvalidInputError("--config: a study's grid starts from --preset (smoke, cpu, paper)")
     if FLAGS.preset not in runner.GRIDS:
-        raise ValueError(f"--preset={FLAGS.preset!r}: a study grid is one of {runner.GRIDS}")
+        raise InvalidInputError(f"--preset={FLAGS.preset!r}: a study grid is one of {runner.GRIDS}")
     rows = runner.run_study(study, FLAGS.preset, FLAGS.workdir, episode_root=FLAGS.episodes,
                             user_sets=FLAGS.set)
     with open(f"{FLAGS.workdir}/results.md") as f:

@@ -26,6 +26,7 @@ from absl import logging
 
 from gpicl_tf.config import DataConfig, FunctionConfig
 from gpicl_tf.data import augment, functions, schema as schema_lib, sources, storage
+from gpicl_tf.errors import ExistingFileError, InvalidInputError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +46,7 @@ def split_plans(config: DataConfig) -> list[SplitPlan]:
     (memorisation; none when there are no train episodes); `valid`: other unseen
     ids on the train split (meta-validation: touches no test data)."""
     if not 0 <= config.log2_num_tasks <= 31:
-        raise ValueError(f"log2_num_tasks={config.log2_num_tasks} must be in [0, 31]")
+        raise InvalidInputError(f"log2_num_tasks={config.log2_num_tasks} must be in [0, 31]")
     n = 2**config.log2_num_tasks
     return [
         SplitPlan("train", "train", 0, n, config.train_episodes),
@@ -91,7 +92,7 @@ def task_assignments(plans: list[SplitPlan], seed: int) -> dict[str, np.ndarray]
     seen = next(plan for plan in plans if plan.name == "seen")
     used = np.unique(ids["train"])
     if seen.episodes and not len(used):
-        raise ValueError("the seen split needs train episodes to draw its tasks from")
+        raise InvalidInputError("the seen split needs train episodes to draw its tasks from")
     ids["seen"] = used[draw_without_replacement(len(used), seen.episodes, seed, seen.name)]
     return ids
 
@@ -135,8 +136,9 @@ def _claim(out_dir: str) -> str:
             text = f.read().strip()
         pid = int(text) if text.isdigit() else 0
         if pid and pid != os.getpid() and storage.process_alive(pid):
-            raise FileExistsError(f"another writer (pid {pid}) is writing episodes into "
-                                  f"{out_dir!r}; wait for it or choose another --out") from None
+            raise ExistingFileError(
+                f"another writer (pid {pid}) is writing episodes into "
+                f"{out_dir!r}; wait for it or choose another --out") from None
         fd = os.open(marker, os.O_WRONLY | os.O_TRUNC)
     with os.fdopen(fd, "w") as f:
         f.write(str(os.getpid()))
@@ -154,7 +156,7 @@ def _prepare_directory(out_dir: str, overwrite: bool) -> str:
     listed = []
     if os.path.exists(manifest):
         if not overwrite:
-            raise FileExistsError(
+            raise ExistingFileError(
                 f"{out_dir!r} already holds an episode set ({manifest}); pass overwrite=True "
                 "(--overwrite) to replace it")
         old = storage.read_manifest(out_dir)
@@ -168,9 +170,10 @@ def _prepare_directory(out_dir: str, overwrite: bool) -> str:
     unknown = [n for n in own if n not in listed and not crashed]
     if unknown:
         os.remove(marker)
-        raise FileExistsError(f"{out_dir!r} holds {sorted(unknown)}, which no manifest of this "
-                              "directory lists: not removing files this writer cannot show it "
-                              "wrote; move them away or choose another --out")
+        raise ExistingFileError(
+            f"{out_dir!r} holds {sorted(unknown)}, which no manifest of this "
+            "directory lists: not removing files this writer cannot show it "
+            "wrote; move them away or choose another --out")
     for name in own:
         os.remove(os.path.join(out_dir, name))
     return marker
@@ -192,7 +195,7 @@ def write_episodes(config: DataConfig, out_dir: str, *, overwrite: bool = False,
     any other source writes classification episodes over stored base data.
     """
     if config.episodes_per_shard < 1:
-        raise ValueError(f"episodes_per_shard={config.episodes_per_shard} must be positive")
+        raise InvalidInputError(f"episodes_per_shard={config.episodes_per_shard} must be positive")
     plans = split_plans(config)
     family = functions.family_of(config.source)
     if family is None:
@@ -235,7 +238,7 @@ def ensure_episodes(config: DataConfig, out_dir: str,
     for section in written:
         for key, value in wanted[section].items():
             if written[section].get(key) != value:
-                raise ValueError(
+                raise InvalidInputError(
                     f"{out_dir!r} holds episodes written with {section}.{key}="
                     f"{written[section].get(key)!r}; this run asks for {value!r}. Use another "
                     "--workdir (or delete that directory)")
@@ -249,13 +252,15 @@ def _classification(config: DataConfig, plans: list[SplitPlan]):
     data = {s: sources.load_split(config.source, s, config) for s in sources.SPLITS}
     num_classes = data["train"].num_classes
     if num_classes > config.num_classes:
-        raise ValueError(f"source {config.source!r} has {num_classes} classes, more than "
-                         f"num_classes={config.num_classes}")
+        raise InvalidInputError(
+            f"source {config.source!r} has {num_classes} classes, more than "
+            f"num_classes={config.num_classes}")
     for plan in plans:
         available = len(data[plan.data_split].y)
         if config.episode_length > available:
-            raise ValueError(f"episode_length={config.episode_length} exceeds the {available} "
-                             f"examples of {config.source!r} split {plan.data_split!r}")
+            raise InvalidInputError(
+                f"episode_length={config.episode_length} exceeds the {available} "
+                f"examples of {config.source!r} split {plan.data_split!r}")
 
     def prepare(out_dir: str):
         mean, std = sources.normalization_stats(data["train"].x)
@@ -277,8 +282,9 @@ def _classification(config: DataConfig, plans: list[SplitPlan]):
 def _regression(config: DataConfig, family: str, fcfg: FunctionConfig):
     """Checks the family's settings; returns the schema and a preparer (no base data)."""
     if config.num_classes != 0:
-        raise ValueError(f"num_classes={config.num_classes}: function regression "
-                         f"(source {config.source!r}) has no classes; set data.num_classes=0")
+        raise InvalidInputError(
+            f"num_classes={config.num_classes}: function regression "
+            f"(source {config.source!r}) has no classes; set data.num_classes=0")
     functions.check_config(fcfg, config.input_size, config.episode_length)
     schema = schema_lib.EpisodeSchema(config.episode_length, config.input_size, 0,
                                       task="regression", num_queries=fcfg.num_queries)

@@ -28,6 +28,7 @@ from typing import Callable
 import numpy as np
 
 from gpicl_tf.config import FunctionConfig
+from gpicl_tf.errors import InvalidInputError
 
 PREFIX = "functions:"
 FAMILIES = ("mlp", "sine", "linear", "poly", "gp")
@@ -52,8 +53,9 @@ def family_of(source: str) -> str | None:
         return None
     family = source[len(PREFIX):]
     if family not in FAMILIES:
-        raise ValueError(f"function family {family!r} (source {source!r}) is not one of "
-                         f"{FAMILIES}")
+        raise InvalidInputError(
+            f"function family {family!r} (source {source!r}) is not one of "
+            f"{FAMILIES}")
     return family
 
 
@@ -136,35 +138,38 @@ GENERATORS = {"mlp": mlp_function, "sine": sine_function, "linear": linear_funct
 def check_config(cfg: FunctionConfig, d: int, episode_length: int) -> None:
     """Raises ValueError naming the first bad setting."""
     if d < 1:
-        raise ValueError(f"input_size={d} must be a positive dimension of x")
+        raise InvalidInputError(f"input_size={d} must be a positive dimension of x")
     if not 1 <= cfg.num_queries < episode_length:
-        raise ValueError(f"functions.num_queries={cfg.num_queries} must be in "
-                         f"[1, episode_length={episode_length})")
+        raise InvalidInputError(
+            f"functions.num_queries={cfg.num_queries} must be in "
+            f"[1, episode_length={episode_length})")
     if cfg.noise_std < 0:
-        raise ValueError(f"functions.noise_std={cfg.noise_std} must be >= 0")
+        raise InvalidInputError(f"functions.noise_std={cfg.noise_std} must be >= 0")
     unknown = [a for a in cfg.mlp_activations.split(",") if a.strip() not in ACTIVATIONS]
     if unknown or not cfg.mlp_activations.strip():
-        raise ValueError(f"functions.mlp_activations={cfg.mlp_activations!r}: each must be one "
-                         f"of {sorted(ACTIVATIONS)}")
+        raise InvalidInputError(
+            f"functions.mlp_activations={cfg.mlp_activations!r}: each must be one "
+            f"of {sorted(ACTIVATIONS)}")
     for name in ("mlp_depth", "mlp_width"):
         if getattr(cfg, name) < 1:
-            raise ValueError(f"functions.{name}={getattr(cfg, name)} must be positive")
+            raise InvalidInputError(f"functions.{name}={getattr(cfg, name)} must be positive")
     for low, high in (("mlp_output_min", "mlp_output_max"), ("gp_length_min", "gp_length_max"),
                       ("sine_amplitude_min", "sine_amplitude_max"),
                       ("sine_frequency_min", "sine_frequency_max")):
         lo, hi = getattr(cfg, low), getattr(cfg, high)
         if not 0 < lo <= hi:
-            raise ValueError(f"functions.{low}={lo} and functions.{high}={hi} must satisfy "
-                             f"0 < {low} <= {high}")
+            raise InvalidInputError(
+                f"functions.{low}={lo} and functions.{high}={hi} must satisfy "
+                f"0 < {low} <= {high}")
     if cfg.poly_degree < 0:
-        raise ValueError(f"functions.poly_degree={cfg.poly_degree} must be >= 0")
+        raise InvalidInputError(f"functions.poly_degree={cfg.poly_degree} must be >= 0")
 
 
 def sample_function(family: str, rng: np.random.Generator, d: int,
                     cfg: FunctionConfig) -> Function:
     """One task of `family`: a function x [n, d] -> y [n]."""
     if family not in GENERATORS:
-        raise ValueError(f"function family {family!r} is not one of {FAMILIES}")
+        raise InvalidInputError(f"function family {family!r} is not one of {FAMILIES}")
     return GENERATORS[family](rng, d, cfg)
 
 

@@ -24,6 +24,8 @@ import tensorflow as tf
 
 from gpicl_tf.config import BIAS_MODES
 from gpicl_tf.data import augment, schema as schema_lib, storage
+from gpicl_tf.errors import InvalidInputError, UnknownKeyError
+
 _EXPECTABLE = ("episode_length", "input_size", "num_classes", "source", "format")
 
 
@@ -62,7 +64,7 @@ def _check_expectations(manifest: dict, expect: dict, path: str) -> None:
     found["format"] = manifest.get("format")
     for key, want in expect.items():
         if key not in _EXPECTABLE:
-            raise KeyError(f"cannot check manifest field {key!r}; checkable: {_EXPECTABLE}")
+            raise UnknownKeyError(f"cannot check manifest field {key!r}; checkable: {_EXPECTABLE}")
         if found.get(key) != want:
             raise storage.ManifestMismatchError(
                 f"manifest field {key!r} is {found.get(key)!r} in {path}, "
@@ -82,9 +84,9 @@ def open_episodes(directory: str, *, expect: dict | None = None, verify: str = "
             (leave the shard out and list it in `EpisodeSet.skipped`).
     """
     if on_corrupt not in ("raise", "skip"):
-        raise ValueError(f"on_corrupt={on_corrupt!r} is not 'raise' or 'skip'")
+        raise InvalidInputError(f"on_corrupt={on_corrupt!r} is not 'raise' or 'skip'")
     if verify not in ("sha256", "size", "none"):
-        raise ValueError(f"verify={verify!r} is not 'sha256', 'size' or 'none'")
+        raise InvalidInputError(f"verify={verify!r} is not 'sha256', 'size' or 'none'")
     manifest = storage.read_manifest(directory)
     path = os.path.join(directory, storage.MANIFEST)
     if manifest.get("format") != schema_lib.FORMAT:
@@ -170,35 +172,38 @@ def make_dataset(episodes: EpisodeSet, split: str, batch_size: int, *, shuffle: 
     splits such as meta-validation).
     """
     if split not in episodes.shards:
-        raise KeyError(f"split {split!r} is not in {episodes.directory}; "
-                       f"it has {sorted(episodes.shards)}")
+        raise UnknownKeyError(
+            f"split {split!r} is not in {episodes.directory}; "
+            f"it has {sorted(episodes.shards)}")
     files = episodes.shards[split]
     if episodes.num_episodes(split) == 0:
-        raise ValueError(f"split {split!r} of {episodes.directory} holds no episodes")
+        raise InvalidInputError(f"split {split!r} of {episodes.directory} holds no episodes")
     if not files:
         raise storage.CorruptShardError(
             f"no readable shard left for split {split!r} in {episodes.directory}: "
             f"{list(episodes.skipped)}")
     if batch_size < 1:
-        raise ValueError(f"batch_size={batch_size} must be positive")
+        raise InvalidInputError(f"batch_size={batch_size} must be positive")
     if bias_mode not in BIAS_MODES:
-        raise ValueError(f"bias_mode={bias_mode!r} is not one of {BIAS_MODES}")
+        raise InvalidInputError(f"bias_mode={bias_mode!r} is not one of {BIAS_MODES}")
     count, index = shard
     if not 0 <= index < count:
-        raise ValueError(f"shard={shard}: index must be in [0, {count})")
+        raise InvalidInputError(f"shard={shard}: index must be in [0, {count})")
     if shard_by not in ("files", "records"):
-        raise ValueError(f"shard_by={shard_by!r} is not 'files' or 'records'")
+        raise InvalidInputError(f"shard_by={shard_by!r} is not 'files' or 'records'")
     if count > 1 and shard_by == "files":
         if len(files) < count:
-            raise ValueError(f"split {split!r} of {episodes.directory} has {len(files)} shard "
-                             f"file(s), too few for {count} input pipelines; write more shards "
-                             "(data.episodes_per_shard) or use fewer workers")
+            raise InvalidInputError(
+                f"split {split!r} of {episodes.directory} has {len(files)} shard "
+                f"file(s), too few for {count} input pipelines; write more shards "
+                "(data.episodes_per_shard) or use fewer workers")
         files = files[index::count]
     if service:
         if bias is not None and bias_mode != "permutation":
-            raise ValueError(f"bias_mode={bias_mode!r} with a tf.data service: the service "
-                             "applies the projections, so only bias_mode='permutation' can be "
-                             "applied by the trainer")
+            raise InvalidInputError(
+                f"bias_mode={bias_mode!r} with a tf.data service: the service "
+                "applies the projections, so only bias_mode='permutation' can be "
+                "applied by the trainer")
         ds = _service_stage(episodes, split, files, shuffle, shuffle_buffer, seed, service)
         if repeat:
             ds = ds.repeat()

@@ -33,6 +33,8 @@ import dataclasses
 
 import tensorflow as tf
 
+from gpicl_tf.errors import InvalidInputError
+
 FORMAT = "gpicl_tf.episodes/1"
 INPUTS = "inputs"
 LABELS = "labels"
@@ -54,17 +56,18 @@ class EpisodeSchema:
 
     def __post_init__(self):
         if self.task not in TASKS:
-            raise ValueError(f"task={self.task!r} is not one of {TASKS}")
+            raise InvalidInputError(f"task={self.task!r} is not one of {TASKS}")
         for name in ("episode_length", "input_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} must be a positive integer")
+                raise InvalidInputError(f"{name}={value!r} must be a positive integer")
         if self.regression:
             if not 1 <= self.num_queries < self.episode_length:
-                raise ValueError(f"num_queries={self.num_queries} must be in "
-                                 f"[1, episode_length={self.episode_length})")
+                raise InvalidInputError(
+                    f"num_queries={self.num_queries} must be in "
+                    f"[1, episode_length={self.episode_length})")
         elif not isinstance(self.num_classes, int) or self.num_classes < 2:
-            raise ValueError(f"num_classes={self.num_classes!r} must be at least 2")
+            raise InvalidInputError(f"num_classes={self.num_classes!r} must be at least 2")
 
     @property
     def regression(self) -> bool:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from gpicl_tf.errors import InvalidInputError
+
 
 def _check_address(address: str) -> tuple[str, int]:
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
-        raise ValueError(f"dispatcher address {address!r} must be host:port")
+        raise InvalidInputError(f"dispatcher address {address!r} must be host:port")
     return host, int(port)
 
 
@@ -23,7 +25,7 @@ def start_dispatcher(port: int, work_dir: str = "") -> tf.data.experimental.serv
     """A dispatcher on `port`; with `work_dir` it journals its state there and a
     restarted dispatcher picks up where it stopped."""
     if not 0 < port < 65536:
-        raise ValueError(f"dispatcher port {port} must be in [1, 65535]")
+        raise InvalidInputError(f"dispatcher port {port} must be in [1, 65535]")
     config = tf.data.experimental.service.DispatcherConfig(
         port=port, work_dir=work_dir or None, fault_tolerant_mode=bool(work_dir))
     return tf.data.experimental.service.DispatchServer(config)

@@ -23,13 +23,14 @@ import struct
 import numpy as np
 
 from gpicl_tf.config import DataConfig
+from gpicl_tf.errors import GpiclError, InvalidInputError
 
 FASHION_IDX_DIR = "/usr/share/datasets/fashion-mnist"
 TFDS_SOURCES = ("mnist", "fashion_mnist", "kmnist", "cifar10", "svhn_cropped")
 SPLITS = ("train", "test")
 
 
-class SourceUnavailableError(RuntimeError):
+class SourceUnavailableError(GpiclError, RuntimeError):
     """The data for a source is not on this machine and cannot be fetched."""
 
 
@@ -49,9 +50,10 @@ class Split:
 
     def __post_init__(self):
         if self.x.ndim != 2 or self.y.ndim != 1 or len(self.x) != len(self.y):
-            raise ValueError(f"Split needs x [N, d] and y [N], got {self.x.shape} and {self.y.shape}")
+            raise InvalidInputError(
+                f"Split needs x [N, d] and y [N], got {self.x.shape} and {self.y.shape}")
         if len(self.y) and (self.y.min() < 0 or self.y.max() >= self.num_classes):
-            raise ValueError(
+            raise InvalidInputError(
                 f"labels span [{self.y.min()}, {self.y.max()}], outside [0, {self.num_classes})")
 
 
@@ -65,7 +67,7 @@ def normalization_stats(x: np.ndarray) -> tuple[float, float]:
 def load_split(name: str, split: str, config: DataConfig) -> Split:
     """Loads `split` ("train" or "test") of source `name` as a `Split`."""
     if split not in SPLITS:
-        raise ValueError(f"split={split!r} is not one of {SPLITS}")
+        raise InvalidInputError(f"split={split!r} is not one of {SPLITS}")
     if name == "digits":
         return _digits(split)
     if name == "random":
@@ -77,7 +79,7 @@ def load_split(name: str, split: str, config: DataConfig) -> Split:
         images, labels, num_classes = _tfds_arrays(name.removeprefix("tfds:"), split, config)
         return _image_split(images, labels, num_classes, config)
     known = ["digits", "random", "fashion_mnist_idx", *TFDS_SOURCES, "tfds:<any TFDS name>"]
-    raise ValueError(f"unknown source {name!r}; known: {known}")
+    raise InvalidInputError(f"unknown source {name!r}; known: {known}")
 
 
 def _digits(split: str) -> Split:
@@ -105,14 +107,14 @@ def _read_idx(path: str) -> np.ndarray:
     with opener(path, "rb") as f:
         data = f.read()
     if len(data) < 4:
-        raise ValueError(f"{path} is too short to be an IDX file ({len(data)} bytes)")
+        raise InvalidInputError(f"{path} is too short to be an IDX file ({len(data)} bytes)")
     zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
     if zero != 0 or dtype_code != 0x08:
-        raise ValueError(f"{path} is not an unsigned-byte IDX file (magic {data[:4].hex()})")
+        raise InvalidInputError(f"{path} is not an unsigned-byte IDX file (magic {data[:4].hex()})")
     dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
     body = np.frombuffer(data, np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(dims)):
-        raise ValueError(f"{path} holds {body.size} values, its header says {dims}")
+        raise InvalidInputError(f"{path} holds {body.size} values, its header says {dims}")
     return body.reshape(dims)
 
 
@@ -132,7 +134,8 @@ def read_fashion_idx(directory: str, split: str) -> tuple[np.ndarray, np.ndarray
         paths.append(found[0])
     images, labels = _read_idx(paths[0]), _read_idx(paths[1])
     if images.ndim != 3 or len(images) != len(labels):
-        raise ValueError(f"{paths[0]} and {paths[1]} disagree: {images.shape} vs {labels.shape}")
+        raise InvalidInputError(
+            f"{paths[0]} and {paths[1]} disagree: {images.shape} vs {labels.shape}")
     return images[..., None], labels.astype(np.int64)
 
 

@@ -20,16 +20,18 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from gpicl_tf.errors import GpiclError, MissingFileError
+
 MANIFEST = "manifest.json"
 GZIP = tf.io.TFRecordOptions(compression_type="GZIP")
 _BASE_CHUNK = 4096
 
 
-class CorruptShardError(RuntimeError):
+class CorruptShardError(GpiclError, RuntimeError):
     """A shard or base file does not match the manifest (names the file)."""
 
 
-class ManifestMismatchError(ValueError):
+class ManifestMismatchError(GpiclError, ValueError):
     """The manifest disagrees with what the consumer expects (names the field)."""
 
 
@@ -134,7 +136,7 @@ def write_json(path: str, obj) -> None:
 def read_manifest(directory: str) -> dict:
     path = os.path.join(directory, MANIFEST)
     if not os.path.exists(path):
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{path} does not exist: {directory!r} is not a complete episode directory "
             "(write one with python -m pipelines.make_episodes)")
     with open(path) as f:

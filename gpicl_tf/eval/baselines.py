@@ -17,6 +17,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from gpicl_tf.errors import InvalidInputError
 from gpicl_tf.eval.grid import Axis, Result, search
 
 POSITIONS = (1, 2, 5, 10, 20, 50, 100)
@@ -26,7 +27,7 @@ def check_positions(positions, length: int) -> tuple[int, ...]:
     positions = tuple(int(p) for p in positions)
     bad = [p for p in positions if not 1 <= p <= length]
     if bad:
-        raise ValueError(f"positions {bad} are outside [1, {length}] (the episode length)")
+        raise InvalidInputError(f"positions {bad} are outside [1, {length}] (the episode length)")
     return positions
 
 

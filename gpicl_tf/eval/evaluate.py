@@ -25,6 +25,7 @@ import gpicl_tf.models  # noqa: F401  (registers the layers for loading)
 import gpicl_tf.training.metrics  # noqa: F401
 from gpicl_tf.config import EvalConfig
 from gpicl_tf.data import pipeline
+from gpicl_tf.errors import InvalidInputError
 from gpicl_tf.eval import baselines
 
 WINDOW = 10
@@ -76,7 +77,7 @@ def across_seeds(entries: list[dict]) -> dict:
 
     n = len(entries)
     if n < 2:
-        raise ValueError(f"across_seeds needs at least two seeds, got {n}")
+        raise InvalidInputError(f"across_seeds needs at least two seeds, got {n}")
     t = float(stats.t.ppf(0.975, n - 1))
     curves = np.array([e["mean"] for e in entries])                   # [S, P]
     out = {"positions": entries[0]["positions"], "seeds": n,
@@ -110,8 +111,9 @@ def paired_differences(learner_last: dict[str, np.ndarray],
         out[lname] = {}
         for bname, bc in baseline_last.items():
             if lc.shape != bc.shape:
-                raise ValueError(f"paired comparison of '{lname}' and '{bname}' needs the same "
-                                 f"episodes; got {lc.shape[0]} and {bc.shape[0]}")
+                raise InvalidInputError(
+                    f"paired comparison of '{lname}' and '{bname}' needs the same "
+                    f"episodes; got {lc.shape[0]} and {bc.shape[0]}")
             d = lc - bc
             ci = 1.96 * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else 0.0
             out[lname][bname] = {"diff": round(float(d.mean()), 5), "ci95": round(float(ci), 5)}
@@ -122,8 +124,9 @@ def resolve_positions(config: EvalConfig, length: int) -> tuple[int, ...]:
     try:
         wanted = [int(p) for p in config.positions.split(",") if p.strip()]
     except ValueError:
-        raise ValueError(f"eval.positions={config.positions!r} is not a comma-separated "
-                         "list of integers") from None
+        raise InvalidInputError(
+            f"eval.positions={config.positions!r} is not a comma-separated "
+            "list of integers") from None
     return tuple(sorted({p for p in wanted if 1 <= p <= length} | {length}))
 
 

@@ -24,6 +24,8 @@ from typing import Callable
 import numpy as np
 from absl import logging
 
+from gpicl_tf.errors import InvalidInputError
+
 
 @dataclasses.dataclass(frozen=True)
 class Axis:
@@ -42,9 +44,10 @@ class Axis:
 
     def __post_init__(self):
         if not self.values or any(b <= a for a, b in zip(self.values, self.values[1:])):
-            raise ValueError(f"grid {self.values} must hold increasing values")
+            raise InvalidInputError(f"grid {self.values} must hold increasing values")
         if self.values[0] <= 0:
-            raise ValueError(f"grid {self.values} must be positive (it widens geometrically)")
+            raise InvalidInputError(
+                f"grid {self.values} must be positive (it widens geometrically)")
 
     def beyond(self, values: tuple, upper: bool):
         """The next value past the lower or upper edge of `values`, or None at a bound."""

@@ -33,6 +33,7 @@ import gpicl_tf.training.metrics  # noqa: F401
 from gpicl_tf.config import EvalConfig
 from gpicl_tf.data import pipeline
 from gpicl_tf.data.schema import INPUTS, QUERY, VALUES
+from gpicl_tf.errors import InvalidInputError
 from gpicl_tf.eval.evaluate import resolve_positions
 
 LEARNER = "GPICL Transformer"
@@ -65,11 +66,12 @@ def load_episodes(episodes: pipeline.EpisodeSet, split: str, limit: int) -> Epis
     """The first `limit` episodes of a split of a function-regression set."""
     schema = episodes.schema
     if not schema.regression:
-        raise ValueError(f"{episodes.directory} holds {schema.task} episodes, not function "
-                         "regression")
+        raise InvalidInputError(
+            f"{episodes.directory} holds {schema.task} episodes, not function "
+            "regression")
     records = pipeline.read_records(episodes, split)[:limit]
     if not records:
-        raise ValueError(f"split {split!r} of {episodes.directory} holds no episodes")
+        raise InvalidInputError(f"split {split!r} of {episodes.directory} holds no episodes")
     n, d = schema.episode_length, schema.input_size
     x = np.stack([r["x"].reshape(n, d) for r in records]).astype(np.float64)
     y = np.stack([r["y"] for r in records]).astype(np.float64)
@@ -286,8 +288,9 @@ def evaluate_functions(model_path: str, eval_sets: dict[str, tuple[str, str]],
     for name, (directory, split) in eval_sets.items():
         eset = pipeline.open_episodes(directory, expect=expect)
         if eset.schema.num_queries != schema.num_queries:
-            raise ValueError(f"{directory} has num_queries={eset.schema.num_queries}, the "
-                             f"training episodes {schema.num_queries}")
+            raise InvalidInputError(
+                f"{directory} has num_queries={eset.schema.num_queries}, the "
+                f"training episodes {schema.num_queries}")
         eps = load_episodes(eset, split, config.episodes)
         t0 = time.perf_counter()
         methods, paired_diffs = evaluate_set(model, eps, counts, chosen)

@@ -33,6 +33,7 @@ import tensorflow as tf
 import gpicl_tf.training.metrics  # noqa: F401
 from gpicl_tf.data import storage
 from gpicl_tf.data.schema import EpisodeSchema
+from gpicl_tf.errors import InvalidInputError, MissingFileError
 from gpicl_tf.models import query_logits  # (importing models registers its layers)
 from gpicl_tf.training import train
 from gpicl_tf.training.callbacks import first_non_finite_weight
@@ -140,16 +141,18 @@ def export_model(model: keras.Model, config: dict, base: str, name: str,
                  max_queries: int = 256) -> str:
     """Exports `model` as the next version of BASE/NAME; returns the version path."""
     if not name or not name.replace("_", "").replace("-", "").isalnum():
-        raise ValueError(f"model name {name!r} must be letters, digits, '-' or '_'")
+        raise InvalidInputError(f"model name {name!r} must be letters, digits, '-' or '_'")
     data = config["data"]
     if str(data.get("source", "")).startswith("functions:"):
-        raise ValueError(f"data.source={data['source']!r}: function-regression learners are not "
-                         "exported; the serving signature maps labelled context to class "
-                         "probabilities")
+        raise InvalidInputError(
+            f"data.source={data['source']!r}: function-regression learners are not "
+            "exported; the serving signature maps labelled context to class "
+            "probabilities")
     bad = first_non_finite_weight(model)
     if bad:
-        raise ValueError(f"model weight {bad!r} holds NaN or Inf: refusing to export a model "
-                         "that would serve garbage")
+        raise InvalidInputError(
+            f"model weight {bad!r} holds NaN or Inf: refusing to export a model "
+            "that would serve garbage")
     schema = EpisodeSchema(data["episode_length"], data["input_size"], data["num_classes"])
     max_context = schema.episode_length - 1
     model_dir = os.path.join(base, name)
@@ -191,8 +194,9 @@ def export_run(workdir: str, base: str, name: str = "gpicl", max_queries: int = 
     """Exports the finished training run in `workdir` (model.keras + config.json)."""
     model_path = os.path.join(workdir, train.MODEL_FILE)
     if not os.path.exists(os.path.join(workdir, train.SUMMARY_FILE)):
-        raise FileNotFoundError(f"{workdir!r} holds no finished training run "
-                                f"({train.SUMMARY_FILE} missing)")
+        raise MissingFileError(
+            f"{workdir!r} holds no finished training run "
+            f"({train.SUMMARY_FILE} missing)")
     with open(os.path.join(workdir, train.CONFIG_FILE)) as f:
         config = json.load(f)["config"]
     model = keras.models.load_model(model_path, compile=False)

@@ -6,6 +6,7 @@ import keras
 from keras import layers, ops
 
 from gpicl_tf.config import LAYOUTS
+from gpicl_tf.errors import InvalidInputError
 
 
 @keras.saving.register_keras_serializable(package="gpicl_tf")
@@ -73,7 +74,7 @@ class TransformerBlock(layers.Layer):
 
 def _check_layout(layout: str) -> None:
     if layout not in LAYOUTS:
-        raise ValueError(f"layout={layout!r} is not one of {LAYOUTS}")
+        raise InvalidInputError(f"layout={layout!r} is not one of {LAYOUTS}")
 
 
 def attention_mask(num_examples, layout: str, num_queries=None):
@@ -139,7 +140,7 @@ class EpisodeTokens(layers.Layer):
         N context tokens [x_i, one_hot(y_i)], then Q query tokens [x_q, 0], each
         seeing the whole context (PFN layout only)."""
         if self.layout != "pfn":
-            raise ValueError(f"serving_tokens needs the pfn layout, not {self.layout!r}")
+            raise InvalidInputError(f"serving_tokens needs the pfn layout, not {self.layout!r}")
         onehot = ops.one_hot(ops.cast(context_y, "int32"), self.num_classes,
                              dtype=context_x.dtype)
         context = ops.concatenate([context_x, onehot], axis=-1)

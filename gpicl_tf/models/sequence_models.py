@@ -21,6 +21,7 @@ from keras import layers
 
 from gpicl_tf.config import ModelConfig
 from gpicl_tf.data.schema import INPUTS, LABELS, QUERY, VALUES, EpisodeSchema
+from gpicl_tf.errors import InvalidInputError
 from gpicl_tf.models.layers import EpisodeTokens, FunctionTokens, QueryOutputs, TransformerBlock
 
 
@@ -96,17 +97,20 @@ def check_model_config(config: ModelConfig, schema: EpisodeSchema) -> None:
     """Raises ValueError naming the value when `config` cannot learn `schema`'s
     episodes (ranges and choices are checked when the config loads)."""
     if schema.regression and config.arch != "transformer":
-        raise ValueError(f"arch={config.arch!r}: function regression episodes are learned by "
-                         "the transformer only")
+        raise InvalidInputError(
+            f"arch={config.arch!r}: function regression episodes are learned by "
+            "the transformer only")
     if schema.regression and config.layout != "pfn":
-        raise ValueError(f"layout={config.layout!r}: function regression uses the PFN-style "
-                         "layout (context tokens carry their values, queries attend to the "
-                         "context); set model.layout=pfn")
+        raise InvalidInputError(
+            f"layout={config.layout!r}: function regression uses the PFN-style "
+            "layout (context tokens carry their values, queries attend to the "
+            "context); set model.layout=pfn")
     if config.arch == "lstm" and config.layout != "paper":
-        raise ValueError(f"layout={config.layout!r}: the LSTM reads the paper layout only")
+        raise InvalidInputError(f"layout={config.layout!r}: the LSTM reads the paper layout only")
     if config.arch == "transformer" and config.model_size % config.num_heads:
-        raise ValueError(f"num_heads={config.num_heads} does not divide "
-                         f"model_size={config.model_size}")
+        raise InvalidInputError(
+            f"num_heads={config.num_heads} does not divide "
+            f"model_size={config.model_size}")
 
 
 def build_model(config: ModelConfig, schema: EpisodeSchema) -> keras.Model:

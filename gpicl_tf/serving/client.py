@@ -11,8 +11,10 @@ import json
 
 import numpy as np
 
+from gpicl_tf.errors import GpiclError, InvalidInputError
 
-class ServingError(RuntimeError):
+
+class ServingError(GpiclError, RuntimeError):
     """The server answered with an error; `status` is the HTTP (or gRPC) code."""
 
     def __init__(self, status, message: str):
@@ -71,7 +73,7 @@ class RestClient:
             preds = self._send("POST", self._url(version, ":predict"),
                                {"instances": rows})["predictions"]
             return {k: np.asarray([p[k] for p in preds]) for k in preds[0]}
-        raise ValueError(f"form={form!r} is not 'inputs' or 'instances'")
+        raise InvalidInputError(f"form={form!r} is not 'inputs' or 'instances'")
 
 
 class GrpcClient:

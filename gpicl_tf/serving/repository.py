@@ -18,6 +18,7 @@ from google.protobuf import json_format
 from tensorflow.core.protobuf import saved_model_pb2
 
 from gpicl_tf.data import storage
+from gpicl_tf.errors import MissingFileError
 from gpicl_tf.export import saved_model
 
 
@@ -70,12 +71,13 @@ class ModelRepository:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if not os.path.isdir(base_path):
-            raise FileNotFoundError(f"model base path {base_path!r} does not exist")
+            raise MissingFileError(f"model base path {base_path!r} does not exist")
         self.poll()
         if self._current is None:
             why = "; ".join(f"version {v}: {e}" for v, e in sorted(self._failed.items()))
-            raise FileNotFoundError(f"no loadable model version (a numbered directory) in "
-                                    f"{base_path!r}" + (f" ({why})" if why else ""))
+            raise MissingFileError(
+                f"no loadable model version (a numbered directory) in "
+                f"{base_path!r}" + (f" ({why})" if why else ""))
 
     def available_versions(self) -> list[int]:
         """Numbered version folders: only names of 1 to 18 ASCII digits."""

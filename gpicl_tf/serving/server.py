@@ -30,6 +30,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gpicl_tf.errors import InvalidInputError
 from gpicl_tf.export.saved_model import INPUT_NAMES, SIGNATURE
 from gpicl_tf.data.storage import is_version_name
 from gpicl_tf.serving.repository import BadRequest, LoadedVersion, ModelRepository, NotFound
@@ -61,10 +62,10 @@ class Limits:
     def __post_init__(self):
         for key in ("max_batch", "max_in_flight", "retry_after_s"):
             if getattr(self, key) < 1:
-                raise ValueError(f"{key}={getattr(self, key)} must be >= 1")
+                raise InvalidInputError(f"{key}={getattr(self, key)} must be >= 1")
         for key in ("max_body_bytes", "max_queued"):
             if getattr(self, key) < 0:
-                raise ValueError(f"{key}={getattr(self, key)} must be >= 0")
+                raise InvalidInputError(f"{key}={getattr(self, key)} must be >= 0")
 
 
 def body_limit(model: LoadedVersion, limits: Limits) -> int:

@@ -34,6 +34,7 @@ from absl import logging
 
 from gpicl_tf.config import Config, get_preset, override
 from gpicl_tf.data import episodes as episodes_lib, storage
+from gpicl_tf.errors import InvalidInputError
 from gpicl_tf.eval.report import slug
 from gpicl_tf.training import train
 
@@ -84,8 +85,9 @@ class Study:
 def base_config(study: Study, grid: str, user_sets: list[str] | tuple[str, ...] = ()) -> Config:
     """The grid preset's config with the study's base overrides, then the user's."""
     if grid not in study.grids:
-        raise ValueError(f"study {study.name!r} has no grid {grid!r}; "
-                         f"known: {sorted(study.grids)}")
+        raise InvalidInputError(
+            f"study {study.name!r} has no grid {grid!r}; "
+            f"known: {sorted(study.grids)}")
     return override(get_preset(grid), [*study.base_sets, *user_sets])
 
 
@@ -94,13 +96,14 @@ def cells_of(study: Study, grid: str, user_sets: list[str] | tuple[str, ...] = (
     cells = study.grids[grid]()
     names = [c.name for c in cells]
     if len(set(names)) != len(names):
-        raise ValueError(f"study {study.name!r} grid {grid!r} repeats a cell name: {names}")
+        raise InvalidInputError(f"study {study.name!r} grid {grid!r} repeats a cell name: {names}")
     axes = {s.split("=", 1)[0] for c in cells for s in c.sets}
     for item in user_sets:
         key = item.split("=", 1)[0].strip()
         if key in axes:
-            raise ValueError(f"--set {item!r}: {key} is an axis of the {study.name} study's "
-                             f"{grid} grid (the cells set it)")
+            raise InvalidInputError(
+                f"--set {item!r}: {key} is an axis of the {study.name} study's "
+                f"{grid} grid (the cells set it)")
     return cells
 
 
@@ -185,9 +188,10 @@ def run_study(study: Study, grid: str, workdir: str, *, episode_root: str | None
         episodes_dir = cell_episodes(cfg, episode_root)
         run_dir = os.path.join(workdir, "cells", slug(cell.name))
         if row is not None:  # the cell's overrides changed: its old run is not this cell
-            raise ValueError(f"{os.path.join(workdir, RESULTS)} has cell {cell.name!r} with "
-                             f"overrides {row['sets']}, this study asks for {sets}; "
-                             "use another --workdir")
+            raise InvalidInputError(
+                f"{os.path.join(workdir, RESULTS)} has cell {cell.name!r} with "
+                f"overrides {row['sets']}, this study asks for {sets}; "
+                "use another --workdir")
         t0 = time.perf_counter()
         summary = train.run(cfg, run_dir, episodes_dir, verbose=verbose)
         wall = time.perf_counter() - t0

@@ -12,6 +12,7 @@ import tensorflow as tf
 from absl import logging
 
 from gpicl_tf.config import BIAS_SCHEDULES as SCHEDULES
+from gpicl_tf.errors import GpiclError, InvalidInputError, UnavailableError
 
 MONITORS = ("val_loss", "loss")
 
@@ -29,7 +30,7 @@ def bias_at(schedule: str, fraction: float, step: int, anneal_steps: int,
         return fraction * max(0.0, 1.0 - step / max(anneal_steps, 1))
     if schedule == "plateau":
         return 0.0 if left_plateau else fraction
-    raise ValueError(f"bias_schedule={schedule!r} is not one of {SCHEDULES}")
+    raise InvalidInputError(f"bias_schedule={schedule!r} is not one of {SCHEDULES}")
 
 
 class CurriculumCallback(keras.callbacks.Callback):
@@ -57,11 +58,11 @@ class CurriculumCallback(keras.callbacks.Callback):
                  monitor: str = "val_loss", left_plateau: bool = False):
         super().__init__()
         if schedule not in SCHEDULES:
-            raise ValueError(f"bias_schedule={schedule!r} is not one of {SCHEDULES}")
+            raise InvalidInputError(f"bias_schedule={schedule!r} is not one of {SCHEDULES}")
         if not 0.0 <= fraction <= 1.0:
-            raise ValueError(f"bias_fraction={fraction} must be in [0, 1]")
+            raise InvalidInputError(f"bias_fraction={fraction} must be in [0, 1]")
         if monitor not in MONITORS:
-            raise ValueError(f"monitor={monitor!r} is not one of {MONITORS}")
+            raise InvalidInputError(f"monitor={monitor!r} is not one of {MONITORS}")
         self.bias, self.schedule, self.fraction = bias, schedule, fraction
         self.anneal_steps, self.plateau_drop, self.monitor = anneal_steps, plateau_drop, monitor
         self.threshold = plateau_threshold(num_classes, plateau_drop)
@@ -126,7 +127,7 @@ class PlateauStop(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-class NonFiniteError(FloatingPointError):
+class NonFiniteError(GpiclError, FloatingPointError):
     """Training produced a non-finite loss or weight (names the epoch and what)."""
 
 
@@ -206,9 +207,10 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         except Exception as e:  # noqa: BLE001  (h5py raises OSError, json ValueError, ...)
             bad = f"{self._weights_path} or {self._training_metadata_path}"
             if not os.path.exists(self._prev_weights_path):
-                raise RuntimeError(f"resume state {bad} is unreadable ({type(e).__name__}: "
-                                   f"{e}) and no previous state exists; delete "
-                                   f"{self.backup_dir} to start the run over") from e
+                raise UnavailableError(
+                    f"resume state {bad} is unreadable ({type(e).__name__}: "
+                    f"{e}) and no previous state exists; delete "
+                    f"{self.backup_dir} to start the run over") from e
             logging.warning("resume state %s is unreadable (%s); falling back to the "
                             "previous epoch's state %s", bad, e, self._prev_weights_path)
             for path in (self._weights_path, self._training_metadata_path):

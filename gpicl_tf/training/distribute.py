@@ -5,8 +5,8 @@
                   "Trying to access resource ... replica_1 ... from device CPU:0")
     tpu           TPUStrategy on the TPU named by `tpu` ("" = the local one)
     multi_worker  MultiWorkerMirroredStrategy over the workers of TF_CONFIG, trained by
-                  the custom loop (`training.loop`): Keras 3's fit() is broken under
-                  it (MULTI_WORKER_BROKEN; tests/training/test_multi_worker.py
+                  the custom loop (`training.loop`): Keras 3.15's fit() is broken under
+                  it (keras-team/keras#20585; tests/training/test_multi_worker.py
                   reproduces that upstream failure)
 """
 
@@ -21,20 +21,9 @@ import sys
 import tensorflow as tf
 from absl import logging
 
+from gpicl_tf.errors import InvalidInputError, UnavailableError
+
 STRATEGIES = ("default", "mirrored", "tpu", "multi_worker")
-MULTI_WORKER_BROKEN = (
-    "strategy='multi_worker' is not available: Keras 3.15 fit() under "
-    "tf.distribute.MultiWorkerMirroredStrategy (TF 2.21) fails with \"ValueError: Attempt to "
-    "convert a value ({'tokens': PerReplica:{...}}) with an unsupported type (<class 'dict'>) "
-    "to a Tensor\" (two workers on 127.0.0.1, reproduced by tests/training/"
-    "test_multi_worker.py; upstream keras-team/keras#20585, #20329 and "
-    "tensorflow/tensorflow#72388). Use strategy='mirrored' (all GPUs of one host) or 'tpu'; "
-    "for input pipelines that outgrow one host, the tf.data service.")
-
-
-class UnsupportedStrategyError(RuntimeError):
-    """A strategy that cannot work with this Keras/TensorFlow pair."""
-
 
 @dataclasses.dataclass(frozen=True)
 class Cluster:
@@ -58,33 +47,38 @@ def parse_tf_config(text: str | None) -> Cluster:
     """Checks TF_CONFIG ({"cluster": {"worker": [host:port, ...]}, "task": {"type":
     "worker", "index": i}}) and raises ValueError naming what is wrong."""
     if not text:
-        raise ValueError("strategy='multi_worker' needs TF_CONFIG, e.g. "
-                         '{"cluster": {"worker": ["host0:12345", "host1:12345"]}, '
-                         '"task": {"type": "worker", "index": 0}}')
+        raise InvalidInputError(
+            "strategy='multi_worker' needs TF_CONFIG, e.g. "
+            '{"cluster": {"worker": ["host0:12345", "host1:12345"]}, '
+            '"task": {"type": "worker", "index": 0}}')
     try:
         cfg = json.loads(text)
     except json.JSONDecodeError as e:
-        raise ValueError(f"TF_CONFIG={text!r} is not JSON: {e}") from None
+        raise InvalidInputError(f"TF_CONFIG={text!r} is not JSON: {e}") from None
     if not isinstance(cfg, dict):
-        raise ValueError(f"TF_CONFIG={text!r} is not a JSON object")
+        raise InvalidInputError(f"TF_CONFIG={text!r} is not a JSON object")
     cluster, task = cfg.get("cluster"), cfg.get("task")
     if not isinstance(cluster, dict) or set(cluster) - {"worker"}:
-        raise ValueError(f"TF_CONFIG cluster={cluster!r} must be {{\"worker\": [...]}} "
-                         "(the chief is worker 0; no parameter servers)")
+        raise InvalidInputError(
+            f"TF_CONFIG cluster={cluster!r} must be {{\"worker\": [...]}} "
+            "(the chief is worker 0; no parameter servers)")
     workers = cluster.get("worker")
     if not isinstance(workers, list) or not workers or not all(
             isinstance(w, str) and w.rpartition(":")[2].isdigit() for w in workers):
-        raise ValueError(f"TF_CONFIG cluster.worker={workers!r} must be a non-empty list of "
-                         "'host:port' strings")
+        raise InvalidInputError(
+            f"TF_CONFIG cluster.worker={workers!r} must be a non-empty list of "
+            "'host:port' strings")
     if len(set(workers)) != len(workers):
-        raise ValueError(f"TF_CONFIG cluster.worker={workers!r} repeats an address")
+        raise InvalidInputError(f"TF_CONFIG cluster.worker={workers!r} repeats an address")
     if not isinstance(task, dict) or task.get("type") != "worker":
-        raise ValueError(f"TF_CONFIG task={task!r} must be {{\"type\": \"worker\", "
-                         "\"index\": i}")
+        raise InvalidInputError(
+            f"TF_CONFIG task={task!r} must be {{\"type\": \"worker\", "
+            "\"index\": i}")
     index = task.get("index")
     if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(workers):
-        raise ValueError(f"TF_CONFIG task.index={index!r} must be an integer in "
-                         f"[0, {len(workers)})")
+        raise InvalidInputError(
+            f"TF_CONFIG task.index={index!r} must be an integer in "
+            f"[0, {len(workers)})")
     return Cluster(tuple(workers), "worker", index)
 
 
@@ -147,8 +141,9 @@ def split_cpu(num_devices: int) -> None:
     except RuntimeError as e:  # the runtime already started: accept a matching split
         have = len(tf.config.list_logical_devices("CPU"))
         if have != num_devices:
-            raise RuntimeError(f"cpu_devices={num_devices} cannot be set: TensorFlow already "
-                               f"started with {have} CPU device(s)") from e
+            raise UnavailableError(
+                f"cpu_devices={num_devices} cannot be set: TensorFlow already "
+                f"started with {have} CPU device(s)") from e
 
 
 def make_strategy(name: str, cpu_devices: int = 0, tpu: str = "", *,
@@ -158,7 +153,7 @@ def make_strategy(name: str, cpu_devices: int = 0, tpu: str = "", *,
     cluster within `connect_timeout_s` exits with an error naming the silent
     peers; a collective that waits `collective_timeout_s` for a dead peer fails."""
     if name not in STRATEGIES:
-        raise ValueError(f"strategy={name!r} is not one of {STRATEGIES}")
+        raise InvalidInputError(f"strategy={name!r} is not one of {STRATEGIES}")
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
@@ -176,7 +171,7 @@ def make_strategy(name: str, cpu_devices: int = 0, tpu: str = "", *,
             tf.config.experimental_connect_to_cluster(resolver)
             tf.tpu.experimental.initialize_tpu_system(resolver)
         except (ValueError, tf.errors.NotFoundError, tf.errors.UnavailableError) as e:
-            raise RuntimeError(f"no TPU found at tpu={tpu!r}: {e}") from None
+            raise UnavailableError(f"no TPU found at tpu={tpu!r}: {e}") from None
         return tf.distribute.TPUStrategy(resolver)
     return _multi_worker(connect_timeout_s, collective_timeout_s)
 

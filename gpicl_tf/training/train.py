@@ -23,6 +23,7 @@ from absl import logging
 
 from gpicl_tf.config import Config, DataConfig, FunctionConfig
 from gpicl_tf.data import pipeline, storage
+from gpicl_tf.errors import InvalidInputError
 from gpicl_tf.models import build_model
 from gpicl_tf.models.sequence_models import check_model_config
 from gpicl_tf.training import callbacks as callbacks_lib
@@ -73,7 +74,7 @@ def _check_resume(workdir: str, config: Config) -> None:
             if key not in saved[section]:
                 continue  # a setting added since that run was written
             if saved[section][key] != new[section][key]:
-                raise ValueError(
+                raise InvalidInputError(
                     f"{workdir!r} holds a run with {section}.{key}="
                     f"{saved[section][key]!r}, this run has {new[section][key]!r}; "
                     "use another --workdir")
@@ -90,7 +91,7 @@ def check_episode_overrides(config: Config, episodes_dir: str, keys: list[str]) 
             continue
         want = getattr(getattr(config, section), key)
         if want != written[section][key]:
-            raise ValueError(
+            raise InvalidInputError(
                 f"--set {path}={want!r} disagrees with the episodes in {episodes_dir!r}, "
                 f"written with {path}={written[section][key]!r}; write new episodes "
                 "(pipelines.make_episodes) or drop the override")
@@ -179,11 +180,13 @@ def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "def
     tcfg = config.train
     regression = episodes.schema.regression
     if regression and tcfg.bias_fraction > 0:
-        raise ValueError(f"train.bias_fraction={tcfg.bias_fraction}: the curriculum biases "
-                         "classification tasks; function-regression episodes take none (set 0)")
+        raise InvalidInputError(
+            f"train.bias_fraction={tcfg.bias_fraction}: the curriculum biases "
+            "classification tasks; function-regression episodes take none (set 0)")
     if regression and tcfg.stop_at_plateau_exit:
-        raise ValueError("train.stop_at_plateau_exit=True: the plateau is a classification "
-                         "loss level (ln C); function-regression runs have none")
+        raise InvalidInputError(
+            "train.stop_at_plateau_exit=True: the plateau is a classification "
+            "loss level (ln C); function-regression runs have none")
     check_model_config(config.model, episodes.schema)  # fails before config.json is written
     loop = "custom" if strategy == "multi_worker" else tcfg.loop
     strat = distribute.make_strategy(strategy, cpu_devices, tpu)
@@ -191,8 +194,9 @@ def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "def
     is_chief = cluster is None or cluster.is_chief
     replicas = strat.num_replicas_in_sync
     if tcfg.batch_size % replicas:
-        raise ValueError(f"train.batch_size={tcfg.batch_size} is not divisible by the "
-                         f"{replicas} replicas of {type(strat).__name__}")
+        raise InvalidInputError(
+            f"train.batch_size={tcfg.batch_size} is not divisible by the "
+            f"{replicas} replicas of {type(strat).__name__}")
     if is_chief:
         os.makedirs(workdir, exist_ok=True)
         for directory in (workdir, os.path.join(workdir, "backup")):

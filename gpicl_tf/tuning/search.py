@@ -27,6 +27,7 @@ from absl import logging
 
 from gpicl_tf.config import Config
 from gpicl_tf.data import pipeline, storage
+from gpicl_tf.errors import InvalidInputError
 from gpicl_tf.models import build_model
 from gpicl_tf.training.callbacks import CurriculumCallback
 from gpicl_tf.training.metrics import sequence_metrics
@@ -40,10 +41,11 @@ def _choices(text: str, kind, key: str) -> list:
     try:
         values = [kind(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise ValueError(f"tune.{key}={text!r} is not a comma-separated list of "
-                         f"{kind.__name__}") from None
+        raise InvalidInputError(
+            f"tune.{key}={text!r} is not a comma-separated list of "
+            f"{kind.__name__}") from None
     if not values:
-        raise ValueError(f"tune.{key} is empty")
+        raise InvalidInputError(f"tune.{key} is empty")
     return values
 
 
@@ -59,11 +61,13 @@ def search_space(config: Config) -> dict:
     for size in space["model_size"]:
         for heads in space["num_heads"]:
             if size % heads:
-                raise ValueError(f"tune.num_heads choice {heads} does not divide "
-                                 f"tune.model_sizes choice {size}")
+                raise InvalidInputError(
+                    f"tune.num_heads choice {heads} does not divide "
+                    f"tune.model_sizes choice {size}")
     if not 0 < t.learning_rate_min <= t.learning_rate_max:
-        raise ValueError(f"tune.learning_rate_min={t.learning_rate_min} and "
-                         f"learning_rate_max={t.learning_rate_max} are not 0 < min <= max")
+        raise InvalidInputError(
+            f"tune.learning_rate_min={t.learning_rate_min} and "
+            f"learning_rate_max={t.learning_rate_max} are not 0 < min <= max")
     return space
 
 
@@ -90,11 +94,13 @@ class GPICLHyperModel(keras_tuner.HyperModel):
         self.space = search_space(config)
         self.episodes = pipeline.open_episodes(episodes_dir)
         if self.episodes.schema.regression:
-            raise ValueError(f"{episodes_dir} holds function-regression episodes; the search "
-                             "scores classification learners (val_acc_last10)")
+            raise InvalidInputError(
+                f"{episodes_dir} holds function-regression episodes; the search "
+                "scores classification learners (val_acc_last10)")
         if self.episodes.num_episodes("valid") < max(self.space["batch_size"]):
-            raise ValueError(f"{episodes_dir} holds {self.episodes.num_episodes('valid')} "
-                             "meta-validation episodes, fewer than the largest batch size")
+            raise InvalidInputError(
+                f"{episodes_dir} holds {self.episodes.num_episodes('valid')} "
+                "meta-validation episodes, fewer than the largest batch size")
 
     def _values(self, hp) -> dict:
         values = {k: hp.Choice(k, v) for k, v in self.space.items()}
@@ -133,7 +139,7 @@ class GPICLHyperModel(keras_tuner.HyperModel):
 
 def make_tuner(kind: str, hypermodel: GPICLHyperModel, directory: str, max_trials: int):
     if kind not in TUNERS:
-        raise ValueError(f"tuner={kind!r} is not one of {TUNERS}")
+        raise InvalidInputError(f"tuner={kind!r} is not one of {TUNERS}")
     common = dict(objective=keras_tuner.Objective(OBJECTIVE, direction="max"),
                   directory=directory, project_name="search", overwrite=False,
                   seed=hypermodel.config.tune.seed)
