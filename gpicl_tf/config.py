@@ -151,6 +151,11 @@ class TrainConfig:
     Logits and losses stay float32. `mixed_precision=True` (older configs) means
     mixed_float16 on a GPU and mixed_bfloat16 elsewhere.
 
+    `episodes_on_device`: the host ships only records (example indices, task id,
+    bias flag) and the train step builds the episodes on the device
+    (`data.device_episodes`; custom loop, classification). Off by default: on
+    this 2-core CPU the host pipeline is faster (benchmarks/input_pipeline.py).
+
     `loop`: "keras" (`Model.fit`) or "custom" (`training.loop`: strategy.run of a
     compiled step, the same losses, metrics and callbacks; the only loop that
     works under the multi_worker strategy, which always uses it).
@@ -185,6 +190,7 @@ class TrainConfig:
     stop_at_plateau_exit: bool = False
     loop: str = "keras"
     precision: str = "float32"
+    episodes_on_device: bool = False
 
     def __post_init__(self):
         _check("train", self, {

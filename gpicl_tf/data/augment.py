@@ -17,6 +17,9 @@ import tensorflow as tf
 FIXED_TASK_ID = -1
 UNSEEN_TASK_OFFSET = 2**40  # meta-test task ids start here; training ids are < 2**31
 VALID_TASK_OFFSET = 2**41   # meta-validation task ids (tuning, model selection) start here
+# Named, not "auto_select": auto picks Philox on CPU and GPU but another
+# generator inside XLA, and tasks must be the same numbers wherever they are drawn.
+RNG_ALG = "philox"
 _PROJECTION_SALT = 0
 _PERMUTATION_SALT = 1
 
@@ -34,13 +37,15 @@ def task_projection(seed, task_id, d_in: int, d_out: int) -> tf.Tensor:
     variance 1/d_in keeps unit-variance inputs at unit variance when a dataset
     of another size is projected to the model's input size.
     """
-    a = tf.random.stateless_normal([d_in, d_out], seed=task_seed(seed, task_id, _PROJECTION_SALT))
+    a = tf.random.stateless_normal([d_in, d_out], seed=task_seed(seed, task_id, _PROJECTION_SALT),
+                                   alg=RNG_ALG)
     return a * tf.math.rsqrt(tf.cast(d_in, tf.float32))
 
 
 def task_permutation(seed, task_id, num_classes: int) -> tf.Tensor:
     """Label permutation rho int32 [num_classes]: class c becomes rho[c]."""
-    u = tf.random.stateless_uniform([num_classes], seed=task_seed(seed, task_id, _PERMUTATION_SALT))
+    u = tf.random.stateless_uniform([num_classes],
+                                    seed=task_seed(seed, task_id, _PERMUTATION_SALT), alg=RNG_ALG)
     return tf.cast(tf.argsort(u), tf.int32)
 
 

@@ -55,6 +55,7 @@ class LoopSpec:
     jit: bool
     checkpoint_dir: str
     is_chief: bool = True
+    builder: Callable | None = None  # record batch -> (features, targets), on the device
 
 
 def checkpoint_epoch(checkpoint_dir: str) -> int:
@@ -108,12 +109,19 @@ class Steps:
 
     def __init__(self, model: keras.Model, strategy: tf.distribute.Strategy, spec: LoopSpec):
         self.model, self.strategy, self.spec = model, strategy, spec
-        replicas = strategy.num_replicas_in_sync
-        self.replica_train = tf.function(self._replica_train, jit_compile=spec.jit)
+        self.replicas = strategy.num_replicas_in_sync
+        self.update = tf.function(self._update, jit_compile=spec.jit)
         self.replica_eval = tf.function(self._replica_eval, jit_compile=spec.jit)
-        self.replicas = replicas
 
-    def _replica_train(self, features, targets):
+    def replica_train(self, features, targets=None):
+        """One replica's step. Record batches are built into episodes first, outside
+        XLA: XLA draws other numbers than TensorFlow's kernels from the same
+        stateless Philox seed, and tasks must be the same wherever they are built."""
+        if self.spec.builder is not None:
+            features, targets = self.spec.builder(features)
+        return self.update(features, targets)
+
+    def _update(self, features, targets):
         model, spec = self.model, self.spec
         with tf.GradientTape() as tape:
             pred = model(features, training=True)
@@ -133,7 +141,8 @@ class Steps:
         return loss, batch_sums(targets, pred, self.spec.regression, self.spec.window)
 
     def _run(self, fn, iterator):
-        loss, sums = self.strategy.run(fn, args=next(iterator))
+        batch = next(iterator)
+        loss, sums = self.strategy.run(fn, args=batch if isinstance(batch, tuple) else (batch,))
         return (self.strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None),
                 self.strategy.reduce(tf.distribute.ReduceOp.SUM, sums, axis=None))
 

@@ -22,7 +22,7 @@ import tensorflow as tf
 from absl import logging
 
 from gpicl_tf.config import Config, DataConfig, FunctionConfig
-from gpicl_tf.data import pipeline, storage
+from gpicl_tf.data import device_episodes, pipeline, storage
 from gpicl_tf.errors import InvalidInputError
 from gpicl_tf.models import build_model
 from gpicl_tf.models.sequence_models import check_model_config
@@ -189,6 +189,11 @@ def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "def
             "loss level (ln C); function-regression runs have none")
     check_model_config(config.model, episodes.schema)  # fails before config.json is written
     loop = "custom" if strategy == "multi_worker" else tcfg.loop
+    if tcfg.episodes_on_device and (loop != "custom" or regression or data_service):
+        raise InvalidInputError(
+            "train.episodes_on_device=True needs train.loop=custom, classification episodes "
+            f"and no --data_service (here: loop {loop!r}, regression {regression}, "
+            f"data service {data_service or 'none'})")
     strat = distribute.make_strategy(strategy, cpu_devices, tpu)
     cluster = distribute.cluster_of(strat)
     is_chief = cluster is None or cluster.is_chief
@@ -225,6 +230,11 @@ def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "def
         pipelines, index = (ctx.num_input_pipelines, ctx.input_pipeline_id) if ctx else (1, 0)
         batch = ctx.get_per_replica_batch_size(tcfg.batch_size) if ctx else tcfg.batch_size
         per_step = tcfg.batch_size // pipelines   # episodes this pipeline feeds per step
+        if tcfg.episodes_on_device:
+            return device_episodes.record_dataset(
+                episodes, "train", batch, bias=bias, seed=tcfg.seed,
+                shuffle_buffer=tcfg.shuffle_buffer,
+                skip=resumed * tcfg.steps_per_epoch * per_step, shard=(pipelines, index))
         return pipeline.make_dataset(episodes, "train", batch, bias=bias,
                                      bias_mode=tcfg.bias_mode, seed=tcfg.seed,
                                      shuffle_buffer=tcfg.shuffle_buffer,
@@ -265,7 +275,9 @@ def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "def
                 steps=tcfg.steps, steps_per_epoch=tcfg.steps_per_epoch,
                 global_batch=tcfg.batch_size, val_steps=val_steps, regression=regression,
                 window=min(10, config.data.episode_length), jit=jit,
-                checkpoint_dir=checkpoint_dir, is_chief=is_chief)
+                checkpoint_dir=checkpoint_dir, is_chief=is_chief,
+                builder=device_episodes.EpisodeBuilder(episodes, "train", tcfg.bias_mode)
+                if tcfg.episodes_on_device else None)
             history = loop_lib.fit(model, strat, make_train, make_val if val_steps else None,
                                    spec, callbacks)
         else:

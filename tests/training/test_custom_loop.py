@@ -198,3 +198,21 @@ def test_replicas_must_divide_the_batch(smoke_episodes, tmp_path):
                           env={**os.environ, "GPICL_TCMALLOC": "0"})
     assert done.returncode == 2 and "train.batch_size=8 is not divisible by the 3 replicas" \
         in done.stderr
+
+
+@pytest.mark.slow
+def test_episodes_built_on_the_device_train_as_host_built_ones(smoke_config, smoke_episodes,
+                                                               tmp_path):
+    runs = {}
+    for where in ("host", "device"):
+        cfg = override(smoke_config, ["train.loop=custom", "model.layout=pfn",
+                                      f"train.episodes_on_device={where == 'device'}"])
+        runs[where] = train.run(cfg, str(tmp_path / where), smoke_episodes, verbose=0)
+    for key, value in runs["host"]["final"].items():
+        assert np.isclose(runs["device"]["final"][key], value, rtol=1e-4, atol=1e-5), key
+
+
+def test_episodes_on_device_needs_the_custom_loop(smoke_config, smoke_episodes, tmp_path):
+    with pytest.raises(ValueError, match="train.episodes_on_device=True needs train.loop=custom"):
+        train.run(override(smoke_config, ["train.episodes_on_device=true"]),
+                  str(tmp_path / "run"), smoke_episodes, verbose=0)
