@@ -21,15 +21,12 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from gpicl_tf.config import get_preset  # noqa: E402
 from gpicl_tf.data.schema import EpisodeSchema  # noqa: E402
-from gpicl_tf.models import build_model  # noqa: E402
-from gpicl_tf.training.metrics import sequence_metrics  # noqa: E402
-from gpicl_tf.training.train import make_optimizer  # noqa: E402
+from gpicl_tf.training.train import compile_model  # noqa: E402
 
 
 def matmul_rate(n=2048, reps=20) -> float:
@@ -80,10 +77,7 @@ def step_rate(config, steps: int, episodes_dir: str | None = None) -> dict:
     episodes through the input pipeline with the curriculum's bias variable."""
     d = config.data
     schema = EpisodeSchema(d.episode_length, d.input_size, d.num_classes)
-    model = build_model(config.model, schema)
-    model.compile(optimizer=make_optimizer(config.train),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=sequence_metrics(), jit_compile=True)
+    model = compile_model(config, schema, jit=True)   # as training builds it
     b, t = config.train.batch_size, d.episode_length
     rng = np.random.default_rng(0)
     x = {"inputs": tf.constant(rng.standard_normal((b, t, schema.input_size)), tf.float32),

@@ -104,6 +104,63 @@ def _save_model(model: keras.Model, path: str) -> None:
     os.replace(tmp, path)
 
 
+def compile_model(config: Config, schema, jit: bool) -> keras.Model:
+    """The learner of `config.model` for `schema`, compiled with the task's loss and
+    metrics (training, tuning and the benchmarks all build it here)."""
+    model = build_model(config.model, schema)
+    model.compile(
+        optimizer=make_optimizer(config.train),
+        loss=query_mse if schema.regression
+        else keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[QueryMSE()] if schema.regression
+        else sequence_metrics(min(10, schema.episode_length)),
+        jit_compile=jit)
+    return model
+
+
+def _pipeline_of(ctx: tf.distribute.InputContext | None, batch_size: int):
+    """(input pipelines, this pipeline's index, per-replica batch) of a context."""
+    if ctx is None:
+        return 1, 0, batch_size
+    return (ctx.num_input_pipelines, ctx.input_pipeline_id,
+            ctx.get_per_replica_batch_size(batch_size))
+
+
+def dataset_makers(episodes: pipeline.EpisodeSet, tcfg, bias: tf.Variable, *,
+                   resumed_epochs: int = 0, data_service: str = ""):
+    """(make_train, make_val): functions of an optional tf.distribute.InputContext
+    returning the training stream (the curriculum's `bias` applied; the episodes of
+    `resumed_epochs` finished epochs skipped) and the meta-validation stream (unseen
+    tasks of the train data, "valid"; the meta-test split stays untouched until
+    evaluation; repeated, so each epoch's validation batches are the same full pass)."""
+    def make_train(ctx: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+        pipelines, index, batch = _pipeline_of(ctx, tcfg.batch_size)
+        skip = resumed_epochs * tcfg.steps_per_epoch * (tcfg.batch_size // pipelines)
+        if tcfg.episodes_on_device:
+            return device_episodes.record_dataset(
+                episodes, "train", batch, bias=bias, seed=tcfg.seed,
+                shuffle_buffer=tcfg.shuffle_buffer, skip=skip, shard=(pipelines, index))
+        return pipeline.make_dataset(episodes, "train", batch, bias=bias,
+                                     bias_mode=tcfg.bias_mode, seed=tcfg.seed,
+                                     shuffle_buffer=tcfg.shuffle_buffer, skip=skip,
+                                     shard=(pipelines, index), service=data_service)
+
+    def make_val(ctx: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+        pipelines, index, batch = _pipeline_of(ctx, tcfg.batch_size)
+        return pipeline.make_dataset(episodes, "valid", batch, shuffle=False,
+                                     shard=(pipelines, index), shard_by="records")
+
+    return make_train, make_val
+
+
+def curriculum(tcfg, bias: tf.Variable, num_classes: int, monitor: str = "val_loss",
+               left_plateau: bool = False) -> callbacks_lib.CurriculumCallback:
+    """The curriculum callback of the train config `tcfg`, driving `bias`."""
+    return callbacks_lib.CurriculumCallback(
+        bias, tcfg.bias_schedule, tcfg.bias_fraction, tcfg.bias_anneal_steps,
+        max(num_classes, 2), tcfg.plateau_drop, monitor=monitor, left_plateau=left_plateau)
+
+
 def dtype_policy(tcfg) -> str:
     """The Keras dtype policy of a run: train.precision, or for the older
     `mixed_precision=True` mixed_float16 on a GPU and mixed_bfloat16 elsewhere."""
@@ -123,10 +180,7 @@ def _callbacks(config: Config, workdir: str, bias, monitor: str, regression: boo
     # The plateau schedule watches the loss on unseen tasks; a resumed run
     # remembers from its history whether the plateau was already left.
     left = callbacks_lib.plateau_left_in(_history_rows(workdir), monitor, threshold)
-    out = [] if regression else [
-        callbacks_lib.CurriculumCallback(
-            bias, tcfg.bias_schedule, tcfg.bias_fraction, tcfg.bias_anneal_steps,
-            config.data.num_classes, tcfg.plateau_drop, monitor=monitor, left_plateau=left)]
+    out = [] if regression else [curriculum(tcfg, bias, config.data.num_classes, monitor, left)]
     if tcfg.stop_at_plateau_exit:
         out.append(callbacks_lib.PlateauStop(threshold, monitor))
     out.append(callbacks_lib.FiniteGuard())
@@ -224,43 +278,14 @@ def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "def
     # same batches an uninterrupted run would (bit-identical with train.deterministic).
     resumed = loop_lib.checkpoint_epoch(checkpoint_dir) if loop == "custom" else \
         callbacks_lib.backup_epoch(os.path.join(workdir, "backup"))
+    make_train, make_val = dataset_makers(episodes, tcfg, bias, resumed_epochs=resumed,
+                                          data_service=data_service)
     val_steps = episodes.num_episodes("valid") // tcfg.batch_size
-
-    def make_train(ctx: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
-        pipelines, index = (ctx.num_input_pipelines, ctx.input_pipeline_id) if ctx else (1, 0)
-        batch = ctx.get_per_replica_batch_size(tcfg.batch_size) if ctx else tcfg.batch_size
-        per_step = tcfg.batch_size // pipelines   # episodes this pipeline feeds per step
-        if tcfg.episodes_on_device:
-            return device_episodes.record_dataset(
-                episodes, "train", batch, bias=bias, seed=tcfg.seed,
-                shuffle_buffer=tcfg.shuffle_buffer,
-                skip=resumed * tcfg.steps_per_epoch * per_step, shard=(pipelines, index))
-        return pipeline.make_dataset(episodes, "train", batch, bias=bias,
-                                     bias_mode=tcfg.bias_mode, seed=tcfg.seed,
-                                     shuffle_buffer=tcfg.shuffle_buffer,
-                                     skip=resumed * tcfg.steps_per_epoch * per_step,
-                                     shard=(pipelines, index), service=data_service)
-
-    def make_val(ctx: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
-        # Meta-validation on unseen tasks of the train data ("valid"); the meta-test
-        # split stays untouched until evaluation. Repeated: each epoch's val_steps
-        # batches are then the same full pass.
-        pipelines, index = (ctx.num_input_pipelines, ctx.input_pipeline_id) if ctx else (1, 0)
-        batch = ctx.get_per_replica_batch_size(tcfg.batch_size) if ctx else tcfg.batch_size
-        return pipeline.make_dataset(episodes, "valid", batch, shuffle=False,
-                                     shard=(pipelines, index), shard_by="records")
 
     # ------------------------------------------------------------------ model
     try:
         with strat.scope():
-            model = build_model(config.model, episodes.schema)
-            model.compile(
-                optimizer=make_optimizer(tcfg),
-                loss=query_mse if regression
-                else keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                metrics=[QueryMSE()] if regression
-                else sequence_metrics(min(10, config.data.episode_length)),
-                jit_compile=jit)
+            model = compile_model(config, episodes.schema, jit)
         monitor = "val_loss" if val_steps else "loss"
         callbacks = _callbacks(config, workdir, bias, monitor, regression, loop, is_chief)
         logging.info("training %s (%d parameters) for %d steps on %s (%d replicas, global "

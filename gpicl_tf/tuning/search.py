@@ -21,17 +21,13 @@ import os
 import threading
 import time
 
-import keras
 import keras_tuner
 from absl import logging
 
 from gpicl_tf.config import Config
 from gpicl_tf.data import pipeline, storage
 from gpicl_tf.errors import InvalidInputError
-from gpicl_tf.models import build_model
-from gpicl_tf.training.callbacks import CurriculumCallback
-from gpicl_tf.training.metrics import sequence_metrics
-from gpicl_tf.training.train import make_optimizer
+from gpicl_tf.training import train as training
 
 OBJECTIVE = "val_acc_last10"
 TUNERS = ("random", "hyperband", "bayesian")
@@ -110,31 +106,21 @@ class GPICLHyperModel(keras_tuner.HyperModel):
 
     def build(self, hp):
         cfg = config_for(self.config, self._values(hp))
-        model = build_model(cfg.model, self.episodes.schema)
-        model.compile(optimizer=make_optimizer(cfg.train),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      metrics=sequence_metrics(min(10, self.episodes.schema.episode_length)),
-                      jit_compile=cfg.train.jit_compile)
-        return model
+        return training.compile_model(cfg, self.episodes.schema, cfg.train.jit_compile)
 
     def fit(self, hp, model, *args, epochs=None, callbacks=None, verbose="auto", **kwargs):
         cfg = config_for(self.config, self._values(hp))
         t = cfg.train
         bias = pipeline.make_bias_variable(t.bias_fraction)
-        train_ds = pipeline.make_dataset(self.episodes, "train", t.batch_size, bias=bias,
-                                         bias_mode=t.bias_mode, seed=t.seed,
-                                         shuffle_buffer=t.shuffle_buffer)
-        val_ds = pipeline.make_dataset(self.episodes, "valid", t.batch_size, shuffle=False)
+        make_train, make_val = training.dataset_makers(self.episodes, t, bias)
         steps_per_epoch = min(t.steps_per_epoch, t.steps)
         epochs = epochs or math.ceil(t.steps / steps_per_epoch)
-        curriculum = CurriculumCallback(bias, t.bias_schedule, t.bias_fraction,
-                                        t.bias_anneal_steps, self.episodes.schema.num_classes,
-                                        t.plateau_drop)
-        return model.fit(train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                         validation_data=val_ds,
+        return model.fit(make_train(), epochs=epochs, steps_per_epoch=steps_per_epoch,
+                         validation_data=make_val(),
                          validation_steps=self.episodes.num_episodes("valid") // t.batch_size,
-                         callbacks=[*(callbacks or []), curriculum], verbose=verbose,
-                         shuffle=False)
+                         callbacks=[*(callbacks or []), training.curriculum(
+                             t, bias, self.episodes.schema.num_classes)],
+                         verbose=verbose, shuffle=False)
 
 
 def make_tuner(kind: str, hypermodel: GPICLHyperModel, directory: str, max_trials: int):
