@@ -36,22 +36,10 @@ def record_dataset(episodes: pipeline.EpisodeSet, split: str, batch_size: int, *
     if episodes.schema.regression:
         raise InvalidInputError(f"{episodes.directory} holds function-regression episodes; "
                                 "device-side construction builds classification episodes")
-    files = episodes.shards[split]
-    count, index = shard
-    if count > 1:
-        if len(files) < count:
-            raise InvalidInputError(
-                f"split {split!r} of {episodes.directory} has {len(files)} shard file(s), too "
-                f"few for {count} input pipelines")
-        files = files[index::count]
+    files = pipeline.split_files(episodes, split, shard)
     spec = episodes.schema.record_spec()
-    ds = pipeline._records(files, shuffle, skip_errors=bool(episodes.skipped))
-    if shuffle:
-        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
-    if skip:
-        ds = ds.skip(skip)
+    ds = pipeline.record_stream(episodes, files, shuffle=shuffle, repeat=repeat, seed=seed,
+                                shuffle_buffer=shuffle_buffer, skip=skip)
     ds = ds.batch(batch_size, drop_remainder=True)
     start = tf.constant(skip, tf.int64)
 

@@ -171,33 +171,11 @@ def make_dataset(episodes: EpisodeSet, split: str, batch_size: int, *, shuffle: 
     `count` files) or every count-th record (`shard_by="records"`: for small
     splits such as meta-validation).
     """
-    if split not in episodes.shards:
-        raise UnknownKeyError(
-            f"split {split!r} is not in {episodes.directory}; "
-            f"it has {sorted(episodes.shards)}")
-    files = episodes.shards[split]
-    if episodes.num_episodes(split) == 0:
-        raise InvalidInputError(f"split {split!r} of {episodes.directory} holds no episodes")
-    if not files:
-        raise storage.CorruptShardError(
-            f"no readable shard left for split {split!r} in {episodes.directory}: "
-            f"{list(episodes.skipped)}")
     if batch_size < 1:
         raise InvalidInputError(f"batch_size={batch_size} must be positive")
     if bias_mode not in BIAS_MODES:
         raise InvalidInputError(f"bias_mode={bias_mode!r} is not one of {BIAS_MODES}")
-    count, index = shard
-    if not 0 <= index < count:
-        raise InvalidInputError(f"shard={shard}: index must be in [0, {count})")
-    if shard_by not in ("files", "records"):
-        raise InvalidInputError(f"shard_by={shard_by!r} is not 'files' or 'records'")
-    if count > 1 and shard_by == "files":
-        if len(files) < count:
-            raise InvalidInputError(
-                f"split {split!r} of {episodes.directory} has {len(files)} shard "
-                f"file(s), too few for {count} input pipelines; write more shards "
-                "(data.episodes_per_shard) or use fewer workers")
-        files = files[index::count]
+    files = split_files(episodes, split, shard, shard_by)
     if service:
         if bias is not None and bias_mode != "permutation":
             raise InvalidInputError(
@@ -218,15 +196,9 @@ def make_dataset(episodes: EpisodeSet, split: str, batch_size: int, *, shuffle: 
         build = _function_builder(episodes.schema)
     else:
         build = _episode_builder(episodes, split, batch_size, bias, bias_mode)
-    ds = _records(files, shuffle, skip_errors=bool(episodes.skipped))
-    if count > 1 and shard_by == "records":
-        ds = ds.shard(count, index)
-    if shuffle:
-        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
-    if skip:
-        ds = ds.skip(skip)
+    ds = record_stream(episodes, files, shuffle=shuffle, repeat=repeat, seed=seed,
+                       shuffle_buffer=shuffle_buffer, skip=skip,
+                       shard=shard if shard_by == "records" else (1, 0))
     ds = ds.enumerate(start=skip).map(build, num_parallel_calls=tf.data.AUTOTUNE,
                                       deterministic=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
@@ -254,6 +226,53 @@ def _episode_builder(episodes: EpisodeSet, split: str, batch_size: int,
     return build
 
 
+def split_files(episodes: EpisodeSet, split: str, shard: tuple[int, int] = (1, 0),
+                shard_by: str = "files") -> tuple:
+    """The shard files one input pipeline reads (checked: the split exists, holds
+    episodes and readable shards; enough files for file sharding)."""
+    if split not in episodes.shards:
+        raise UnknownKeyError(
+            f"split {split!r} is not in {episodes.directory}; it has {sorted(episodes.shards)}")
+    files = episodes.shards[split]
+    if episodes.num_episodes(split) == 0:
+        raise InvalidInputError(f"split {split!r} of {episodes.directory} holds no episodes")
+    if not files:
+        raise storage.CorruptShardError(
+            f"no readable shard left for split {split!r} in {episodes.directory}: "
+            f"{list(episodes.skipped)}")
+    count, index = shard
+    if not 0 <= index < count:
+        raise InvalidInputError(f"shard={shard}: index must be in [0, {count})")
+    if shard_by not in ("files", "records"):
+        raise InvalidInputError(f"shard_by={shard_by!r} is not 'files' or 'records'")
+    if count > 1 and shard_by == "files":
+        if len(files) < count:
+            raise InvalidInputError(
+                f"split {split!r} of {episodes.directory} has {len(files)} shard "
+                f"file(s), too few for {count} input pipelines; write more shards "
+                "(data.episodes_per_shard) or use fewer workers")
+        files = files[index::count]
+    return files
+
+
+def record_stream(episodes: EpisodeSet, files, *, shuffle: bool, repeat: bool, seed: int,
+                  shuffle_buffer: int, skip: int = 0,
+                  shard: tuple[int, int] = (1, 0)) -> tf.data.Dataset:
+    """Serialized episode records of `files`, in the order every consumer of a split
+    sees them: files interleaved, every count-th record of `shard`, shuffled with
+    `seed`, repeated, the first `skip` left out."""
+    ds = _records(files, shuffle, skip_errors=bool(episodes.skipped))
+    if shard[0] > 1:
+        ds = ds.shard(*shard)
+    if shuffle:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    if skip:
+        ds = ds.skip(skip)
+    return ds
+
+
 def _bias_flag(position, batch_size: int, bias: tf.Variable | None) -> tf.Tensor:
     """Whether the episode at `position` of the stream takes the curriculum's fixed
     task: the first round(bias x batch) episodes of every batch do."""
@@ -268,9 +287,8 @@ def _service_stage(episodes: EpisodeSet, split: str, files, shuffle: bool,
     """What the tf.data service's workers compute: records -> projected episodes
     {"inputs", "base_labels", "task_id"} (function sets: the finished episodes)."""
     schema = episodes.schema
-    ds = _records(files, shuffle, skip_errors=bool(episodes.skipped))
-    if shuffle:
-        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    ds = record_stream(episodes, files, shuffle=shuffle, repeat=False, seed=seed,
+                       shuffle_buffer=shuffle_buffer)
     if schema.regression:
         build = _function_builder(schema)
         ds = ds.map(lambda raw: build(0, raw), num_parallel_calls=tf.data.AUTOTUNE)
