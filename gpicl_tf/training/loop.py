@@ -183,9 +183,9 @@ def fit(model: keras.Model, strategy: tf.distribute.Strategy,
     val_iter = iter(strategy.distribute_datasets_from_function(make_val)) \
         if make_val is not None and spec.val_steps else None
     steps = Steps(model, strategy, spec)
-    cbs = keras.callbacks.CallbackList(callbacks, model=model)
+    recorder = keras.callbacks.History()   # sees the logs as the callbacks leave them
+    cbs = keras.callbacks.CallbackList([*callbacks, recorder], model=model)
     epochs = math.ceil(spec.steps / spec.steps_per_epoch)
-    history: dict[str, list] = {}
     model.stop_training = False
     cbs.on_train_begin()
     try:
@@ -209,8 +209,6 @@ def fit(model: keras.Model, strategy: tf.distribute.Strategy,
             epoch_var.assign(epoch + 1)
             cbs.on_epoch_end(epoch, logs)   # the curriculum adds bias_fraction to logs
             manager.save(checkpoint_number=epoch + 1)
-            for key, value in logs.items():
-                history.setdefault(key, []).append(value)
             logging.info("epoch %d/%d (step %d): %s", epoch + 1, epochs,
                          int(model.optimizer.iterations.numpy()),
                          " - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
@@ -220,4 +218,4 @@ def fit(model: keras.Model, strategy: tf.distribute.Strategy,
     finally:
         if not spec.is_chief:
             shutil.rmtree(write_dir, ignore_errors=True)
-    return history
+    return recorder.history

@@ -216,3 +216,17 @@ def test_episodes_on_device_needs_the_custom_loop(smoke_config, smoke_episodes, 
     with pytest.raises(ValueError, match="train.episodes_on_device=True needs train.loop=custom"):
         train.run(override(smoke_config, ["train.episodes_on_device=true"]),
                   str(tmp_path / "run"), smoke_episodes, verbose=0)
+
+
+@pytest.mark.slow
+def test_the_smoke_main_job_gives_the_same_table_with_either_loop(smoke_config, tmp_path):
+    from gpicl_tf import main_job
+    from gpicl_tf.eval import report as report_lib
+
+    tables = {}
+    for name in ("keras", "custom"):
+        cfg = override(smoke_config, [f"train.loop={name}", "eval.sequence_baselines=lstm"])
+        report = main_job.run_all(cfg, str(tmp_path / name), verbose=0)
+        assert report["training"]["GPICL Transformer"]["steps"] == smoke_config.train.steps
+        tables[name] = report_lib.markdown_table(report).replace(str(tmp_path / name), "W")
+    assert tables["custom"] == tables["keras"]
