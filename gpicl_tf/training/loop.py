@@ -2,7 +2,7 @@
 metrics as `fit`, run by `strategy.run` under any tf.distribute strategy
 (MultiWorkerMirroredStrategy included, where Keras 3's `fit` breaks).
 
-    history = fit(model, strategy, make_train, make_val, spec)
+    history = fit(model, strategy, make_train, make_val, spec, callbacks)
 
 - Input: `strategy.distribute_datasets_from_function`; each input pipeline
   builds its own batches (per-replica batch = global batch / replicas) from its
