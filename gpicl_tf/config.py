@@ -56,6 +56,26 @@ def _between(lo, hi, closed_high=True):
 _POSITIVE = ((lambda v: v > 0), "positive and finite")
 
 
+def _all(rule, nonempty: bool = False):
+    """A rule on every element of a tuple field (and, optionally, at least one)."""
+    ok, must = rule
+    return ((lambda v: (len(v) > 0 or not nonempty) and all(ok(x) for x in v)),
+            f"{'a non-empty list' if nonempty else 'a list'} of values each {must}")
+
+
+def _tuple_fields(obj, section: str) -> None:
+    """Normalises the tuple fields of a section built directly (Python code, a
+    manifest): "1,2,5", JSON lists and lists all become tuples of the field's type."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        if typing.get_origin(hints[f.name]) is tuple:
+            value = getattr(obj, f.name)
+            if not isinstance(value, tuple) or not all(
+                    isinstance(v, typing.get_args(hints[f.name])[0]) for v in value):
+                object.__setattr__(obj, f.name,
+                                   _coerce(hints[f.name], value, f"{section}.{f.name}"))
+
+
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     """What episodes are made of.
@@ -207,7 +227,7 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
-    """Meta-test evaluation (comma-separated lists, so they pass through --set).
+    """Meta-test evaluation (lists: `--set eval.positions=1,2,5` or a JSON list).
 
     Attributes:
         datasets: unseen datasets, projected to the model's input size.
@@ -227,23 +247,25 @@ class EvalConfig:
             mean with a 95% interval across seeds.
     """
 
-    datasets: str = "fashion_mnist_idx,random"
+    datasets: tuple[str, ...] = ("fashion_mnist_idx", "random")
     episodes: int = 256
-    positions: str = "1,2,5,10,20,50,100"
-    sequence_baselines: str = "lstm,mlp"
+    positions: tuple[int, ...] = (1, 2, 5, 10, 20, 50, 100)
+    sequence_baselines: tuple[str, ...] = ("lstm", "mlp")
     baseline_steps: int = 0
     sgd_tuning_episodes: int = 512
     seeds: int = 1
 
     def __post_init__(self):
+        _tuple_fields(self, "eval")
         _check("eval", self, {
-            "episodes": _at_least(1), "baseline_steps": _at_least(0),
+            "episodes": _at_least(1), "positions": _all(_at_least(1)),
+            "sequence_baselines": _all(_in(("lstm", "mlp"))), "baseline_steps": _at_least(0),
             "sgd_tuning_episodes": _at_least(2), "seeds": _at_least(1)})
 
 
 @dataclasses.dataclass(frozen=True)
 class TuneConfig:
-    """Keras Tuner search space (comma-separated choices) and budget.
+    """Keras Tuner search space (lists of choices) and budget.
 
     Every `num_heads` choice must divide every `model_sizes` choice (the key
     size is model_size / num_heads). Each trial trains `steps` steps; its score
@@ -253,18 +275,38 @@ class TuneConfig:
     hang the search.
     """
 
-    model_sizes: str = "32,64"
-    num_layers: str = "1,2"
-    num_heads: str = "2,4"
+    model_sizes: tuple[int, ...] = (32, 64)
+    num_layers: tuple[int, ...] = (1, 2)
+    num_heads: tuple[int, ...] = (2, 4)
     learning_rate_min: float = 3e-4
     learning_rate_max: float = 3e-3
-    adam_epsilons: str = "1e-8,1e-16"
-    batch_sizes: str = "32,64"
-    bias_fractions: str = "0.0,0.5,0.9"
+    adam_epsilons: tuple[float, ...] = (1e-8, 1e-16)
+    batch_sizes: tuple[int, ...] = (32, 64)
+    bias_fractions: tuple[float, ...] = (0.0, 0.5, 0.9)
     steps: int = 600
     max_trials: int = 6
     seed: int = 0
     trial_timeout_s: int = 3600
+
+    def __post_init__(self):
+        _tuple_fields(self, "tune")
+        _check("tune", self, {
+            "model_sizes": _all(_at_least(1), True), "num_layers": _all(_at_least(1), True),
+            "num_heads": _all(_at_least(1), True), "adam_epsilons": _all(_POSITIVE, True),
+            "batch_sizes": _all(_at_least(1), True),
+            "bias_fractions": _all(_between(0.0, 1.0), True),
+            "learning_rate_min": _POSITIVE, "learning_rate_max": _POSITIVE,
+            "steps": _at_least(1), "max_trials": _at_least(1), "trial_timeout_s": _at_least(1)})
+        for size in self.model_sizes:
+            for heads in self.num_heads:
+                if size % heads:
+                    raise InvalidInputError(
+                        f"tune.num_heads choice {heads} does not divide tune.model_sizes "
+                        f"choice {size}")
+        if self.learning_rate_min > self.learning_rate_max:
+            raise InvalidInputError(
+                f"tune.learning_rate_min={self.learning_rate_min} > "
+                f"learning_rate_max={self.learning_rate_max}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -293,7 +335,7 @@ class FunctionConfig:
     noise_std: float = 0.1
     mlp_depth: int = 2
     mlp_width: int = 32
-    mlp_activations: str = "tanh,swish,relu"
+    mlp_activations: tuple[str, ...] = ("tanh", "swish", "relu")
     mlp_weight_scale: float = 2.0
     mlp_bias_scale: float = 1.0
     mlp_output_min: float = 0.25
@@ -309,6 +351,9 @@ class FunctionConfig:
     gp_length_min: float = 0.2
     gp_length_max: float = 0.8
 
+    def __post_init__(self):
+        _tuple_fields(self, "functions")
+
 
 @dataclasses.dataclass(frozen=True)
 class Config:
@@ -320,7 +365,9 @@ class Config:
     functions: FunctionConfig = FunctionConfig()
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """JSON-ready sections (tuple fields as lists)."""
+        return {name: {k: list(v) if isinstance(v, tuple) else v for k, v in section.items()}
+                for name, section in dataclasses.asdict(self).items()}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
@@ -354,8 +401,34 @@ def _section_from_dict(section_cls: type, d: dict[str, Any], name: str):
     return section_cls(**{k: _coerce(hints[k], v, f"{name}.{k}") for k, v in d.items()})
 
 
+def normalize_section(name: str, d: dict[str, Any]) -> dict[str, Any]:
+    """A section as stored (an older config.json, a manifest) with each known key's
+    value in its field's type ("1,2" -> (1, 2)); unknown keys are kept as they are."""
+    hints = typing.get_type_hints(_section_classes()[name])
+    return {k: _coerce(hints[k], v, f"{name}.{k}") if k in hints else v for k, v in d.items()}
+
+
 def _coerce(kind: type, value: Any, key: str) -> Any:
-    """Converts a JSON or command-line value to the field's type, or raises."""
+    """Converts a JSON or command-line value to the field's type, or raises.
+    Tuple fields take "a,b,c", a JSON list ("[1, 2]") or a list."""
+    if typing.get_origin(kind) is tuple:
+        element, given = typing.get_args(kind)[0], value
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    value = json.loads(text)
+                except json.JSONDecodeError as e:
+                    raise InvalidInputError(f"{key}={value!r} is not a valid JSON list") from e
+            else:
+                value = [v.strip() for v in text.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise InvalidInputError(f"{key}={given!r} is not a list of {element.__name__}")
+        try:
+            return tuple(_coerce(element, v, key) for v in value)
+        except InvalidInputError:
+            raise InvalidInputError(
+                f"{key}={given!r} is not a list of {element.__name__}") from None
     if isinstance(value, str) and kind is not str:
         text = value.strip()
         if kind is bool:
@@ -403,10 +476,10 @@ def _smoke() -> Config:
                           lstm_units=16, mlp_hidden=16),
         train=TrainConfig(batch_size=8, steps=20, steps_per_epoch=10, warmup_steps=2,
                           shuffle_buffer=64),
-        eval=EvalConfig(datasets="random", episodes=32, baseline_steps=20,
+        eval=EvalConfig(datasets=("random",), episodes=32, baseline_steps=20,
                         sgd_tuning_episodes=16),
-        tune=TuneConfig(model_sizes="8,16", num_layers="1", num_heads="2", batch_sizes="8",
-                        bias_fractions="0.0,0.5", steps=10, max_trials=2,
+        tune=TuneConfig(model_sizes=(8, 16), num_layers=(1,), num_heads=(2,), batch_sizes=(8,),
+                        bias_fractions=(0.0, 0.5), steps=10, max_trials=2,
                         trial_timeout_s=300),
     )
 
@@ -432,7 +505,7 @@ def _fashion_cpu() -> Config:
     cpu = _cpu()
     return dataclasses.replace(
         cpu, data=dataclasses.replace(cpu.data, source="fashion_mnist_idx"),
-        eval=dataclasses.replace(cpu.eval, datasets="digits,random"))
+        eval=dataclasses.replace(cpu.eval, datasets=("digits", "random")))
 
 
 def _long(cpu: Config) -> Config:
@@ -463,8 +536,9 @@ def _functions_smoke() -> Config:
         model=ModelConfig(layout="pfn", model_size=16, num_layers=1, num_heads=2, key_size=8),
         train=TrainConfig(batch_size=16, steps=30, steps_per_epoch=10, warmup_steps=2,
                           shuffle_buffer=128),
-        eval=EvalConfig(datasets="functions:sine,functions:linear", episodes=16,
-                        positions="1,2,5,10,16", sequence_baselines="", sgd_tuning_episodes=16),
+        eval=EvalConfig(datasets=("functions:sine", "functions:linear"), episodes=16,
+                        positions=(1, 2, 5, 10, 16), sequence_baselines=(),
+                        sgd_tuning_episodes=16),
         functions=FunctionConfig(num_queries=8),
     )
 
@@ -480,8 +554,9 @@ def _functions_cpu() -> Config:
         model=ModelConfig(layout="pfn", model_size=64, num_layers=3, num_heads=4, key_size=16),
         train=TrainConfig(batch_size=64, steps=3_000, steps_per_epoch=250, warmup_steps=200,
                           shuffle_buffer=8_192),
-        eval=EvalConfig(datasets="functions:sine,functions:linear,functions:poly,functions:gp",
-                        episodes=256, positions="1,2,5,10,20,50", sequence_baselines="",
+        eval=EvalConfig(datasets=("functions:sine", "functions:linear", "functions:poly",
+                                  "functions:gp"),
+                        episodes=256, positions=(1, 2, 5, 10, 20, 50), sequence_baselines=(),
                         sgd_tuning_episodes=64),
     )
 

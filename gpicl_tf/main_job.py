@@ -33,7 +33,7 @@ def _dirname(source: str) -> str:
 def write_eval_episodes(config: Config, workdir: str) -> tuple[dict, list]:
     """Meta-test episodes of unseen datasets, projected to the model's input size."""
     sets, skipped = {}, []
-    for name in [n.strip() for n in config.eval.datasets.split(",") if n.strip()]:
+    for name in config.eval.datasets:
         if name == config.data.source:
             continue
         data = dataclasses.replace(config.data, source=name, train_episodes=0,
@@ -67,7 +67,7 @@ def training_runs(config: Config) -> dict[tuple[str, str], Config]:
         runs[(name, "transformer" if i == 0 else f"transformer-seed{seed}")] = \
             dataclasses.replace(config, train=dataclasses.replace(config.train, seed=seed))
     steps = config.eval.baseline_steps or config.train.steps
-    for arch in [a.strip() for a in config.eval.sequence_baselines.split(",") if a.strip()]:
+    for arch in config.eval.sequence_baselines:
         runs[(NAMES.get(arch, arch), arch)] = dataclasses.replace(
             config, model=dataclasses.replace(config.model, arch=arch, layout="paper"),
             train=dataclasses.replace(config.train, steps=steps,

@@ -64,3 +64,33 @@ def test_ranges_and_choices_are_checked_when_the_config_loads(assignment, messag
         config_lib.Config.from_json(json.dumps({section: {key: json.loads(value)
                                                           if value[0] in "-0123456789N"
                                                           else value}}))
+
+
+def test_list_fields_take_commas_or_json_and_round_trip():
+    from gpicl_tf.config import Config, EvalConfig, FunctionConfig, get_preset, override
+
+    cfg = override(get_preset("smoke"), ["eval.positions=1, 3,5", 'eval.datasets=["random"]',
+                                         "eval.sequence_baselines=", "tune.adam_epsilons=1e-8"])
+    assert cfg.eval.positions == (1, 3, 5) and cfg.eval.datasets == ("random",)
+    assert cfg.eval.sequence_baselines == () and cfg.tune.adam_epsilons == (1e-8,)
+    assert Config.from_json(cfg.to_json()) == cfg
+    assert EvalConfig(positions="2,4").positions == (2, 4)            # built in code
+    assert FunctionConfig(mlp_activations=["tanh"]).mlp_activations == ("tanh",)
+    with pytest.raises(ValueError, match="eval.sequence_baselines=.*'gru'.*lstm"):
+        override(cfg, ["eval.sequence_baselines=lstm,gru"])
+    with pytest.raises(ValueError, match="eval.positions=.* each >= 1"):
+        override(cfg, ["eval.positions=0,5"])
+    with pytest.raises(ValueError, match=r"eval.positions='\[1,' is not a valid JSON list"):
+        override(cfg, ["eval.positions=[1,"])
+
+
+def test_older_files_with_comma_strings_still_load_and_compare():
+    from gpicl_tf.config import Config, get_preset, normalize_section
+
+    old = get_preset("functions_smoke").to_dict()
+    old["eval"]["positions"] = "1,2,5"
+    old["functions"]["mlp_activations"] = "tanh,swish,relu"
+    cfg = Config.from_dict(old)
+    assert cfg.eval.positions == (1, 2, 5) and cfg.functions == get_preset("functions_smoke").functions
+    assert normalize_section("functions", old["functions"])["mlp_activations"] == (
+        "tanh", "swish", "relu")

@@ -79,8 +79,7 @@ def _log_uniform(rng, low: float, high: float) -> float:
 
 
 def mlp_function(rng: np.random.Generator, d: int, cfg: FunctionConfig) -> Function:
-    activations = [a.strip() for a in cfg.mlp_activations.split(",") if a.strip()]
-    act = ACTIVATIONS[activations[int(rng.integers(len(activations)))]]
+    act = ACTIVATIONS[cfg.mlp_activations[int(rng.integers(len(cfg.mlp_activations)))]]
     layers, fan_in = [], d
     for _ in range(cfg.mlp_depth):
         w = rng.standard_normal((fan_in, cfg.mlp_width)) * cfg.mlp_weight_scale / np.sqrt(fan_in)
@@ -145,8 +144,8 @@ def check_config(cfg: FunctionConfig, d: int, episode_length: int) -> None:
             f"[1, episode_length={episode_length})")
     if cfg.noise_std < 0:
         raise InvalidInputError(f"functions.noise_std={cfg.noise_std} must be >= 0")
-    unknown = [a for a in cfg.mlp_activations.split(",") if a.strip() not in ACTIVATIONS]
-    if unknown or not cfg.mlp_activations.strip():
+    unknown = [a for a in cfg.mlp_activations if a not in ACTIVATIONS]
+    if unknown or not cfg.mlp_activations:
         raise InvalidInputError(
             f"functions.mlp_activations={cfg.mlp_activations!r}: each must be one "
             f"of {sorted(ACTIVATIONS)}")

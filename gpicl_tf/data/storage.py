@@ -20,6 +20,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from gpicl_tf.config import normalize_section
 from gpicl_tf.errors import GpiclError, MissingFileError
 
 MANIFEST = "manifest.json"
@@ -169,9 +170,9 @@ def _require(obj, fields: dict, where: str, path: str) -> None:
 def written_settings(manifest: dict) -> dict[str, dict]:
     """The config sections an episode set was written with: {"data": ..., "functions": ...}
     (functions only for function-regression sets)."""
-    settings = {"data": manifest["config"]}
+    settings = {"data": normalize_section("data", manifest["config"])}
     if "functions" in manifest:
-        settings["functions"] = manifest["functions"]
+        settings["functions"] = normalize_section("functions", manifest["functions"])
     return settings
 
 

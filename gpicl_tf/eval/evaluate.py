@@ -121,13 +121,8 @@ def paired_differences(learner_last: dict[str, np.ndarray],
 
 
 def resolve_positions(config: EvalConfig, length: int) -> tuple[int, ...]:
-    try:
-        wanted = [int(p) for p in config.positions.split(",") if p.strip()]
-    except ValueError:
-        raise InvalidInputError(
-            f"eval.positions={config.positions!r} is not a comma-separated "
-            "list of integers") from None
-    return tuple(sorted({p for p in wanted if 1 <= p <= length} | {length}))
+    """eval.positions within an episode of `length` examples, and the last one."""
+    return tuple(sorted({p for p in config.positions if 1 <= p <= length} | {length}))
 
 
 @dataclasses.dataclass(frozen=True)

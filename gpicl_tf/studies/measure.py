@@ -49,7 +49,7 @@ def accuracy_figures(model: keras.Model, sets: dict[str, tuple], limit: int) -> 
 def unseen_dataset(base: Config, episode_root: str) -> tuple[str, str] | None:
     """(name, episode dir) of the first available `eval.datasets` entry that is
     not the training source, projected to the model's input size; None if none is."""
-    for name in [n.strip() for n in base.eval.datasets.split(",") if n.strip()]:
+    for name in base.eval.datasets:
         if name == base.data.source or name.startswith("functions:"):
             continue
         data = dataclasses.replace(base.data, source=name, train_episodes=0,

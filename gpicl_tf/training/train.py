@@ -21,7 +21,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from gpicl_tf.config import Config, DataConfig, FunctionConfig
+from gpicl_tf.config import Config, DataConfig, FunctionConfig, normalize_section
 from gpicl_tf.data import device_episodes, pipeline, storage
 from gpicl_tf.errors import InvalidInputError
 from gpicl_tf.models import build_model
@@ -70,14 +70,15 @@ def _check_resume(workdir: str, config: Config) -> None:
     for section in new:
         if section not in saved or section in ("eval", "tune"):
             continue  # added since that run was written, or not read by training
-        for key in new[section]:
-            if key not in saved[section]:
+        old = normalize_section(section, saved[section])   # "a,b" of older files: tuples
+        now = normalize_section(section, new[section])
+        for key in now:
+            if key not in old:
                 continue  # a setting added since that run was written
-            if saved[section][key] != new[section][key]:
+            if old[key] != now[key]:
                 raise InvalidInputError(
                     f"{workdir!r} holds a run with {section}.{key}="
-                    f"{saved[section][key]!r}, this run has {new[section][key]!r}; "
-                    "use another --workdir")
+                    f"{old[key]!r}, this run has {now[key]!r}; use another --workdir")
 
 
 def check_episode_overrides(config: Config, episodes_dir: str, keys: list[str]) -> None:

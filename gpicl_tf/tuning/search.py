@@ -33,38 +33,12 @@ OBJECTIVE = "val_acc_last10"
 TUNERS = ("random", "hyperband", "bayesian")
 
 
-def _choices(text: str, kind, key: str) -> list:
-    try:
-        values = [kind(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise InvalidInputError(
-            f"tune.{key}={text!r} is not a comma-separated list of "
-            f"{kind.__name__}") from None
-    if not values:
-        raise InvalidInputError(f"tune.{key} is empty")
-    return values
-
-
 def search_space(config: Config) -> dict:
-    """The search space from `config.tune`, checked."""
+    """The search space from `config.tune` (checked when the config loads)."""
     t = config.tune
-    space = {"model_size": _choices(t.model_sizes, int, "model_sizes"),
-             "num_layers": _choices(t.num_layers, int, "num_layers"),
-             "num_heads": _choices(t.num_heads, int, "num_heads"),
-             "adam_epsilon": _choices(t.adam_epsilons, float, "adam_epsilons"),
-             "batch_size": _choices(t.batch_sizes, int, "batch_sizes"),
-             "bias_fraction": _choices(t.bias_fractions, float, "bias_fractions")}
-    for size in space["model_size"]:
-        for heads in space["num_heads"]:
-            if size % heads:
-                raise InvalidInputError(
-                    f"tune.num_heads choice {heads} does not divide "
-                    f"tune.model_sizes choice {size}")
-    if not 0 < t.learning_rate_min <= t.learning_rate_max:
-        raise InvalidInputError(
-            f"tune.learning_rate_min={t.learning_rate_min} and "
-            f"learning_rate_max={t.learning_rate_max} are not 0 < min <= max")
-    return space
+    return {"model_size": list(t.model_sizes), "num_layers": list(t.num_layers),
+            "num_heads": list(t.num_heads), "adam_epsilon": list(t.adam_epsilons),
+            "batch_size": list(t.batch_sizes), "bias_fraction": list(t.bias_fractions)}
 
 
 def config_for(config: Config, values: dict) -> Config:

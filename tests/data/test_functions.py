@@ -55,7 +55,7 @@ def test_unknown_family_and_bad_settings_are_named():
     assert functions.family_of("digits") is None
     with pytest.raises(ValueError, match="num_queries=24"):
         functions.check_config(FunctionConfig(num_queries=24), 1, 24)
-    with pytest.raises(ValueError, match="'tanh,gelu'"):
+    with pytest.raises(ValueError, match=r"mlp_activations=\('tanh', 'gelu'\)"):
         functions.check_config(FunctionConfig(mlp_activations="tanh,gelu"), 1, 24)
     with pytest.raises(ValueError, match="gp_length_min=0.0"):
         functions.check_config(FunctionConfig(gp_length_min=0.0), 1, 24)

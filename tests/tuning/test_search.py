@@ -11,14 +11,17 @@ from gpicl_tf.tuning import search
 from tests.conftest import free_ports
 
 
-def test_search_space_is_checked(smoke_config):
+def test_search_space_is_checked_when_the_config_loads(smoke_config):
     with pytest.raises(ValueError, match="num_heads choice 3 does not divide.*choice 8"):
-        search.search_space(override(smoke_config, ["tune.num_heads=2,3"]))
-    with pytest.raises(ValueError, match="tune.batch_sizes='8,x'"):
-        search.search_space(override(smoke_config, ["tune.batch_sizes=8,x"]))
+        override(smoke_config, ["tune.num_heads=2,3"])
+    with pytest.raises(ValueError, match="tune.batch_sizes='8,x' is not a list of int"):
+        override(smoke_config, ["tune.batch_sizes=8,x"])
     with pytest.raises(ValueError, match="learning_rate_min=0.1"):
-        search.search_space(override(smoke_config, ["tune.learning_rate_min=0.1",
-                                                    "tune.learning_rate_max=0.01"]))
+        override(smoke_config, ["tune.learning_rate_min=0.1", "tune.learning_rate_max=0.01"])
+    with pytest.raises(ValueError, match="tune.bias_fractions=.* each in \\[0.0, 1.0\\]"):
+        override(smoke_config, ["tune.bias_fractions=0.5,1.5"])
+    space = search.search_space(override(smoke_config, ["tune.batch_sizes=[4, 8]"]))
+    assert space["batch_size"] == [4, 8] and space["model_size"] == [8, 16]
 
 
 @pytest.mark.slow
