@@ -99,7 +99,7 @@ def figures(rows: list[dict], out_dir: str) -> list[str]:
                 if not np.isnan(grid_[i, j]):
                     ax.text(j, i, f"{grid_[i, j]:.2f}", ha="center", va="center", fontsize=7,
                             color="white" if grid_[i, j] < 0.6 else "black")
-        ax.set_xticks(range(len(tasks)), tasks, fontsize=8)
+        ax.set_xticks(range(len(tasks)), tasks, fontsize=7, rotation=45)
         ax.set_yticks(range(len(sizes)), sizes)
         ax.set_xlabel("meta-training tasks")
         ax.set_ylabel("model size")
