@@ -110,16 +110,10 @@ class Steps:
     def __init__(self, model: keras.Model, strategy: tf.distribute.Strategy, spec: LoopSpec):
         self.model, self.strategy, self.spec = model, strategy, spec
         self.replicas = strategy.num_replicas_in_sync
-        self.update = tf.function(self._update, jit_compile=spec.jit)
+        # The function given to strategy.run is itself the compiled step: a nested
+        # tf.function holding the optimizer's all-reduce fails under several replicas.
+        self.replica_train = tf.function(self._update, jit_compile=spec.jit)
         self.replica_eval = tf.function(self._replica_eval, jit_compile=spec.jit)
-
-    def replica_train(self, features, targets=None):
-        """One replica's step. Record batches are built into episodes first, outside
-        XLA: XLA draws other numbers than TensorFlow's kernels from the same
-        stateless Philox seed, and tasks must be the same wherever they are built."""
-        if self.spec.builder is not None:
-            features, targets = self.spec.builder(features)
-        return self.update(features, targets)
 
     def _update(self, features, targets):
         model, spec = self.model, self.spec
@@ -140,19 +134,24 @@ class Steps:
             self.spec.global_batch
         return loss, batch_sums(targets, pred, self.spec.regression, self.spec.window)
 
-    def _run(self, fn, iterator):
-        batch = next(iterator)
-        loss, sums = self.strategy.run(fn, args=batch if isinstance(batch, tuple) else (batch,))
+    def _reduce(self, loss, sums):
         return (self.strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None),
                 self.strategy.reduce(tf.distribute.ReduceOp.SUM, sums, axis=None))
 
     @tf.function
     def train(self, iterator):
-        return self._run(self.replica_train, iterator)
+        batch = next(iterator)
+        args = batch if isinstance(batch, tuple) else (batch,)
+        if self.spec.builder is not None:
+            # Record batches become episodes on each replica's device first, outside
+            # XLA: XLA draws other numbers than TensorFlow's kernels from the same
+            # stateless Philox seed, and tasks must be the same wherever they are built.
+            args = self.strategy.run(self.spec.builder, args=args)
+        return self._reduce(*self.strategy.run(self.replica_train, args=args))
 
     @tf.function
     def evaluate(self, iterator):
-        return self._run(self.replica_eval, iterator)
+        return self._reduce(*self.strategy.run(self.replica_eval, args=next(iterator)))
 
 
 def _epoch_logs(loss_sum, sums, batches: int, spec: LoopSpec, prefix: str = "") -> dict:
