@@ -164,6 +164,8 @@ def test_a_killed_worker_fails_the_job_and_both_restarted_resume(smoke_episodes,
     deadline = time.time() + 240
     while time.time() < deadline and not (
             os.path.isdir(ckpts) and any(f.startswith("ckpt-2") for f in os.listdir(ckpts))):
+        if any(p.poll() is not None for p in procs):   # a worker died before the kill
+            pytest.fail(_finish(procs)[0][2][-3000:])
         time.sleep(0.2)
     procs[1].send_signal(signal.SIGKILL)                  # worker 1 dies mid-run
     t0 = time.time()
