@@ -57,15 +57,22 @@ def summarize(correct: np.ndarray, positions) -> dict:
             "last": float(correct[:, -1].mean())}
 
 
+def _ci95(values: np.ndarray) -> float:
+    """1.96 standard errors of the mean of `values` (0 for a single value)."""
+    return float(1.96 * values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
+
+
 def learner_summary(correct: np.ndarray) -> dict:
+    """Per-position summary of correctness [E, N], and the means over the first and
+    last 10 positions, their difference (the within-sequence improvement) and 95%
+    intervals of the last-10 mean and of the improvement."""
     n = correct.shape[1]
     w = min(WINDOW, n)
     first, last = correct[:, :w].mean(1), correct[:, -w:].mean(1)
     out = summarize(correct, range(1, n + 1))
     out.update(first10=float(first.mean()), last10=float(last.mean()),
-               improvement=float((last - first).mean()),
-               improvement_ci95=float(1.96 * (last - first).std(ddof=1) / np.sqrt(len(first)))
-               if len(first) > 1 else 0.0)
+               last10_ci95=_ci95(last), improvement=float((last - first).mean()),
+               improvement_ci95=_ci95(last - first))
     return out
 
 

@@ -11,7 +11,6 @@ import dataclasses
 import os
 
 import keras
-import numpy as np
 from absl import logging
 
 import gpicl_tf.models  # noqa: F401  (registers the layers for loading)
@@ -36,13 +35,10 @@ def accuracy_figures(model: keras.Model, sets: dict[str, tuple], limit: int) -> 
             out.update({f"{name}_acc": None, f"{name}_ci95": None, f"{name}_improvement": None})
             continue
         inputs, labels = evaluate.episode_arrays(eset, split, limit)
-        correct = evaluate.learner_correct(model, inputs, labels)
-        w = min(evaluate.WINDOW, correct.shape[1])
-        last = correct[:, -w:].mean(1)
-        out[f"{name}_acc"] = round(float(last.mean()), 4)
-        out[f"{name}_ci95"] = round(float(1.96 * last.std(ddof=1) / np.sqrt(len(last))), 4) \
-            if len(last) > 1 else 0.0
-        out[f"{name}_improvement"] = round(float((last - correct[:, :w].mean(1)).mean()), 4)
+        summary = evaluate.learner_summary(evaluate.learner_correct(model, inputs, labels))
+        out[f"{name}_acc"] = round(summary["last10"], 4)
+        out[f"{name}_ci95"] = round(summary["last10_ci95"], 4)
+        out[f"{name}_improvement"] = round(summary["improvement"], 4)
     return out
 
 

@@ -30,13 +30,11 @@ import os
 import time
 from typing import Callable
 
-from absl import logging
-
 from gpicl_tf.config import Config, get_preset, override
 from gpicl_tf.data import episodes as episodes_lib, storage
 from gpicl_tf.errors import InvalidInputError
 from gpicl_tf.eval.report import slug
-from gpicl_tf.training import train
+from gpicl_tf.training import callbacks as callbacks_lib, train
 
 RESULTS = "results.json"
 GRIDS = ("smoke", "cpu", "paper")
@@ -139,7 +137,7 @@ def history(run_dir: str) -> list[dict]:
 def plateau_exit(rows: list[dict], steps_per_epoch: int, num_classes: int,
                  drop: float = 0.1) -> int | None:
     """Steps until the unseen-task loss first falls below (1 - drop) * ln(C)."""
-    threshold = (1 - drop) * math.log(max(num_classes, 2))
+    threshold = callbacks_lib.plateau_threshold(max(num_classes, 2), drop)
     for row in rows:
         if row.get("val_loss", math.inf) < threshold:
             return int(row["epoch"] + 1) * steps_per_epoch

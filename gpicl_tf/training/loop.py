@@ -58,10 +58,14 @@ class LoopSpec:
     builder: Callable | None = None  # record batch -> (features, targets), on the device
 
 
+def latest_checkpoint(checkpoint_dir: str) -> str | None:
+    """The newest checkpoint's prefix in `checkpoint_dir`, or None."""
+    return tf.train.latest_checkpoint(checkpoint_dir) if os.path.isdir(checkpoint_dir) else None
+
+
 def checkpoint_epoch(checkpoint_dir: str) -> int:
     """The epoch a run resumes from (the latest checkpoint's counter), or 0."""
-    latest = tf.train.latest_checkpoint(checkpoint_dir) if os.path.isdir(checkpoint_dir) \
-        else None
+    latest = latest_checkpoint(checkpoint_dir)
     return int(tf.train.load_variable(latest, EPOCH_KEY)) if latest else 0
 
 
@@ -169,8 +173,7 @@ def fit(model: keras.Model, strategy: tf.distribute.Strategy,
     with strategy.scope():
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=epoch_var)
-    latest = tf.train.latest_checkpoint(spec.checkpoint_dir) \
-        if os.path.isdir(spec.checkpoint_dir) else None
+    latest = latest_checkpoint(spec.checkpoint_dir)
     if latest:
         ckpt.restore(latest).assert_existing_objects_matched()
         logging.info("resumed from %s (epoch %d, step %d)", latest, int(epoch_var.numpy()),

@@ -282,6 +282,7 @@ def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "def
     make_train, make_val = dataset_makers(episodes, tcfg, bias, resumed_epochs=resumed,
                                           data_service=data_service)
     val_steps = episodes.num_episodes("valid") // tcfg.batch_size
+    epochs = math.ceil(tcfg.steps / tcfg.steps_per_epoch)
 
     # ------------------------------------------------------------------ model
     try:
@@ -307,7 +308,7 @@ def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "def
             history = loop_lib.fit(model, strat, make_train, make_val if val_steps else None,
                                    spec, callbacks)
         else:
-            history = model.fit(make_train(), epochs=math.ceil(tcfg.steps / tcfg.steps_per_epoch),
+            history = model.fit(make_train(), epochs=epochs,
                                 steps_per_epoch=tcfg.steps_per_epoch,
                                 validation_data=make_val() if val_steps else None,
                                 validation_steps=val_steps or None, callbacks=callbacks,
@@ -316,7 +317,7 @@ def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "def
         # -------------------------------------------------------------- save
         summary = {
             "steps": int(model.optimizer.iterations.numpy()),
-            "epochs": math.ceil(tcfg.steps / tcfg.steps_per_epoch),
+            "epochs": epochs,
             "parameters": int(model.count_params()),
             "strategy": distribute.strategy_name(strat),
             "replicas": int(replicas),
