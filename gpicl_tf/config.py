@@ -81,8 +81,14 @@ class DataConfig:
     """What episodes are made of.
 
     Attributes:
-        source: base dataset name (see `gpicl_tf.data.sources`), or
-            "functions:FAMILY" for function regression (`gpicl_tf.data.functions`).
+        source: base dataset name (see `gpicl_tf.data.sources`),
+            "functions:FAMILY" for function regression (`gpicl_tf.data.functions`),
+            "prior" for synthetic classification tables (`gpicl_tf.data.prior`,
+            settings in the `prior` section), or "mixture" (see `mixture`).
+        mixture: with source="mixture", the components as "SOURCE:WEIGHT" items
+            (e.g. "digits:1,fashion_mnist_idx:1,prior:2"): each is written as its
+            own episode set with the weight's share of the episodes, and training
+            samples the components in proportion to the weights.
         data_dir: where TFDS or IDX files live ("" = the source's default).
         download: let TFDS download missing data (needs internet).
         image_size: resize images to this square size (0 = keep).
@@ -115,8 +121,10 @@ class DataConfig:
     seed: int = 0
     random_dim: int = 64
     random_examples: int = 2_000
+    mixture: tuple[str, ...] = ()
 
     def __post_init__(self):
+        _tuple_fields(self, "data")
         _check("data", self, {
             "image_size": _at_least(0), "input_size": _at_least(1), "num_classes": _at_least(0),
             "episode_length": _at_least(1), "log2_num_tasks": _between(0, 31),
@@ -356,6 +364,57 @@ class FunctionConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class PriorConfig:
+    """Synthetic classification tables (`data.source="prior"`; `gpicl_tf.data.prior`).
+
+    Attributes:
+        max_features: columns stored per episode (tasks have fewer, zero-padded).
+        min_features: fewest features a task has.
+        kinds: mechanisms drawn from ("mlp", "scm").
+        min_classes, max_classes: a task's class count is uniform in this range
+            (max_classes <= data.num_classes).
+        informative_min: a task's informative fraction of features is uniform in
+            [informative_min, 1]; the other features are noise.
+        class_concentration: Dirichlet concentration of the class proportions
+            (smaller: more imbalanced).
+        label_noise_max: a task's label-noise rate is uniform in [0, this].
+        discrete_fraction, heavy_tail_fraction: probability that a feature is
+            discretised (2 to 10 levels) / heavy-tailed.
+        mlp_depth_max, mlp_width: the random MLPs.
+        scm_extra_nodes: the SCMs have this many (at most, plus 2) nodes beyond
+            the informative features.
+        clip: prepared (standardised) values are clipped to [-clip, clip], in
+            episodes and in the estimator alike.
+    """
+
+    max_features: int = 32
+    min_features: int = 2
+    kinds: tuple[str, ...] = ("mlp", "scm")
+    min_classes: int = 2
+    max_classes: int = 10
+    informative_min: float = 0.3
+    class_concentration: float = 2.0
+    label_noise_max: float = 0.1
+    discrete_fraction: float = 0.2
+    heavy_tail_fraction: float = 0.2
+    mlp_depth_max: int = 3
+    mlp_width: int = 32
+    scm_extra_nodes: int = 8
+    clip: float = 6.0
+
+    def __post_init__(self):
+        _tuple_fields(self, "prior")
+        _check("prior", self, {
+            "max_features": _at_least(1), "min_features": _at_least(1),
+            "kinds": _all(_in(("mlp", "scm")), True), "min_classes": _at_least(2),
+            "max_classes": _at_least(2), "informative_min": _between(0.0, 1.0),
+            "class_concentration": _POSITIVE, "label_noise_max": _between(0.0, 1.0),
+            "discrete_fraction": _between(0.0, 1.0), "heavy_tail_fraction": _between(0.0, 1.0),
+            "mlp_depth_max": _at_least(1), "mlp_width": _at_least(1),
+            "scm_extra_nodes": _at_least(0), "clip": _POSITIVE})
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
@@ -363,6 +422,7 @@ class Config:
     eval: EvalConfig = EvalConfig()
     tune: TuneConfig = TuneConfig()
     functions: FunctionConfig = FunctionConfig()
+    prior: PriorConfig = PriorConfig()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready sections (tuple fields as lists)."""
@@ -390,7 +450,7 @@ class Config:
 
 def _section_classes() -> dict[str, type]:
     return {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "eval": EvalConfig,
-            "tune": TuneConfig, "functions": FunctionConfig}
+            "tune": TuneConfig, "functions": FunctionConfig, "prior": PriorConfig}
 
 
 def _section_from_dict(section_cls: type, d: dict[str, Any], name: str):
@@ -401,11 +461,17 @@ def _section_from_dict(section_cls: type, d: dict[str, Any], name: str):
     return section_cls(**{k: _coerce(hints[k], v, f"{name}.{k}") for k, v in d.items()})
 
 
-def normalize_section(name: str, d: dict[str, Any]) -> dict[str, Any]:
+def normalize_section(name: str, d: dict[str, Any], defaults: bool = False) -> dict[str, Any]:
     """A section as stored (an older config.json, a manifest) with each known key's
-    value in its field's type ("1,2" -> (1, 2)); unknown keys are kept as they are."""
-    hints = typing.get_type_hints(_section_classes()[name])
-    return {k: _coerce(hints[k], v, f"{name}.{k}") if k in hints else v for k, v in d.items()}
+    value in its field's type ("1,2" -> (1, 2)); unknown keys are kept as they are;
+    with `defaults`, a field the stored section lacks (added since) gets its default."""
+    cls = _section_classes()[name]
+    hints = typing.get_type_hints(cls)
+    out = {k: _coerce(hints[k], v, f"{name}.{k}") if k in hints else v for k, v in d.items()}
+    if defaults:
+        for k, v in dataclasses.asdict(cls()).items():
+            out.setdefault(k, v)
+    return out
 
 
 def _coerce(kind: type, value: Any, key: str) -> Any:

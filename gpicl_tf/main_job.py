@@ -36,12 +36,12 @@ def write_eval_episodes(config: Config, workdir: str) -> tuple[dict, list]:
     for name in config.eval.datasets:
         if name == config.data.source:
             continue
-        data = dataclasses.replace(config.data, source=name, train_episodes=0,
+        data = dataclasses.replace(config.data, source=name, mixture=(), train_episodes=0,
                                    test_episodes=config.eval.episodes)
         try:
             out = episodes_lib.ensure_episodes(
                 data, os.path.join(workdir, "episodes", f"eval-{_dirname(name)}"),
-                config.functions)
+                config.functions, config.prior)
         except sources.SourceUnavailableError as e:
             logging.warning("unseen dataset %s skipped: %s", name, e)
             skipped.append({"dataset": name, "reason": str(e)})
@@ -98,7 +98,8 @@ def run_all(config: Config, workdir: str, *, export_base: str | None = None,
     times = {}
     # ------------------------------------------------------------------ episodes
     train_eps = episodes_lib.ensure_episodes(
-        config.data, os.path.join(workdir, "episodes", _dirname(config.data.source)))
+        config.data, os.path.join(workdir, "episodes", _dirname(config.data.source)),
+        config.functions, config.prior)
     eval_sets, skipped = write_eval_episodes(config, workdir)
     times["episodes"] = time.perf_counter() - t0
 

@@ -1,12 +1,19 @@
 """A scikit-learn classifier over an exported GPICL SavedModel.
 
 `fit(X, y)` only stores the data; `predict_proba(X)` runs the SavedModel with
-the stored data as context, learning the task in context. Features are
-standardised, then randomly projected to the model's input size (any number
-of features works); class labels are mapped onto the model's classes; the
-probabilities are averaged over an ensemble of random projections and label
-permutations. Contexts longer than the model's maximum are subsampled per
-ensemble member.
+the stored data as context, learning the task in context.
+
+Preparing a table the way the learned learner was meta-trained on tables
+(`gpicl_tf.data.prior.prepare_table`): categorical columns one-hot encoded;
+for each column with missing values (NaN) in the training rows an indicator
+column; each feature standardised with the training rows' statistics (or, per
+ensemble member, mapped through its training quantiles to a standard normal:
+`preprocessing`), clipped, missing values set to the mean; then randomly
+projected to the model's input size (any number of features works). Class
+labels are mapped onto the model's classes; probabilities are averaged over an
+ensemble of projections, label permutations and preprocessings. Training sets
+longer than the model's context (`max_context_`) are subsampled per ensemble
+member (`subsampled_` says so, and a warning names the sizes).
 
 Example:
     >>> clf = GPICLClassifier("saved_models/gpicl/1", n_ensemble=8)  # doctest: +SKIP
@@ -17,13 +24,17 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from gpicl_tf.data import prior
 from gpicl_tf.errors import InvalidInputError, MissingFileError
+
+PREPROCESSINGS = ("standard", "quantile", "mix")
 
 _LOADED: dict = {}
 
@@ -51,17 +62,35 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
 
     Args:
         model_path: an exported version, e.g. "saved_models/gpicl/3".
-        n_ensemble: random projections/permutations averaged (1 = none).
+        n_ensemble: members averaged (random projection, label permutation,
+            subsample, preprocessing each; 1 = one member).
         random_state: seed of the ensemble's projections, permutations, subsamples.
+        preprocessing: "standard" (standardise with the training rows' mean and
+            standard deviation), "quantile" (each feature through its training
+            quantiles to a standard normal) or "mix" (members alternate).
+        categorical_features: column indices one-hot encoded (categories of the
+            training rows; an unseen category encodes as all zeros).
+        clip: prepared values are clipped to [-clip, clip] (None: the model's
+            meta-training setting, `prior.clip`, else 6).
     """
 
-    def __init__(self, model_path: str, n_ensemble: int = 8, random_state: int = 0):
+    def __init__(self, model_path: str, n_ensemble: int = 8, random_state: int = 0,
+                 preprocessing: str = "standard", categorical_features=(),
+                 clip: float | None = None):
         self.model_path = model_path
         self.n_ensemble = n_ensemble
         self.random_state = random_state
+        self.preprocessing = preprocessing
+        self.categorical_features = categorical_features
+        self.clip = clip
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
 
     def fit(self, X, y):
-        X, y = validate_data(self, X, y)
+        X, y = validate_data(self, X, y, ensure_all_finite="allow-nan")
         target = type_of_target(y)
         if target not in ("binary", "multiclass"):
             raise InvalidInputError(
@@ -80,22 +109,60 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
                 f"{self.model_path!r} predicts at most {num_classes}")
         if self.n_ensemble < 1:
             raise InvalidInputError(f"n_ensemble={self.n_ensemble} must be at least 1")
+        if self.preprocessing not in PREPROCESSINGS:
+            raise InvalidInputError(
+                f"preprocessing={self.preprocessing!r} is not one of {PREPROCESSINGS}")
+        categorical = np.asarray(self.categorical_features, dtype=int).reshape(-1)
+        if categorical.size and (categorical.min() < 0 or categorical.max() >= X.shape[1]):
+            raise InvalidInputError(
+                f"categorical_features={list(self.categorical_features)} names columns "
+                f"outside [0, {X.shape[1]})")
         with np.errstate(over="ignore", invalid="ignore"):
-            mean, std = X.mean(0), X.std(0)
-        overflow = np.flatnonzero(~(np.isfinite(mean) & np.isfinite(std)))
+            mean, std = np.nanmean(X, 0), np.nanstd(X, 0)
+        empty = np.all(np.isnan(X), 0)   # a column with no value: constant 0 once prepared
+        overflow = np.flatnonzero(~empty & ~(np.isfinite(mean) & np.isfinite(std)))
         if overflow.size:
             raise InvalidInputError(
                 f"feature(s) {overflow[:10].tolist()} are too large to standardise "
                 "in float64 (their mean or standard deviation overflows); rescale X")
-        self.mean_ = mean
-        self.scale_ = np.where(std > 0, std, 1.0)
-        self.context_x_ = (X - self.mean_) / self.scale_
+        self.categories_ = {int(j): np.unique(X[~np.isnan(X[:, j]), j]) for j in categorical}
+        self.missing_columns_ = np.flatnonzero(np.isnan(X).any(0))
+        self.max_context_ = int(meta["max_context"])
+        self.subsampled_ = len(y) > self.max_context_
+        if self.subsampled_:
+            warnings.warn(f"{len(y)} training rows exceed the model's context of "
+                          f"{self.max_context_}: each ensemble member sees a random "
+                          f"{self.max_context_} of them", UserWarning, stacklevel=2)
+        self.clip_ = float(self.clip if self.clip is not None else
+                           meta["config"].get("prior", {}).get("clip", 6.0))
+        self.train_x_ = self._encode(X)
         self.context_y_ = y_index
+        self.mean_, self.scale_ = mean, np.where(std > 0, std, 1.0)
         return self
 
-    def _member(self, m: int, meta: dict):
+    def _encode(self, X: np.ndarray) -> np.ndarray:
+        """Numeric columns as they are, categorical ones one-hot, and a missing-value
+        indicator per column that had missing values in the training rows."""
+        numeric = [j for j in range(X.shape[1]) if j not in self.categories_]
+        parts = [X[:, numeric]]
+        for j, cats in self.categories_.items():
+            parts.append((X[:, [j]] == cats[None]).astype(float))
+        parts.append(np.isnan(X[:, self.missing_columns_]).astype(float))
+        return np.concatenate(parts, axis=1)
+
+    def _prepare(self, member: int, fit_x: np.ndarray, x: np.ndarray) -> np.ndarray:
+        kind = self.preprocessing
+        if kind == "mix":
+            kind = ("standard", "quantile")[member % 2]
+        if kind == "quantile":
+            x = _to_normal_scores(fit_x, x)
+            fit_x = _to_normal_scores(fit_x, fit_x)
+        return prior.prepare_table(fit_x, x, self.clip_)
+
+    def _member(self, m: int, meta: dict, d: int | None = None):
         rng = np.random.default_rng([self.random_state, m])
-        d, n_x = self.n_features_in_, meta["schema"]["input_size"]
+        d = d if d is not None else self.train_x_.shape[1]
+        n_x = meta["schema"]["input_size"]
         projection = rng.standard_normal((d, n_x)) / np.sqrt(d)
         permutation = rng.permutation(meta["schema"]["num_classes"])
         n = len(self.context_y_)
@@ -104,25 +171,28 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
         return projection, permutation, keep
 
     def predict_proba(self, X):
-        check_is_fitted(self, "context_x_")
-        X = validate_data(self, X, reset=False)  # names a feature count unlike fit's
-        fn, meta = _load(self.model_path)
+        check_is_fitted(self, "train_x_")
+        X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan")
         with np.errstate(over="ignore", invalid="ignore"):
-            queries = (X - self.mean_) / self.scale_
-        if not np.all(np.isfinite(queries)):
-            rows = np.flatnonzero(~np.all(np.isfinite(queries), 1))
+            scaled = (X - self.mean_) / self.scale_
+        bad = np.isinf(scaled).any(1)
+        if bad.any():
             raise InvalidInputError(
-                f"row(s) {rows[:10].tolist()} of X overflow when standardised with "
-                "the training data's scale; rescale X")
+                f"row(s) {np.flatnonzero(bad)[:10].tolist()} of X overflow when standardised "
+                "with the training data's scale; rescale X")
+        fn, meta = _load(self.model_path)
+        queries_raw = self._encode(X)
         k = len(self.classes_)
         total = np.zeros((len(X), k))
         step = meta["max_queries"]
         for m in range(self.n_ensemble):
             projection, permutation, keep = self._member(m, meta)
-            context_x = (self.context_x_[keep] @ projection)[None].astype(np.float32)
+            fit_x = self.train_x_[keep]
+            context_x = (self._prepare(m, fit_x, fit_x) @ projection)[None].astype(np.float32)
+            queries = self._prepare(m, fit_x, queries_raw) @ projection
             context_y = permutation[self.context_y_[keep]][None].astype(np.int64)
             for start in range(0, len(X), step):
-                q = (queries[start:start + step] @ projection)[None].astype(np.float32)
+                q = queries[start:start + step][None].astype(np.float32)
                 probs = fn(context_x=context_x, context_y=context_y,
                            query_x=q)["probabilities"].numpy()[0]     # [Q, C]
                 mine = probs[:, permutation[:k]]                     # class i <- model class rho(i)
@@ -130,5 +200,23 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
         return total / self.n_ensemble
 
     def predict(self, X):
-        check_is_fitted(self, "context_x_")
+        check_is_fitted(self, "train_x_")
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+def _to_normal_scores(fit_x: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Each column of `x` through the empirical distribution of `fit_x`'s column
+    (ties averaged, NaN ignored and kept) to standard-normal scores."""
+    from scipy.special import ndtri
+
+    out = np.full(x.shape, np.nan)
+    for j in range(x.shape[1]):
+        ref = np.sort(fit_x[~np.isnan(fit_x[:, j]), j])
+        if not len(ref):
+            continue
+        col = x[:, j]
+        ok = ~np.isnan(col)
+        lo = np.searchsorted(ref, col[ok], side="left")
+        hi = np.searchsorted(ref, col[ok], side="right")
+        out[ok, j] = ndtri((lo + hi + 1) / (2 * len(ref) + 2))
+    return out

@@ -25,7 +25,8 @@ def main(argv):
     cfg = common.resolve_config()
     manifest = episodes.write_episodes(cfg.data, FLAGS.out, overwrite=FLAGS.overwrite,
                                        progress=FLAGS.progress,
-                                       functions_config=cfg.functions)
+                                       functions_config=cfg.functions,
+                                       prior_config=cfg.prior)
     for name, split in manifest["splits"].items():
         size = sum(s["bytes"] for s in split["shards"])
         print(f"{name}: {split['episodes']} episodes in {len(split['shards'])} shards, "

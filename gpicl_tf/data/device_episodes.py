@@ -36,6 +36,11 @@ def record_dataset(episodes: pipeline.EpisodeSet, split: str, batch_size: int, *
     if episodes.schema.regression:
         raise InvalidInputError(f"{episodes.directory} holds function-regression episodes; "
                                 "device-side construction builds classification episodes")
+    if episodes.mixture or episodes.schema.stored_dim:
+        raise InvalidInputError(
+            f"{episodes.directory} holds {'a mixture' if episodes.mixture else 'stored values'}"
+            "; device-side construction gathers from one dataset's base tables (train with "
+            "train.episodes_on_device=false)")
     files = pipeline.split_files(episodes, split, shard)
     spec = episodes.schema.record_spec()
     ds = pipeline.record_stream(episodes, files, shuffle=shuffle, repeat=repeat, seed=seed,

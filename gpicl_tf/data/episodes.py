@@ -24,8 +24,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from gpicl_tf.config import DataConfig, FunctionConfig
-from gpicl_tf.data import augment, functions, schema as schema_lib, sources, storage
+from gpicl_tf.config import DataConfig, FunctionConfig, PriorConfig
+from gpicl_tf.data import augment, functions, prior, schema as schema_lib, sources, storage
 from gpicl_tf.errors import ExistingFileError, InvalidInputError
 
 
@@ -185,20 +185,36 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, unit="ep", desc="episodes", disable=not enabled, mininterval=0.5)
 
 
+MIXTURE = "mixture"
+
+
 def write_episodes(config: DataConfig, out_dir: str, *, overwrite: bool = False,
                    progress: bool = False,
-                   functions_config: FunctionConfig | None = None) -> dict:
+                   functions_config: FunctionConfig | None = None,
+                   prior_config: PriorConfig | None = None) -> dict:
     """Writes the episode directory for `config` and returns its manifest.
 
     A "functions:FAMILY" source writes function-regression episodes (values
     stored, `functions_config` describes the family; default FunctionConfig());
-    any other source writes classification episodes over stored base data.
+    "prior" writes synthetic classification tables (values stored,
+    `prior_config`; default PriorConfig()); "mixture" writes one episode set
+    per component of `config.mixture` in sub-directories and a manifest naming
+    them with their weights; any other source writes classification episodes
+    over stored base data.
     """
     if config.episodes_per_shard < 1:
         raise InvalidInputError(f"episodes_per_shard={config.episodes_per_shard} must be positive")
+    if config.source == MIXTURE:
+        return _write_mixture(config, out_dir, overwrite, progress, prior_config)
+    if config.mixture:
+        raise InvalidInputError(
+            f"data.mixture={list(config.mixture)} is set but data.source={config.source!r}; "
+            f"a mixture needs data.source={MIXTURE!r}")
     plans = split_plans(config)
     family = functions.family_of(config.source)
-    if family is None:
+    if config.source == prior.SOURCE:
+        schema, prepare = _prior(config, prior_config or PriorConfig())
+    elif family is None:
         schema, prepare = _classification(config, plans)
     else:
         schema, prepare = _regression(config, family, functions_config or FunctionConfig())
@@ -224,17 +240,19 @@ def write_episodes(config: DataConfig, out_dir: str, *, overwrite: bool = False,
 
 
 def ensure_episodes(config: DataConfig, out_dir: str,
-                    functions_config: FunctionConfig | None = None) -> str:
+                    functions_config: FunctionConfig | None = None,
+                    prior_config: PriorConfig | None = None) -> str:
     """Writes the episodes of `config` into `out_dir`, or reuses what `out_dir` holds
     when it was written with the same settings (else an error naming the first
     difference). Returns `out_dir`."""
     if not os.path.exists(os.path.join(out_dir, storage.MANIFEST)):
         write_episodes(config, out_dir, overwrite=True, progress=True,
-                       functions_config=functions_config)
+                       functions_config=functions_config, prior_config=prior_config)
         return out_dir
     written = storage.written_settings(storage.read_manifest(out_dir))
     wanted = {"data": dataclasses.asdict(config),
-              "functions": dataclasses.asdict(functions_config or FunctionConfig())}
+              "functions": dataclasses.asdict(functions_config or FunctionConfig()),
+              "prior": dataclasses.asdict(prior_config or PriorConfig())}
     for section in written:
         for key, value in wanted[section].items():
             if written[section].get(key) != value:
@@ -299,6 +317,136 @@ def _regression(config: DataConfig, family: str, fcfg: FunctionConfig):
         return extra, make_records
 
     return schema, prepare
+
+
+def _prior(config: DataConfig, pcfg: PriorConfig):
+    """Checks the prior's settings; returns the schema and a preparer (no base data)."""
+    prior.check_config(pcfg, config.num_classes, config.input_size)
+    schema = schema_lib.EpisodeSchema(config.episode_length, config.input_size,
+                                      config.num_classes, stored_dim=pcfg.max_features)
+
+    def prepare(out_dir: str):
+        extra = {"source": {"name": prior.SOURCE, "num_classes": config.num_classes,
+                            "dim": pcfg.max_features},
+                 "prior": dataclasses.asdict(pcfg), "base": {}}
+
+        def make_records(plan, shard, first, task_ids):
+            return prior_records(plan, shard, first, task_ids, config, pcfg)
+        return extra, make_records
+
+    return schema, prepare
+
+
+def prior_records(plan: SplitPlan, shard: int, first: int, task_ids: np.ndarray,
+                  config: DataConfig, pcfg: PriorConfig):
+    """Yields the serialized prior episodes `first .. first+len(task_ids)-1` of a
+    shard: each re-creates its task and draws N rows of it."""
+    rng = np.random.default_rng([config.seed, split_salt(plan.name), shard, 2])
+    cache: dict = {}
+    for offset, task_id in enumerate(task_ids):
+        task_id = int(task_id)
+        if task_id not in cache:
+            if len(cache) > 4096:
+                cache.clear()
+            cache[task_id] = prior.task(config.seed, task_id, pcfg, config.num_classes)
+        x, y = prior.episode(cache[task_id], rng, config.episode_length, pcfg.max_features,
+                             pcfg.clip)
+        feature = {
+            "episode_id": tf.train.Feature(int64_list=tf.train.Int64List(value=[first + offset])),
+            "task_id": tf.train.Feature(int64_list=tf.train.Int64List(value=[task_id])),
+            "x": tf.train.Feature(float_list=tf.train.FloatList(value=x.ravel())),
+            "labels": tf.train.Feature(int64_list=tf.train.Int64List(value=y)),
+        }
+        yield tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(
+            deterministic=True)
+
+
+def parse_mixture(config: DataConfig) -> list[tuple[str, float]]:
+    """(source, weight) of every "SOURCE:WEIGHT" item of `config.mixture`, checked."""
+    if not config.mixture:
+        raise InvalidInputError(
+            f"data.source={MIXTURE!r} needs data.mixture, e.g. \"digits:1,prior:2\"")
+    out = []
+    for item in config.mixture:
+        source, sep, weight = item.rpartition(":")
+        try:
+            w = float(weight)
+        except ValueError:
+            w = -1.0
+        if not sep or not source or not (w > 0 and np.isfinite(w)):
+            raise InvalidInputError(
+                f"data.mixture item {item!r} is not SOURCE:WEIGHT with a positive weight")
+        if source == MIXTURE or functions.family_of(source):
+            raise InvalidInputError(
+                f"data.mixture item {item!r}: a component is a classification source "
+                "(a dataset or 'prior'), not a mixture or function regression")
+        if source in [s for s, _ in out]:
+            raise InvalidInputError(f"data.mixture names {source!r} twice")
+        out.append((source, w))
+    return out
+
+
+def _shares(total: int, weights: list[float]) -> list[int]:
+    """`total` split in proportion to `weights` (largest remainders)."""
+    raw = np.asarray(weights) / np.sum(weights) * total
+    out = np.floor(raw).astype(int)
+    for i in np.argsort(-(raw - out))[:total - int(out.sum())]:
+        out[i] += 1
+    return out.tolist()
+
+
+def mixture_components(config: DataConfig) -> list[tuple[str, float, DataConfig]]:
+    """(sub-directory, weight, data config) of each component of a mixture: the
+    weights' shares of the train and test episodes; everything else as `config`."""
+    parsed = parse_mixture(config)
+    weights = [w for _, w in parsed]
+    train = _shares(config.train_episodes, weights)
+    test = _shares(config.test_episodes, weights)
+    return [(f"{i}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', source)}", w,
+             dataclasses.replace(config, source=source, mixture=(), train_episodes=train[i],
+                                 test_episodes=test[i]))
+            for i, (source, w) in enumerate(parsed)]
+
+
+def _write_mixture(config: DataConfig, out_dir: str, overwrite: bool, progress: bool,
+                   prior_config: PriorConfig | None) -> dict:
+    """Writes each component as its own episode set under `out_dir`, then the
+    mixture's manifest (last: a mixture without it is not complete)."""
+    components = mixture_components(config)
+    pcfg = prior_config or PriorConfig()
+    for name, _, cfg in components:
+        if cfg.source == prior.SOURCE:
+            prior.check_config(pcfg, cfg.num_classes, cfg.input_size)
+    marker = _prepare_directory(out_dir, overwrite)
+    entries, schemas, splits = [], [], {}
+    for name, weight, cfg in components:
+        sub = write_episodes(cfg, os.path.join(out_dir, name), overwrite=True,
+                             progress=progress, prior_config=pcfg)
+        schema = schema_lib.EpisodeSchema.from_dict(sub["schema"])
+        schemas.append(schema)
+        entries.append({"directory": name, "source": cfg.source, "weight": weight,
+                        "manifest_sha256": storage.sha256_file(
+                            os.path.join(out_dir, name, storage.MANIFEST))})
+        for split, info in sub["splits"].items():
+            total = splits.setdefault(split, {"episodes": 0, "data_split": info["data_split"],
+                                              "task_range": info["task_range"],
+                                              "distinct_tasks": 0, "shards": []})
+            total["episodes"] += info["episodes"]
+            total["distinct_tasks"] += info["distinct_tasks"]
+    shared = schema_lib.EpisodeSchema(config.episode_length, config.input_size,
+                                      config.num_classes)
+    manifest = {"format": schema_lib.FORMAT, "schema": shared.to_dict(),
+                "config": dataclasses.asdict(config),
+                "source": {"name": MIXTURE, "num_classes": config.num_classes,
+                           "dim": config.input_size},
+                "mixture": entries, "base": {}, "splits": splits}
+    if any(prior.SOURCE == c.source for _, _, c in components):
+        manifest["prior"] = dataclasses.asdict(pcfg)
+    storage.write_json(os.path.join(out_dir, storage.MANIFEST), manifest)
+    os.remove(marker)
+    logging.info("wrote mixture %s: %s", out_dir,
+                 {e["directory"]: e["weight"] for e in entries})
+    return manifest
 
 
 def function_records(plan: SplitPlan, shard: int, first: int, task_ids: np.ndarray,

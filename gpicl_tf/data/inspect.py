@@ -33,6 +33,18 @@ def _function_check(num_queries: int):
     return check
 
 
+def _stored_check(num_classes: int):
+    """Stored-value classification records (the prior): finite values, labels in range."""
+    def check(rec: dict) -> str | None:
+        labels = rec["labels"].numpy()
+        if labels.min() < 0 or labels.max() >= num_classes:
+            return f"labels outside [0, {num_classes}): [{labels.min()}, {labels.max()}]"
+        if not np.all(np.isfinite(rec["x"].numpy())):
+            return "non-finite x values"
+        return None
+    return check
+
+
 def _check_shard(directory: str, entry: dict, spec: dict, check_record) -> str | None:
     problem = storage.check_file(directory, entry, "sha256")
     if problem:
@@ -55,6 +67,8 @@ def _check_shard(directory: str, entry: dict, spec: dict, check_record) -> str |
 def inspect_directory(directory: str) -> dict:
     """Returns {"summary": {...}, "problems": [messages naming files]}."""
     manifest = storage.read_manifest(directory)
+    if "mixture" in manifest:
+        return _inspect_mixture(directory, manifest)
     schema = EpisodeSchema.from_dict(manifest["schema"])
     problems, sizes = [], {}
     for split, entry in manifest["base"].items():
@@ -69,6 +83,7 @@ def inspect_directory(directory: str) -> dict:
     spec = schema.record_spec()
     for split, info in manifest["splits"].items():
         check = (_function_check(schema.num_queries) if schema.regression else
+                 _stored_check(schema.num_classes) if schema.stored_dim else
                  _index_check(manifest["base"][info["data_split"]]["examples"]))
         for entry in info["shards"]:
             problem = _check_shard(directory, entry, spec, check)
@@ -77,6 +92,31 @@ def inspect_directory(directory: str) -> dict:
         sizes[split] = {"episodes": info["episodes"], "shards": len(info["shards"]),
                         "bytes": int(np.sum([s["bytes"] for s in info["shards"]]))}
     summary = {"directory": directory, "source": manifest["source"]["name"],
+               "schema": {k: manifest["schema"][k] for k in
+                          ("episode_length", "input_size", "num_classes")},
+               "splits": sizes}
+    return {"summary": summary, "problems": problems}
+
+
+def _inspect_mixture(directory: str, manifest: dict) -> dict:
+    """Each component inspected in full, its manifest checked against the mixture's."""
+    problems, sizes = [], {}
+    for entry in manifest["mixture"]:
+        sub = os.path.join(directory, entry["directory"])
+        if not os.path.exists(os.path.join(sub, storage.MANIFEST)):
+            problems.append(f"mixture component {sub} has no manifest")
+            continue
+        if storage.sha256_file(os.path.join(sub, storage.MANIFEST)) != entry["manifest_sha256"]:
+            problems.append(f"mixture component {sub}: its manifest is not the one "
+                            f"{directory}/manifest.json names")
+        report = inspect_directory(sub)
+        problems += report["problems"]
+        for split, v in report["summary"]["splits"].items():
+            total = sizes.setdefault(split, {"episodes": 0, "shards": 0, "bytes": 0})
+            for key in total:
+                total[key] += v[key]
+    weights = ", ".join(f"{e['source']} {e['weight']:g}" for e in manifest["mixture"])
+    summary = {"directory": directory, "source": f"mixture ({weights})",
                "schema": {k: manifest["schema"][k] for k in
                           ("episode_length", "input_size", "num_classes")},
                "splits": sizes}

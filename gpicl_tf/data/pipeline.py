@@ -38,6 +38,12 @@ class EpisodeSet:
     schema: schema_lib.EpisodeSchema
     shards: dict           # split -> tuple of good shard paths
     skipped: tuple = ()    # messages naming shards skipped as corrupt
+    components: tuple = ()  # a mixture's component EpisodeSets
+    weights: tuple = ()     # and their sampling weights
+
+    @property
+    def mixture(self) -> bool:
+        return bool(self.components)
 
     @property
     def seed(self) -> int:
@@ -94,6 +100,8 @@ def open_episodes(directory: str, *, expect: dict | None = None, verify: str = "
             f"manifest field 'format' is {manifest.get('format')!r} in {path}, "
             f"this reader reads {schema_lib.FORMAT!r}")
     _check_expectations(manifest, expect or {}, path)
+    if "mixture" in manifest:
+        return _open_mixture(directory, manifest, verify, on_corrupt)
     for split, entry in manifest["base"].items():
         problem = storage.check_file(directory, entry, verify)
         if problem:  # base data is shared by every episode: never skippable
@@ -113,6 +121,34 @@ def open_episodes(directory: str, *, expect: dict | None = None, verify: str = "
     schema = schema_lib.EpisodeSchema.from_dict(manifest["schema"])
     _check_first_record(schema, shards, path)
     return EpisodeSet(directory, manifest, schema, shards, tuple(skipped))
+
+
+def _open_mixture(directory: str, manifest: dict, verify: str, on_corrupt: str) -> EpisodeSet:
+    """A mixture: every component opened and verified, and checked against the
+    manifest (the component's manifest unchanged, its schema the mixture's)."""
+    path = os.path.join(directory, storage.MANIFEST)
+    schema = schema_lib.EpisodeSchema.from_dict(manifest["schema"])
+    components = []
+    for entry in manifest["mixture"]:
+        sub = os.path.join(directory, entry["directory"])
+        sub_manifest = os.path.join(sub, storage.MANIFEST)
+        if not os.path.exists(sub_manifest) or (
+                verify != "none" and storage.sha256_file(sub_manifest) != entry["manifest_sha256"]):
+            raise storage.CorruptShardError(
+                f"mixture component {sub!r} listed in {path} is missing or is not the set "
+                "that manifest names (its manifest changed); write the mixture again")
+        eps = open_episodes(sub, verify=verify, on_corrupt=on_corrupt)
+        for key in ("episode_length", "input_size", "num_classes"):
+            if getattr(eps.schema, key) != getattr(schema, key):
+                raise storage.ManifestMismatchError(
+                    f"mixture component {sub!r} has {key}={getattr(eps.schema, key)}, the "
+                    f"mixture in {path} has {getattr(schema, key)}")
+        components.append(eps)
+    shards = {split: tuple(f for c in components for f in c.shards.get(split, ()))
+              for split in manifest["splits"]}
+    skipped = tuple(m for c in components for m in c.skipped)
+    return EpisodeSet(directory, manifest, schema, shards, skipped, tuple(components),
+                      tuple(float(e["weight"]) for e in manifest["mixture"]))
 
 
 def _check_first_record(schema: schema_lib.EpisodeSchema, shards: dict, path: str) -> None:
@@ -175,6 +211,12 @@ def make_dataset(episodes: EpisodeSet, split: str, batch_size: int, *, shuffle: 
         raise InvalidInputError(f"batch_size={batch_size} must be positive")
     if bias_mode not in BIAS_MODES:
         raise InvalidInputError(f"bias_mode={bias_mode!r} is not one of {BIAS_MODES}")
+    if episodes.mixture:
+        return _mixture_dataset(episodes, split, batch_size, shuffle=shuffle, repeat=repeat,
+                                bias=bias, bias_mode=bias_mode, seed=seed,
+                                shuffle_buffer=shuffle_buffer, drop_remainder=drop_remainder,
+                                prefetch=prefetch, skip=skip, shard=shard, shard_by=shard_by,
+                                service=service)
     files = split_files(episodes, split, shard, shard_by)
     if service:
         if bias is not None and bias_mode != "permutation":
@@ -205,17 +247,81 @@ def make_dataset(episodes: EpisodeSet, split: str, batch_size: int, *, shuffle: 
     return ds.prefetch(prefetch)
 
 
+def _mixture_dataset(episodes: EpisodeSet, split: str, batch_size: int, *, shuffle: bool,
+                     repeat: bool, bias, bias_mode: str, seed: int, shuffle_buffer: int,
+                     drop_remainder: bool, prefetch: int, skip: int, shard, shard_by: str,
+                     service: str) -> tf.data.Dataset:
+    """A mixture's batches: each component's projected episodes (its own files,
+    shuffle and shards), drawn in proportion to the weights with `seed`, then the
+    label permutations (and with them the curriculum) applied in stream order,
+    as the tf.data service's trainer stage does."""
+    if service:
+        raise InvalidInputError(
+            f"{episodes.directory} is a mixture; the tf.data service serves one episode "
+            "set (serve a component, or train without --data_service)")
+    if bias is not None and bias_mode != "permutation":
+        raise InvalidInputError(
+            f"bias_mode={bias_mode!r} with a mixture ({episodes.directory}): components "
+            "have their own inputs, so only bias_mode='permutation' applies")
+    streams = []
+    for i, component in enumerate(episodes.components):
+        files = split_files(component, split, shard, shard_by)
+        ds = record_stream(component, files, shuffle=shuffle, repeat=repeat, seed=seed + i,
+                           shuffle_buffer=shuffle_buffer,
+                           shard=shard if shard_by == "records" else (1, 0))
+        streams.append(ds.map(_projector(component, split), num_parallel_calls=tf.data.AUTOTUNE,
+                              deterministic=True))
+    total = sum(episodes.weights)
+    ds = tf.data.Dataset.sample_from_datasets(
+        streams, weights=[w / total for w in episodes.weights], seed=seed,
+        stop_on_empty_dataset=False)
+    if skip:
+        ds = ds.skip(skip)
+    ds = ds.enumerate(start=skip).map(
+        _trainer_stage(episodes.schema, episodes.seed, batch_size, bias),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(prefetch)
+
+
+def _example_reader(episodes: EpisodeSet, split: str):
+    """record -> (x float32 [N, d_in] normalised, base labels int [N]): gathered from
+    the base data, or (values stored) read from the record."""
+    schema = episodes.schema
+    if schema.stored_dim:
+        n, d = schema.episode_length, schema.stored_dim
+        return lambda rec: (tf.reshape(rec["x"], [n, d]), tf.cast(rec["labels"], tf.int32))
+    x_table, y_table, mean, std = _base_tables(episodes, split)
+    return lambda rec: ((tf.cast(tf.gather(x_table, rec["indices"]), tf.float32) - mean) / std,
+                        tf.gather(y_table, rec["indices"]))
+
+
+def _projector(episodes: EpisodeSet, split: str):
+    """raw record -> {"inputs" projected, "base_labels", "task_id"}: everything of an
+    episode but its label permutation."""
+    schema = episodes.schema
+    spec = schema.record_spec()
+    examples = _example_reader(episodes, split)
+
+    def project(raw):
+        rec = tf.io.parse_single_example(raw, spec)
+        x, labels = examples(rec)
+        return {"inputs": augment.project_inputs(x, seed=episodes.seed, task_id=rec["task_id"],
+                                                 input_size=schema.input_size),
+                "base_labels": labels, "task_id": rec["task_id"]}
+
+    return project
+
+
 def _episode_builder(episodes: EpisodeSet, split: str, batch_size: int,
                      bias: tf.Variable | None, bias_mode: str):
     schema = episodes.schema
-    x_table, y_table, mean, std = _base_tables(episodes, split)
     spec = schema.record_spec()
     seed = episodes.seed
+    examples = _example_reader(episodes, split)
 
     def build(position, raw):
         rec = tf.io.parse_single_example(raw, spec)
-        x = (tf.cast(tf.gather(x_table, rec["indices"]), tf.float32) - mean) / std  # [N, dim]
-        labels = tf.gather(y_table, rec["indices"])                                 # [N]
+        x, labels = examples(rec)                                  # [N, d_in], [N]
         biased = _bias_flag(position, batch_size, bias)
         return augment.augment_episode(
             x, labels, seed=seed, task_id=rec["task_id"], input_size=schema.input_size,
@@ -293,19 +399,7 @@ def _service_stage(episodes: EpisodeSet, split: str, files, shuffle: bool,
         build = _function_builder(schema)
         ds = ds.map(lambda raw: build(0, raw), num_parallel_calls=tf.data.AUTOTUNE)
     else:
-        x_table, y_table, mean, std = _base_tables(episodes, split)
-        spec = schema.record_spec()
-
-        def project(raw):
-            rec = tf.io.parse_single_example(raw, spec)
-            x = (tf.cast(tf.gather(x_table, rec["indices"]), tf.float32) - mean) / std
-            return {"inputs": augment.project_inputs(x, seed=episodes.seed,
-                                                     task_id=rec["task_id"],
-                                                     input_size=schema.input_size),
-                    "base_labels": tf.gather(y_table, rec["indices"]),
-                    "task_id": rec["task_id"]}
-
-        ds = ds.map(project, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(_projector(episodes, split), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.apply(tf.data.experimental.service.distribute(
         processing_mode=tf.data.experimental.service.ShardingPolicy.DYNAMIC, service=address))
 
@@ -354,6 +448,9 @@ def _function_builder(schema: schema_lib.EpisodeSchema):
 
 def read_records(episodes: EpisodeSet, split: str) -> list[dict]:
     """Every stored record of a split, in file order, as numpy dicts (for tools)."""
+    if episodes.mixture:
+        raise InvalidInputError(f"{episodes.directory} is a mixture; read its components' "
+                                "records (EpisodeSet.components)")
     spec = episodes.schema.record_spec()
     ds = _records(episodes.shards[split], shuffle=False, skip_errors=False)
     return [{k: v.numpy() for k, v in tf.io.parse_single_example(r, spec).items()} for r in ds]

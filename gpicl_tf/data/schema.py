@@ -13,6 +13,13 @@ model features are built:
 The model turns features into tokens (the paper's concat(x_j, one_hot(y_{j-1})),
 or the PFN layout) and never lets a prediction see its own or a later label.
 
+Synthetic classification tables (`data.source="prior"`) have no base data
+either: their episodes store the prepared values (`stored_dim` > 0 columns,
+zero-padded) and the labels; the reader projects and permutes them as above:
+
+    record:   episode_id int64 [], task_id int64 [], x float [N * stored_dim],
+              labels int64 [N]
+
 Function regression (`task="regression"`) stores the values themselves, since
 a function episode has no base data to index:
 
@@ -53,6 +60,7 @@ class EpisodeSchema:
     num_classes: int
     task: str = "classification"
     num_queries: int = 0
+    stored_dim: int = 0
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -68,6 +76,11 @@ class EpisodeSchema:
                     f"[1, episode_length={self.episode_length})")
         elif not isinstance(self.num_classes, int) or self.num_classes < 2:
             raise InvalidInputError(f"num_classes={self.num_classes!r} must be at least 2")
+        if not isinstance(self.stored_dim, int) or self.stored_dim < 0 or (
+                self.stored_dim and self.regression):
+            raise InvalidInputError(
+                f"stored_dim={self.stored_dim!r} must be a non-negative integer (0 for "
+                "function regression)")
 
     @property
     def regression(self) -> bool:
@@ -83,6 +96,9 @@ class EpisodeSchema:
         n = self.episode_length
         spec = {"episode_id": tf.io.FixedLenFeature([], tf.int64),
                 "task_id": tf.io.FixedLenFeature([], tf.int64)}
+        if self.stored_dim:
+            return {**spec, "x": tf.io.FixedLenFeature([n * self.stored_dim], tf.float32),
+                    "labels": tf.io.FixedLenFeature([n], tf.int64)}
         if not self.regression:
             return {**spec, "indices": tf.io.FixedLenFeature([n], tf.int64)}
         return {**spec, "x": tf.io.FixedLenFeature([n * self.input_size], tf.float32),
@@ -117,4 +133,4 @@ class EpisodeSchema:
     def from_dict(cls, d: dict) -> "EpisodeSchema":
         return cls(episode_length=d["episode_length"], input_size=d["input_size"],
                    num_classes=d["num_classes"], task=d.get("task", "classification"),
-                   num_queries=d.get("num_queries", 0))
+                   num_queries=d.get("num_queries", 0), stored_dim=d.get("stored_dim", 0))

@@ -168,11 +168,13 @@ def _require(obj, fields: dict, where: str, path: str) -> None:
 
 
 def written_settings(manifest: dict) -> dict[str, dict]:
-    """The config sections an episode set was written with: {"data": ..., "functions": ...}
-    (functions only for function-regression sets)."""
-    settings = {"data": normalize_section("data", manifest["config"])}
-    if "functions" in manifest:
-        settings["functions"] = normalize_section("functions", manifest["functions"])
+    """The config sections an episode set was written with: {"data": ..., "functions":
+    ..., "prior": ...} (functions only for function-regression sets, prior only for
+    sets that drew from it). A key an older writer did not record has its default."""
+    settings = {"data": normalize_section("data", manifest["config"], defaults=True)}
+    for section in ("functions", "prior"):
+        if section in manifest:
+            settings[section] = normalize_section(section, manifest[section], defaults=True)
     return settings
 
 

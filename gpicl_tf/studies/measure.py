@@ -48,12 +48,12 @@ def unseen_dataset(base: Config, episode_root: str) -> tuple[str, str] | None:
     for name in base.eval.datasets:
         if name == base.data.source or name.startswith("functions:"):
             continue
-        data = dataclasses.replace(base.data, source=name, train_episodes=0,
+        data = dataclasses.replace(base.data, source=name, mixture=(), train_episodes=0,
                                    test_episodes=base.eval.episodes)
         cfg = dataclasses.replace(base, data=data)
         out = os.path.join(episode_root, "eval-" + episode_key(cfg))
         try:
-            return name, episodes_lib.ensure_episodes(data, out, base.functions)
+            return name, episodes_lib.ensure_episodes(data, out, base.functions, base.prior)
         except sources.SourceUnavailableError as e:
             logging.warning("unseen dataset %s not available: %s", name, e)
     return None

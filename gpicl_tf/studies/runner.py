@@ -107,9 +107,14 @@ def cells_of(study: Study, grid: str, user_sets: list[str] | tuple[str, ...] = (
 
 def episode_key(cfg: Config) -> str:
     """A directory name for the episodes of `cfg`'s data (and function) settings."""
-    written = {"data": dataclasses.asdict(cfg.data)}
+    data = dataclasses.asdict(cfg.data)
+    if not data["mixture"]:
+        del data["mixture"]  # added later: keys of sets written before stay the same
+    written = {"data": data}
     if cfg.data.source.startswith("functions:"):
         written["functions"] = dataclasses.asdict(cfg.functions)
+    if cfg.data.source == "prior" or cfg.data.mixture:
+        written["prior"] = dataclasses.asdict(cfg.prior)
     digest = hashlib.sha256(json.dumps(written, sort_keys=True).encode()).hexdigest()[:10]
     return f"{slug(cfg.data.source)}-k{cfg.data.log2_num_tasks}-{digest}"
 
@@ -117,7 +122,7 @@ def episode_key(cfg: Config) -> str:
 def cell_episodes(cfg: Config, episode_root: str) -> str:
     """The cell's episode directory, written on first use and reused after."""
     out = os.path.join(episode_root, episode_key(cfg))
-    return episodes_lib.ensure_episodes(cfg.data, out, cfg.functions)
+    return episodes_lib.ensure_episodes(cfg.data, out, cfg.functions, cfg.prior)
 
 
 def read_rows(workdir: str) -> list[dict]:

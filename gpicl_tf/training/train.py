@@ -21,7 +21,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from gpicl_tf.config import Config, DataConfig, FunctionConfig, normalize_section
+from gpicl_tf.config import Config, normalize_section
 from gpicl_tf.data import device_episodes, pipeline, storage
 from gpicl_tf.errors import InvalidInputError
 from gpicl_tf.models import build_model
@@ -79,6 +79,20 @@ def _check_resume(workdir: str, config: Config) -> None:
                 raise InvalidInputError(
                     f"{workdir!r} holds a run with {section}.{key}="
                     f"{old[key]!r}, this run has {now[key]!r}; use another --workdir")
+
+
+def written_config(config: Config, episodes_dir: str) -> Config:
+    """`config` with the sections its episodes were written with (data, and the
+    functions or prior settings where the set has them) taken from the manifest."""
+    written = storage.written_settings(storage.read_manifest(episodes_dir))
+    for section, values in written.items():
+        cls = type(getattr(config, section))
+        names = {f.name for f in dataclasses.fields(cls)}
+        taken = cls(**{k: v for k, v in values.items() if k in names})
+        if taken != getattr(config, section):
+            logging.info("%s config taken from %s/manifest.json", section, episodes_dir)
+            config = dataclasses.replace(config, **{section: taken})
+    return config
 
 
 def check_episode_overrides(config: Config, episodes_dir: str, keys: list[str]) -> None:
@@ -217,15 +231,7 @@ def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "def
     """
     # ------------------------------------------------------------------ set-up
     episodes = pipeline.open_episodes(episodes_dir)
-    data = DataConfig(**episodes.manifest["config"])
-    if data != config.data:
-        logging.info("data config taken from %s/manifest.json", episodes_dir)
-        config = dataclasses.replace(config, data=data)
-    if "functions" in episodes.manifest:
-        written = FunctionConfig(**episodes.manifest["functions"])
-        if written != config.functions:
-            logging.info("functions config taken from %s/manifest.json", episodes_dir)
-            config = dataclasses.replace(config, functions=written)
+    config = written_config(config, episodes_dir)
     done = os.path.join(workdir, SUMMARY_FILE)
     _check_resume(workdir, config)
     if os.path.exists(done):

@@ -18,7 +18,7 @@ def _files(directory):
 def test_manifest_lists_every_file_with_checksums(smoke_episodes, smoke_config):
     manifest = storage.read_manifest(smoke_episodes)
     assert manifest["schema"]["episode_length"] == smoke_config.data.episode_length
-    assert manifest["config"] == dataclasses.asdict(smoke_config.data)
+    assert storage.written_settings(manifest)["data"] == dataclasses.asdict(smoke_config.data)
     listed = [e["file"] for e in manifest["base"].values()]
     listed += [s["file"] for split in manifest["splits"].values() for s in split["shards"]]
     assert sorted(listed + ["manifest.json"]) == _files(smoke_episodes)

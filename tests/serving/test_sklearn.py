@@ -37,7 +37,10 @@ def test_fit_predict_shapes_and_labels(version):
 
 def test_long_context_is_subsampled(version):
     X, y = _data(n=30)  # the smoke model's maximum context is 11
-    clf = GPICLClassifier(version, n_ensemble=2).fit(X, y)
+    with pytest.warns(UserWarning, match="30 training rows exceed the model's context of 11"):
+        clf = GPICLClassifier(version, n_ensemble=2).fit(X, y)
+    assert clf.subsampled_ and clf.max_context_ == 11
+    assert not GPICLClassifier(version).fit(X[:11], y[:11]).subsampled_
     assert clf.predict_proba(X[:4]).shape == (4, 3)
     _, _, keep = clf._member(0, {"schema": {"input_size": 16, "num_classes": 10},
                                  "max_context": 11})
@@ -77,7 +80,7 @@ def test_continuous_targets_and_overflowing_features_are_refused(version):
 
 
 @pytest.mark.parametrize("check", ["check_classifiers_one_label", "check_fit2d_1sample",
-                                   "check_estimators_nan_inf", "check_estimators_unfitted",
+                                   "check_estimators_unfitted",
                                    "check_fit2d_predict1d", "check_n_features_in_after_fitting",
                                    "check_estimators_empty_data_messages",
                                    "check_fit_check_is_fitted", "check_dtype_object"])
@@ -91,3 +94,35 @@ def test_single_class_is_a_named_error(version):
     X, _ = _data()
     with pytest.raises(ValueError, match="y holds 1 class \\(cat\\)"):
         GPICLClassifier(version).fit(X, np.array(["cat"] * len(X)))
+
+
+def test_missing_values_get_an_indicator_and_infinity_is_refused(version):
+    X, y = _data(n=11)
+    X[::3, 1] = np.nan
+    clf = GPICLClassifier(version, n_ensemble=2).fit(X, y)
+    assert list(clf.missing_columns_) == [1]
+    assert clf.train_x_.shape == (11, 6)           # 5 features + 1 indicator
+    proba = clf.predict_proba(np.vstack([X[:2], np.full((1, 5), np.nan)]))
+    assert np.all(np.isfinite(proba)) and proba.shape == (3, 3)
+    with pytest.raises(ValueError, match="contains infinity"):
+        GPICLClassifier(version).fit(np.where(np.isnan(X), np.inf, X), y)
+    with pytest.raises(ValueError, match="contains infinity"):  # NaN is missing, inf is not
+        clf.predict(np.vstack([X[:1], np.full((1, 5), np.inf)]))
+
+
+def test_categorical_columns_are_one_hot_and_preprocessings_differ(version):
+    X, y = _data(n=11)
+    X[:, 0] = np.arange(11) % 3
+    clf = GPICLClassifier(version, n_ensemble=2, categorical_features=[0]).fit(X, y)
+    assert clf.train_x_.shape == (11, 4 + 3)
+    np.testing.assert_array_equal(clf.train_x_[:, 4:].sum(1), 1)
+    unseen = X[:1].copy()
+    unseen[0, 0] = 7.0                                  # a category fit never saw: all zeros
+    assert clf._encode(unseen)[0, 4:].sum() == 0
+    standard = GPICLClassifier(version, 2).fit(X, y).predict_proba(X[:3])
+    quantile = GPICLClassifier(version, 2, preprocessing="quantile").fit(X, y).predict_proba(X[:3])
+    assert not np.allclose(standard, quantile)
+    with pytest.raises(ValueError, match="preprocessing='rank' is not one of"):
+        GPICLClassifier(version, preprocessing="rank").fit(X, y)
+    with pytest.raises(ValueError, match=r"categorical_features=\[9\] names columns outside"):
+        GPICLClassifier(version, categorical_features=[9]).fit(X, y)
