@@ -1,7 +1,8 @@
 """GPICLClassifier against tuned classical learners on small real tables.
 
     python benchmarks/tabular.py saved_models/gpicl/1 [--rows 50,100,500] [--splits 10]
-        [--datasets iris,wine,breast_cancer,digits] [--n_ensemble 8] [--out runs/tabular]
+        [--datasets iris,wine,breast_cancer,digits] [--n_ensemble 8]
+        [--preprocessing standard|quantile|mix] [--out runs/tabular]
 
 Datasets available offline: scikit-learn's iris, wine, breast_cancer, and digits
 restricted to the `digits` source's test split (images no digits-trained model
@@ -58,11 +59,12 @@ DATASETS = {
 }
 
 
-def learners(model_path: str, n_ensemble: int, rows: int, seed: int) -> dict:
+def learners(model_path: str, n_ensemble: int, rows: int, seed: int,
+             preprocessing: str = "standard") -> dict:
     folds = min(5, rows // 10) if rows >= 20 else 2
     return {
         ESTIMATOR: lambda: GPICLClassifier(model_path, n_ensemble=n_ensemble,
-                                           random_state=seed),
+                                           random_state=seed, preprocessing=preprocessing),
         "logistic regression (CV)": lambda: make_pipeline(
             StandardScaler(), LogisticRegressionCV(Cs=10, cv=folds, max_iter=2000)),
         "RBF SVM (CV)": lambda: make_pipeline(StandardScaler(), GridSearchCV(
@@ -81,12 +83,13 @@ def auc(y, proba, classes) -> float:
     return roc_auc_score(y, proba, multi_class="ovr", labels=classes)
 
 
-def run_case(x, y, rows: int, splits: int, model_path: str, n_ensemble: int) -> dict:
+def run_case(x, y, rows: int, splits: int, model_path: str, n_ensemble: int,
+             preprocessing: str = "standard") -> dict:
     test = min(500, len(y) - rows)
     sss = StratifiedShuffleSplit(n_splits=splits, train_size=rows, test_size=test, random_state=0)
     out = {}
     for k, (tr, te) in enumerate(sss.split(x, y)):
-        for name, make in learners(model_path, n_ensemble, rows, k).items():
+        for name, make in learners(model_path, n_ensemble, rows, k, preprocessing).items():
             t0 = time.perf_counter()
             model = make().fit(x[tr], y[tr])
             proba = model.predict_proba(x[te])
@@ -172,6 +175,8 @@ def main():
     parser.add_argument("--splits", type=int, default=10)
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--n_ensemble", type=int, default=8)
+    parser.add_argument("--preprocessing", default="standard",
+                        help="the estimator's preprocessing: standard, quantile or mix")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     unknown = [d for d in args.datasets.split(",") if d not in DATASETS]
@@ -185,7 +190,7 @@ def main():
                 print(f"{dataset}: {len(y)} rows, too few for {rows} training rows; skipped")
                 continue
             results[(dataset, rows)] = run_case(x, y, rows, args.splits, args.model_path,
-                                                args.n_ensemble)
+                                                args.n_ensemble, args.preprocessing)
             print(f"{dataset}, {rows} rows: " + ", ".join(
                 f"{n} {np.mean(e['acc']):.3f}" for n, e in results[(dataset, rows)].items()),
                 flush=True)

@@ -627,6 +627,26 @@ def _functions_cpu() -> Config:
     )
 
 
+def _general_cpu() -> Config:
+    """The general-purpose learner behind `GPICLClassifier` (issue 17; about 3 hours
+    here, not yet run): a weighted mixture of real datasets seen through random
+    projections and synthetic tables from the prior (random MLPs and SCMs), longer
+    episodes (256 rows), a 128-wide PFN-layout Transformer. Export with
+    `--max_context 512` to let the estimator read up to 512 training rows."""
+    return Config(
+        data=DataConfig(source="mixture", mixture=("digits:1", "fashion_mnist_idx:1", "prior:4"),
+                        input_size=64, num_classes=10, episode_length=256,
+                        train_episodes=2**16, test_episodes=512, episodes_per_shard=2_048),
+        model=ModelConfig(layout="pfn", model_size=128, num_layers=3, num_heads=8, key_size=16,
+                          lstm_units=128, mlp_hidden=128),
+        train=TrainConfig(batch_size=32, steps=12_000, steps_per_epoch=500, warmup_steps=500,
+                          bias_fraction=0.9, bias_mode="permutation", bias_schedule="plateau"),
+        eval=EvalConfig(datasets=("random",), positions=(1, 2, 5, 10, 20, 50, 100, 255),
+                        sequence_baselines=()),
+        prior=PriorConfig(max_features=32),
+    )
+
+
 def _paper() -> Config:
     return Config(
         data=DataConfig(
@@ -644,7 +664,7 @@ def _paper() -> Config:
 PRESETS = {"smoke": _smoke, "cpu": _cpu, "fashion_cpu": _fashion_cpu,
            "digits_long": _digits_long, "fashion_long": _fashion_long,
            "functions_smoke": _functions_smoke, "functions_cpu": _functions_cpu,
-           "paper": _paper}
+           "general_cpu": _general_cpu, "paper": _paper}
 
 
 def get_preset(name: str) -> Config:

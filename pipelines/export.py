@@ -14,6 +14,8 @@ flags.DEFINE_string("workdir", None, "finished training run", required=True)
 flags.DEFINE_string("out", "saved_models", "TF Serving model base directory")
 flags.DEFINE_string("name", "gpicl", "model name")
 flags.DEFINE_integer("max_queries", 256, "most queries per request")
+flags.DEFINE_integer("max_context", 0, "longest context per request (0: the meta-training "
+                     "context; a Transformer accepts longer ones)")
 FLAGS = flags.FLAGS
 
 
@@ -22,7 +24,8 @@ def main(argv):
     common.quiet_tensorflow()
     from gpicl_tf.export import saved_model
 
-    print(saved_model.export_run(FLAGS.workdir, FLAGS.out, FLAGS.name, FLAGS.max_queries))
+    print(saved_model.export_run(FLAGS.workdir, FLAGS.out, FLAGS.name, FLAGS.max_queries,
+                                 FLAGS.max_context))
 
 
 if __name__ == "__main__":

@@ -138,8 +138,13 @@ def write_models_config(base: str) -> str:
 
 
 def export_model(model: keras.Model, config: dict, base: str, name: str,
-                 max_queries: int = 256) -> str:
-    """Exports `model` as the next version of BASE/NAME; returns the version path."""
+                 max_queries: int = 256, max_context: int = 0) -> str:
+    """Exports `model` as the next version of BASE/NAME; returns the version path.
+
+    `max_context`: the longest context a request may carry; 0 = the meta-training
+    context (episode length - 1). A Transformer has no positional encoding, so a
+    longer one is accepted (the model then reads more examples than it was
+    meta-trained on: measure before relying on it); the LSTM keeps its own."""
     if not name or not name.replace("_", "").replace("-", "").isalnum():
         raise InvalidInputError(f"model name {name!r} must be letters, digits, '-' or '_'")
     data = config["data"]
@@ -154,7 +159,16 @@ def export_model(model: keras.Model, config: dict, base: str, name: str,
             f"model weight {bad!r} holds NaN or Inf: refusing to export a model "
             "that would serve garbage")
     schema = EpisodeSchema(data["episode_length"], data["input_size"], data["num_classes"])
-    max_context = schema.episode_length - 1
+    trained = schema.episode_length - 1
+    if max_context < 0 or (max_context and max_context < trained):
+        raise InvalidInputError(
+            f"max_context={max_context} must be 0 (the meta-training context, {trained}) or "
+            f"at least {trained}")
+    if max_context > trained and config.get("model", {}).get("arch") != "transformer":
+        raise InvalidInputError(
+            f"max_context={max_context} beyond the meta-training context ({trained}) needs a "
+            f"Transformer; this model is {config.get('model', {}).get('arch')!r}")
+    max_context = max_context or trained
     model_dir = os.path.join(base, name)
     os.makedirs(model_dir, exist_ok=True)
     storage.remove_stale_temporaries(model_dir)
@@ -168,6 +182,7 @@ def export_model(model: keras.Model, config: dict, base: str, name: str,
         archive.write_out(tmp, verbose=False)
         write_warmup(os.path.join(tmp, WARMUP_FILE), name, warmup_example(schema))
         meta = {"config": config, "schema": schema.to_dict(), "max_context": max_context,
+                "trained_context": trained,
                 "max_queries": max_queries, "signature": SIGNATURE,
                 "inputs": {"context_x": [None, None, schema.input_size],
                            "context_y": [None, None], "query_x": [None, None,
@@ -190,7 +205,8 @@ def export_model(model: keras.Model, config: dict, base: str, name: str,
     return version
 
 
-def export_run(workdir: str, base: str, name: str = "gpicl", max_queries: int = 256) -> str:
+def export_run(workdir: str, base: str, name: str = "gpicl", max_queries: int = 256,
+               max_context: int = 0) -> str:
     """Exports the finished training run in `workdir` (model.keras + config.json)."""
     model_path = os.path.join(workdir, train.MODEL_FILE)
     if not os.path.exists(os.path.join(workdir, train.SUMMARY_FILE)):
@@ -200,4 +216,4 @@ def export_run(workdir: str, base: str, name: str = "gpicl", max_queries: int = 
     with open(os.path.join(workdir, train.CONFIG_FILE)) as f:
         config = json.load(f)["config"]
     model = keras.models.load_model(model_path, compile=False)
-    return export_model(model, config, base, name, max_queries)
+    return export_model(model, config, base, name, max_queries, max_context)

@@ -164,3 +164,20 @@ def test_models_config_lists_only_models_with_a_complete_version(exported, tmp_p
     text = open(base / "models.config").read()
     assert 'name: "gpicl"' in text and "killed" not in text
     assert os.listdir(base / "gpicl") == ["1"]                      # the leftover is gone
+
+
+def test_a_longer_context_can_be_exported_for_a_transformer(exported, tmp_path):
+    _, model, _ = exported
+    config = json.load(open(os.path.join(exported[0], saved_model.CONFIG_FILE)))["config"]
+    path = saved_model.export_model(model, config, str(tmp_path), "long", max_context=40)
+    meta = json.load(open(os.path.join(path, saved_model.CONFIG_FILE)))
+    assert meta["max_context"] == 40 and meta["trained_context"] == 11
+    fn = tf.saved_model.load(path).signatures[saved_model.SIGNATURE]
+    req = _request(n=30)
+    probabilities = fn(**{k: tf.constant(v) for k, v in req.items()})["probabilities"].numpy()
+    np.testing.assert_allclose(probabilities, _expected(model, req), atol=1e-5)
+    with pytest.raises(ValueError, match="max_context=5 must be 0 .* or at least 11"):
+        saved_model.export_model(model, config, str(tmp_path), "short", max_context=5)
+    lstm = {**config, "model": {**config["model"], "arch": "lstm"}}
+    with pytest.raises(ValueError, match="needs a Transformer; this model is 'lstm'"):
+        saved_model.export_model(model, lstm, str(tmp_path), "lstm", max_context=40)

@@ -34,3 +34,16 @@ def test_serving_soak_benchmark_runs(trained_run):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "0 failed" in done.stdout and "every bad request a 4xx: True" in done.stdout
     assert "serving version 3 at the end" in done.stdout and "peak" in done.stdout
+
+
+@pytest.mark.slow
+def test_tabular_benchmark_runs(model_base, tmp_path):
+    done = subprocess.run([sys.executable, "benchmarks/tabular.py",
+                           os.path.join(model_base, "gpicl", "1"), "--rows", "20",
+                           "--splits", "2", "--datasets", "iris", "--n_ensemble", "2",
+                           "--preprocessing", "mix", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "iris" in done.stdout and "logistic regression (CV)" in done.stdout
+    for name in ("tabular.md", "tabular.json", "tabular.png"):
+        assert (tmp_path / name).exists(), name
