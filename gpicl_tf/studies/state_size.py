@@ -100,7 +100,7 @@ STUDY = Study(
                  "steps and episodes in every cell."),
     grids={
         "smoke": grid((8,), (8,), steps=20),
-        "cpu": grid((8, 16, 32, 64), (16, 64, 256, 512), steps=1000),
+        "cpu": grid((8, 16, 32, 64), (16, 64, 256, 512), steps=1500),
         "paper": grid((64, 128, 256, 512), (256, 1024, 2048, 4096), steps=500_000),
     },
     prepare=prepare,
