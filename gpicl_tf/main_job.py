@@ -16,9 +16,11 @@ import time
 
 from absl import logging
 
+from gpicl_tf import tasks
 from gpicl_tf.config import Config
-from gpicl_tf.data import episodes as episodes_lib, functions, sources
-from gpicl_tf.eval import evaluate as evaluate_lib, regression, report as report_lib
+from gpicl_tf.data import episodes as episodes_lib, sources
+from gpicl_tf.errors import InvalidInputError
+from gpicl_tf.eval import evaluate as evaluate_lib
 from gpicl_tf.export import saved_model
 from gpicl_tf.training import train
 
@@ -46,9 +48,8 @@ def write_eval_episodes(config: Config, workdir: str) -> tuple[dict, list]:
             logging.warning("unseen dataset %s skipped: %s", name, e)
             skipped.append({"dataset": name, "reason": str(e)})
             continue
-        family = functions.family_of(name)
-        label = f"{family} (unseen family)" if family else f"{name} (unseen dataset)"
-        sets[label] = (out, "test")
+        task = tasks.for_source(name)
+        sets[f"{task.label(name)} ({task.unseen_source})"] = (out, "test")
     return sets, skipped
 
 
@@ -67,7 +68,8 @@ def training_runs(config: Config) -> dict[tuple[str, str], Config]:
         runs[(name, "transformer" if i == 0 else f"transformer-seed{seed}")] = \
             dataclasses.replace(config, train=dataclasses.replace(config.train, seed=seed))
     steps = config.eval.baseline_steps or config.train.steps
-    for arch in config.eval.sequence_baselines:
+    baselines = config.eval.sequence_baselines
+    for arch in baselines if tasks.for_source(config.data.source).sequence_baselines else ():
         runs[(NAMES.get(arch, arch), arch)] = dataclasses.replace(
             config, model=dataclasses.replace(config.model, arch=arch, layout="paper"),
             train=dataclasses.replace(config.train, steps=steps,
@@ -89,11 +91,16 @@ def run_all(config: Config, workdir: str, *, export_base: str | None = None,
             export_name: str = "gpicl", verbose="auto") -> dict:
     """Runs every stage; returns the report (also in workdir/report/).
 
-    With `export_base`, the Transformer is exported as the next version of
-    EXPORT_BASE/EXPORT_NAME for TF Serving.
+    The source's task decides what is trained beside the Transformer, how the
+    sets are evaluated and reported, and whether the learner can be exported.
+    With `export_base`, the Transformer is exported (if the task's learners can
+    be served) as the next version of EXPORT_BASE/EXPORT_NAME for TF Serving.
     """
-    if functions.family_of(config.data.source):
-        return run_functions(config, workdir, verbose=verbose)
+    task = tasks.for_source(config.data.source)
+    if config.eval.seeds > 1 and not task.sequence_baselines:
+        raise InvalidInputError(
+            f"eval.seeds={config.eval.seeds}: {task.name} runs evaluate one Transformer "
+            "against the task's own baselines; set eval.seeds=1")
     t0 = time.perf_counter()
     times = {}
     # ------------------------------------------------------------------ episodes
@@ -116,10 +123,10 @@ def run_all(config: Config, workdir: str, *, export_base: str | None = None,
 
     # ------------------------------------------------------------------ evaluation
     t = time.perf_counter()
-    source = config.data.source
-    sets = {f"{source} (unseen tasks)": (train_eps, "test"),
-            f"{source} (seen tasks)": (train_eps, "seen"), **eval_sets}
-    report = evaluate_lib.evaluate(models, sets, (train_eps, "train"), config.eval)
+    label = task.label(config.data.source)
+    sets = {f"{label} ({task.held_out})": (train_eps, "test"),
+            f"{label} (seen tasks)": (train_eps, "seen"), **eval_sets}
+    report = task.evaluate(models, sets, (train_eps, "train"), config.eval)
     if config.eval.seeds > 1:
         seed_names = [n for n in models if n.startswith(NAMES["transformer"])]
         for entry in report["datasets"].values():
@@ -131,41 +138,15 @@ def run_all(config: Config, workdir: str, *, export_base: str | None = None,
     times["evaluate"] = time.perf_counter() - t
 
     # ------------------------------------------------------------------ export
-    if export_base:
+    if export_base and not task.exportable:
+        logging.info("%s learners are not exported (the serving signature maps labelled "
+                     "context to class probabilities)", task.name)
+    elif export_base:
         t = time.perf_counter()
         report["export"] = saved_model.export_run(os.path.join(workdir, "transformer"),
                                                   export_base, export_name)
         times["export"] = time.perf_counter() - t
-    return _finish(report, config, skipped, times, t0, workdir, report_lib.write_report)
-
-
-def run_functions(config: Config, workdir: str, verbose="auto") -> dict:
-    """Function regression: episodes of the training family and of every
-    `eval.datasets` family, meta-training, evaluation against the baselines,
-    report (workdir/report/, as the classification job's). Not exported: the
-    serving signature is the classification one."""
-    t0 = time.perf_counter()
-    times = {}
-    family = functions.family_of(config.data.source)
-    train_eps = episodes_lib.ensure_episodes(
-        config.data, os.path.join(workdir, "episodes", _dirname(config.data.source)),
-        config.functions)
-    eval_sets, skipped = write_eval_episodes(config, workdir)
-    times["episodes"] = time.perf_counter() - t0
-
-    t = time.perf_counter()
-    run_dir = os.path.join(workdir, "transformer")
-    train.run(config, run_dir, train_eps, verbose=verbose)
-    times["train_transformer"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    sets = {f"{family} (held-out tasks)": (train_eps, "test"),
-            f"{family} (seen tasks)": (train_eps, "seen"), **eval_sets}
-    report = regression.evaluate_functions(os.path.join(run_dir, train.MODEL_FILE), sets,
-                                           (train_eps, "train"), config.eval)
-    times["evaluate"] = time.perf_counter() - t
-    return _finish(report, config, skipped, times, t0, workdir,
-                   report_lib.write_regression_report)
+    return _finish(report, config, skipped, times, t0, workdir, task.write_report)
 
 
 def _finish(report: dict, config: Config, skipped: list, times: dict, t0: float, workdir: str,

@@ -7,9 +7,9 @@
 Evaluates the unseen-task ("test") and seen-task ("seen") splits of --episodes
 and every --eval_set directory's "test" split; writes report.json, report.md
 and PNG plots to --out. About a minute here for the cpu preset's 256 episodes.
-Function-regression episodes (e.g. --preset functions_cpu) get the regression
-evaluation: MSE by number of context points against k-NN, least squares,
-ridge, polynomial and GP baselines.
+The episodes' task chooses the evaluation: for random-function episodes (e.g.
+--preset functions_cpu), MSE by number of context points against k-NN, least
+squares, ridge, polynomial and GP baselines.
 """
 
 import os
@@ -42,38 +42,23 @@ def _pairs(items, flag):
 def main(argv):
     del argv
     common.quiet_tensorflow()
-    from gpicl_tf.eval import evaluate, report as report_lib
+    from gpicl_tf.data import pipeline
     from gpicl_tf.training.train import MODEL_FILE
 
-    from gpicl_tf.data import pipeline
-
     config = common.resolve_config()
-    if pipeline.open_episodes(FLAGS.episodes, verify="size").schema.regression:
-        return _regression(config)
+    task = pipeline.open_episodes(FLAGS.episodes, verify="size").schema.kind
+    if FLAGS.baseline and not task.sequence_baselines:
+        raise InvalidInputError(
+            f"--baseline {FLAGS.baseline}: {task.name} learners are compared with the "
+            "task's own baselines")
     models = {"GPICL Transformer": os.path.join(FLAGS.model, MODEL_FILE)}
     models.update({k: os.path.join(v, MODEL_FILE) for k, v in
                    _pairs(FLAGS.baseline, "baseline").items()})
-    sets = {"unseen tasks": (FLAGS.episodes, "test"), "seen tasks": (FLAGS.episodes, "seen")}
+    sets = {task.held_out: (FLAGS.episodes, "test"), "seen tasks": (FLAGS.episodes, "seen")}
     sets.update({k: (v, "test") for k, v in _pairs(FLAGS.eval_set, "eval_set").items()})
-    report = evaluate.evaluate(models, sets, (FLAGS.episodes, "train"), config.eval)
-    report_lib.write_report(report, FLAGS.out)
-    print(report_lib.markdown_table(report))
-
-
-def _regression(config):
-    from gpicl_tf.eval import regression, report as report_lib
-    from gpicl_tf.training.train import MODEL_FILE
-
-    if FLAGS.baseline:
-        raise InvalidInputError(
-            f"--baseline {FLAGS.baseline}: function regression is compared with "
-            "its own baselines (k-NN, least squares, ridge, polynomial, GP)")
-    sets = {"held-out tasks": (FLAGS.episodes, "test"), "seen tasks": (FLAGS.episodes, "seen")}
-    sets.update({k: (v, "test") for k, v in _pairs(FLAGS.eval_set, "eval_set").items()})
-    report = regression.evaluate_functions(os.path.join(FLAGS.model, MODEL_FILE), sets,
-                                           (FLAGS.episodes, "train"), config.eval)
-    report_lib.write_regression_report(report, FLAGS.out)
-    print(report_lib.regression_markdown(report))
+    report = task.evaluate(models, sets, (FLAGS.episodes, "train"), config.eval)
+    task.write_report(report, FLAGS.out)
+    print(task.markdown(report))
 
 
 if __name__ == "__main__":

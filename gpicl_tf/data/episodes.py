@@ -5,7 +5,8 @@ Example:
     >>> manifest = write_episodes(get_preset("smoke").data, "/tmp/eps")  # doctest: +SKIP
 
 Layout of `out_dir` (all GZIP TFRecords, listed with sizes and sha256 in the
-manifest, which is written last; function-regression sets have no base files):
+manifest, which is written last; sets whose records carry their values, such
+as random functions and the table prior, have no base files):
 
     base-train.tfrecord.gz, base-test.tfrecord.gz
     episodes-train-00000-of-00010.tfrecord.gz ...
@@ -25,7 +26,8 @@ import tensorflow as tf
 from absl import logging
 
 from gpicl_tf.config import DataConfig, FunctionConfig, PriorConfig
-from gpicl_tf.data import augment, functions, prior, schema as schema_lib, sources, storage
+from gpicl_tf import tasks
+from gpicl_tf.data import augment, prior, schema as schema_lib, storage
 from gpicl_tf.errors import ExistingFileError, InvalidInputError
 
 
@@ -95,29 +97,6 @@ def task_assignments(plans: list[SplitPlan], seed: int) -> dict[str, np.ndarray]
         raise InvalidInputError("the seen split needs train episodes to draw its tasks from")
     ids["seen"] = used[draw_without_replacement(len(used), seen.episodes, seed, seen.name)]
     return ids
-
-
-def _episode_record(episode_id: int, task_id: int, indices: np.ndarray) -> bytes:
-    feature = {
-        "episode_id": tf.train.Feature(int64_list=tf.train.Int64List(value=[episode_id])),
-        "task_id": tf.train.Feature(int64_list=tf.train.Int64List(value=[task_id])),
-        "indices": tf.train.Feature(int64_list=tf.train.Int64List(value=indices.tolist())),
-    }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
-
-
-def shard_records(plan: SplitPlan, shard: int, first: int, task_ids: np.ndarray,
-                  num_examples: int, episode_length: int, seed: int):
-    """Yields the serialized episodes `first .. first+len(task_ids)-1` of one shard.
-
-    Task ids come from the split's assignment (`task_assignments`); the example
-    indices from a generator seeded by (seed, split, shard), so shards are
-    reproducible independently of each other.
-    """
-    rng = np.random.default_rng([seed, split_salt(plan.name), shard])
-    for offset, task_id in enumerate(task_ids):
-        indices = rng.choice(num_examples, episode_length, replace=False)
-        yield _episode_record(first + offset, int(task_id), indices)
 
 
 WRITING = ".writing"  # present while a writer works: its pid; gone once the manifest is written
@@ -194,13 +173,12 @@ def write_episodes(config: DataConfig, out_dir: str, *, overwrite: bool = False,
                    prior_config: PriorConfig | None = None) -> dict:
     """Writes the episode directory for `config` and returns its manifest.
 
-    A "functions:FAMILY" source writes function-regression episodes (values
-    stored, `functions_config` describes the family; default FunctionConfig());
-    "prior" writes synthetic classification tables (values stored,
-    `prior_config`; default PriorConfig()); "mixture" writes one episode set
-    per component of `config.mixture` in sub-directories and a manifest naming
-    them with their weights; any other source writes classification episodes
-    over stored base data.
+    The source's task (`tasks.for_source`) writes the records: a dataset's
+    episodes index its stored base data; "prior" tables (`prior_config`, default
+    PriorConfig()) and "functions:FAMILY" episodes (`functions_config`, default
+    FunctionConfig()) store their values. "mixture" writes one episode set per
+    component of `config.mixture` in sub-directories and a manifest naming them
+    with their weights.
     """
     if config.episodes_per_shard < 1:
         raise InvalidInputError(f"episodes_per_shard={config.episodes_per_shard} must be positive")
@@ -211,13 +189,8 @@ def write_episodes(config: DataConfig, out_dir: str, *, overwrite: bool = False,
             f"data.mixture={list(config.mixture)} is set but data.source={config.source!r}; "
             f"a mixture needs data.source={MIXTURE!r}")
     plans = split_plans(config)
-    family = functions.family_of(config.source)
-    if config.source == prior.SOURCE:
-        schema, prepare = _prior(config, prior_config or PriorConfig())
-    elif family is None:
-        schema, prepare = _classification(config, plans)
-    else:
-        schema, prepare = _regression(config, family, functions_config or FunctionConfig())
+    schema, prepare = tasks.for_source(config.source).writer(config, plans, functions_config,
+                                                             prior_config)
     task_ids = task_assignments(plans, config.seed)
     if 0 < config.train_episodes < 2**config.log2_num_tasks:
         logging.warning("train_episodes=%d < 2^log2_num_tasks=%d: meta-training uses only %d "
@@ -263,104 +236,6 @@ def ensure_episodes(config: DataConfig, out_dir: str,
     return out_dir
 
 
-def _classification(config: DataConfig, plans: list[SplitPlan]):
-    """Checks the source; returns the schema and a preparer that stores the base data."""
-    schema = schema_lib.EpisodeSchema(config.episode_length, config.input_size,
-                                      config.num_classes)
-    data = {s: sources.load_split(config.source, s, config) for s in sources.SPLITS}
-    num_classes = data["train"].num_classes
-    if num_classes > config.num_classes:
-        raise InvalidInputError(
-            f"source {config.source!r} has {num_classes} classes, more than "
-            f"num_classes={config.num_classes}")
-    for plan in plans:
-        available = len(data[plan.data_split].y)
-        if config.episode_length > available:
-            raise InvalidInputError(
-                f"episode_length={config.episode_length} exceeds the {available} "
-                f"examples of {config.source!r} split {plan.data_split!r}")
-
-    def prepare(out_dir: str):
-        mean, std = sources.normalization_stats(data["train"].x)
-        dtype = storage.base_dtype(np.concatenate([data["train"].x, data["test"].x]))
-        base = {s: storage.write_base(os.path.join(out_dir, f"base-{s}.tfrecord.gz"),
-                                      data[s].x, data[s].y, dtype) for s in sources.SPLITS}
-        extra = {"source": {"name": config.source, "num_classes": num_classes,
-                            "dim": int(data["train"].x.shape[1]), "mean": mean, "std": std},
-                 "base": base}
-
-        def make_records(plan, shard, first, task_ids):
-            return shard_records(plan, shard, first, task_ids, len(data[plan.data_split].y),
-                                 config.episode_length, config.seed)
-        return extra, make_records
-
-    return schema, prepare
-
-
-def _regression(config: DataConfig, family: str, fcfg: FunctionConfig):
-    """Checks the family's settings; returns the schema and a preparer (no base data)."""
-    if config.num_classes != 0:
-        raise InvalidInputError(
-            f"num_classes={config.num_classes}: function regression "
-            f"(source {config.source!r}) has no classes; set data.num_classes=0")
-    functions.check_config(fcfg, config.input_size, config.episode_length)
-    schema = schema_lib.EpisodeSchema(config.episode_length, config.input_size, 0,
-                                      task="regression", num_queries=fcfg.num_queries)
-
-    def prepare(out_dir: str):
-        extra = {"source": {"name": config.source, "family": family, "num_classes": 0,
-                            "dim": config.input_size},
-                 "functions": dataclasses.asdict(fcfg), "base": {}}
-
-        def make_records(plan, shard, first, task_ids):
-            return function_records(plan, shard, first, task_ids, family, config, fcfg)
-        return extra, make_records
-
-    return schema, prepare
-
-
-def _prior(config: DataConfig, pcfg: PriorConfig):
-    """Checks the prior's settings; returns the schema and a preparer (no base data)."""
-    prior.check_config(pcfg, config.num_classes, config.input_size)
-    schema = schema_lib.EpisodeSchema(config.episode_length, config.input_size,
-                                      config.num_classes, stored_dim=pcfg.max_features)
-
-    def prepare(out_dir: str):
-        extra = {"source": {"name": prior.SOURCE, "num_classes": config.num_classes,
-                            "dim": pcfg.max_features},
-                 "prior": dataclasses.asdict(pcfg), "base": {}}
-
-        def make_records(plan, shard, first, task_ids):
-            return prior_records(plan, shard, first, task_ids, config, pcfg)
-        return extra, make_records
-
-    return schema, prepare
-
-
-def prior_records(plan: SplitPlan, shard: int, first: int, task_ids: np.ndarray,
-                  config: DataConfig, pcfg: PriorConfig):
-    """Yields the serialized prior episodes `first .. first+len(task_ids)-1` of a
-    shard: each re-creates its task and draws N rows of it."""
-    rng = np.random.default_rng([config.seed, split_salt(plan.name), shard, 2])
-    cache: dict = {}
-    for offset, task_id in enumerate(task_ids):
-        task_id = int(task_id)
-        if task_id not in cache:
-            if len(cache) > 4096:
-                cache.clear()
-            cache[task_id] = prior.task(config.seed, task_id, pcfg, config.num_classes)
-        x, y = prior.episode(cache[task_id], rng, config.episode_length, pcfg.max_features,
-                             pcfg.clip)
-        feature = {
-            "episode_id": tf.train.Feature(int64_list=tf.train.Int64List(value=[first + offset])),
-            "task_id": tf.train.Feature(int64_list=tf.train.Int64List(value=[task_id])),
-            "x": tf.train.Feature(float_list=tf.train.FloatList(value=x.ravel())),
-            "labels": tf.train.Feature(int64_list=tf.train.Int64List(value=y)),
-        }
-        yield tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(
-            deterministic=True)
-
-
 def parse_mixture(config: DataConfig) -> list[tuple[str, float]]:
     """(source, weight) of every "SOURCE:WEIGHT" item of `config.mixture`, checked."""
     if not config.mixture:
@@ -376,10 +251,11 @@ def parse_mixture(config: DataConfig) -> list[tuple[str, float]]:
         if not sep or not source or not (w > 0 and np.isfinite(w)):
             raise InvalidInputError(
                 f"data.mixture item {item!r} is not SOURCE:WEIGHT with a positive weight")
-        if source == MIXTURE or functions.family_of(source):
+        if source == MIXTURE or not tasks.for_source(source).curriculum:
             raise InvalidInputError(
-                f"data.mixture item {item!r}: a component is a classification source "
-                "(a dataset or 'prior'), not a mixture or function regression")
+                f"data.mixture item {item!r}: a component is a source whose episodes take "
+                "label permutations (a dataset or 'prior'), not a mixture or "
+                f"{tasks.for_source(source).name} episodes")
         if source in [s for s, _ in out]:
             raise InvalidInputError(f"data.mixture names {source!r} twice")
         out.append((source, w))
@@ -447,29 +323,6 @@ def _write_mixture(config: DataConfig, out_dir: str, overwrite: bool, progress: 
     logging.info("wrote mixture %s: %s", out_dir,
                  {e["directory"]: e["weight"] for e in entries})
     return manifest
-
-
-def function_records(plan: SplitPlan, shard: int, first: int, task_ids: np.ndarray,
-                     family: str, config: DataConfig, fcfg: FunctionConfig):
-    """Yields the serialized function episodes `first .. first+len(task_ids)-1` of a
-    shard: each re-creates its task's function and samples N points."""
-    rng = np.random.default_rng([config.seed, split_salt(plan.name), shard, 1])
-    d, n = config.input_size, config.episode_length
-    for offset, task_id in enumerate(task_ids):
-        episode_id = first + offset
-        task_id = int(task_id)
-        f = functions.task_function(family, config.seed, task_id, d, fcfg)
-        ep = functions.sample_episode(rng, f, n, d, fcfg)
-        feature = {
-            "episode_id": tf.train.Feature(int64_list=tf.train.Int64List(value=[episode_id])),
-            "task_id": tf.train.Feature(int64_list=tf.train.Int64List(value=[task_id])),
-            "x": tf.train.Feature(float_list=tf.train.FloatList(value=ep["x"].ravel())),
-            "y": tf.train.Feature(float_list=tf.train.FloatList(value=ep["y"])),
-            "clean": tf.train.Feature(float_list=tf.train.FloatList(value=ep["clean"])),
-            "query": tf.train.Feature(int64_list=tf.train.Int64List(value=ep["query"])),
-        }
-        yield tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(
-            deterministic=True)
 
 
 def _write_split(plan: SplitPlan, config: DataConfig, out_dir: str, make_records,

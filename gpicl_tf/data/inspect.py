@@ -11,40 +11,6 @@ from gpicl_tf.data import storage
 from gpicl_tf.data.schema import EpisodeSchema
 
 
-def _index_check(num_examples: int):
-    """Classification records: every example index inside the base data."""
-    def check(rec: dict) -> str | None:
-        idx = rec["indices"].numpy()
-        if idx.min() < 0 or idx.max() >= num_examples:
-            return f"indices outside [0, {num_examples}): [{idx.min()}, {idx.max()}]"
-        return None
-    return check
-
-
-def _function_check(num_queries: int):
-    """Function-regression records: finite values and exactly `num_queries` queries."""
-    def check(rec: dict) -> str | None:
-        queries = int(rec["query"].numpy().sum())
-        if queries != num_queries:
-            return f"{queries} query flags, the schema has num_queries={num_queries}"
-        if not all(np.all(np.isfinite(rec[k].numpy())) for k in ("x", "y", "clean")):
-            return "non-finite x or y values"
-        return None
-    return check
-
-
-def _stored_check(num_classes: int):
-    """Stored-value classification records (the prior): finite values, labels in range."""
-    def check(rec: dict) -> str | None:
-        labels = rec["labels"].numpy()
-        if labels.min() < 0 or labels.max() >= num_classes:
-            return f"labels outside [0, {num_classes}): [{labels.min()}, {labels.max()}]"
-        if not np.all(np.isfinite(rec["x"].numpy())):
-            return "non-finite x values"
-        return None
-    return check
-
-
 def _check_shard(directory: str, entry: dict, spec: dict, check_record) -> str | None:
     problem = storage.check_file(directory, entry, "sha256")
     if problem:
@@ -82,9 +48,7 @@ def inspect_directory(directory: str) -> dict:
             problems.append(problem)
     spec = schema.record_spec()
     for split, info in manifest["splits"].items():
-        check = (_function_check(schema.num_queries) if schema.regression else
-                 _stored_check(schema.num_classes) if schema.stored_dim else
-                 _index_check(manifest["base"][info["data_split"]]["examples"]))
+        check = schema.kind.record_check(schema, manifest, info)
         for entry in info["shards"]:
             problem = _check_shard(directory, entry, spec, check)
             if problem:

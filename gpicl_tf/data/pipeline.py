@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from gpicl_tf.config import BIAS_MODES
-from gpicl_tf.data import augment, schema as schema_lib, storage
+from gpicl_tf.data import schema as schema_lib, storage
 from gpicl_tf.errors import InvalidInputError, UnknownKeyError
 
 _EXPECTABLE = ("episode_length", "input_size", "num_classes", "source", "format")
@@ -192,9 +192,9 @@ def make_dataset(episodes: EpisodeSet, split: str, batch_size: int, *, shuffle: 
                  drop_remainder: bool = True, prefetch: int = 4,
                  skip: int = 0, shard: tuple[int, int] = (1, 0),
                  shard_by: str = "files", service: str = "") -> tf.data.Dataset:
-    """Batches of ({"inputs": float32 [B, N, N_x], "labels": int32 [B, N]}, targets [B, N]);
-    function-regression sets: ({"inputs", "values", "query"}, targets [B, N, 2])
-    (see `schema`).
+    """Batches of (features, targets) as the episodes' task builds them (see
+    `schema`): classification ({"inputs": float32 [B, N, N_x], "labels": int32
+    [B, N]}, targets [B, N]).
 
     `prefetch` bounds how many ready batches wait (and so how late a change of
     `bias` can arrive); pass tf.data.AUTOTUNE to let tf.data choose. `skip`
@@ -230,14 +230,11 @@ def make_dataset(episodes: EpisodeSet, split: str, batch_size: int, *, shuffle: 
         if skip:
             ds = ds.skip(skip)
         ds = ds.enumerate(start=skip).map(
-            _trainer_stage(episodes.schema, episodes.seed, batch_size, bias),
+            episodes.schema.kind.trainer_stage(episodes.schema, episodes.seed, batch_size, bias),
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
         return ds.prefetch(prefetch)
-    if episodes.schema.regression:
-        build = _function_builder(episodes.schema)
-    else:
-        build = _episode_builder(episodes, split, batch_size, bias, bias_mode)
+    build = episodes.schema.kind.feature_builder(episodes, split, batch_size, bias, bias_mode)
     ds = record_stream(episodes, files, shuffle=shuffle, repeat=repeat, seed=seed,
                        shuffle_buffer=shuffle_buffer, skip=skip,
                        shard=shard if shard_by == "records" else (1, 0))
@@ -269,8 +266,8 @@ def _mixture_dataset(episodes: EpisodeSet, split: str, batch_size: int, *, shuff
         ds = record_stream(component, files, shuffle=shuffle, repeat=repeat, seed=seed + i,
                            shuffle_buffer=shuffle_buffer,
                            shard=shard if shard_by == "records" else (1, 0))
-        streams.append(ds.map(_projector(component, split), num_parallel_calls=tf.data.AUTOTUNE,
-                              deterministic=True))
+        streams.append(ds.map(component.schema.kind.served_stage(component, split),
+                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
     total = sum(episodes.weights)
     ds = tf.data.Dataset.sample_from_datasets(
         streams, weights=[w / total for w in episodes.weights], seed=seed,
@@ -278,58 +275,9 @@ def _mixture_dataset(episodes: EpisodeSet, split: str, batch_size: int, *, shuff
     if skip:
         ds = ds.skip(skip)
     ds = ds.enumerate(start=skip).map(
-        _trainer_stage(episodes.schema, episodes.seed, batch_size, bias),
+        episodes.schema.kind.trainer_stage(episodes.schema, episodes.seed, batch_size, bias),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(prefetch)
-
-
-def _example_reader(episodes: EpisodeSet, split: str):
-    """record -> (x float32 [N, d_in] normalised, base labels int [N]): gathered from
-    the base data, or (values stored) read from the record."""
-    schema = episodes.schema
-    if schema.stored_dim:
-        n, d = schema.episode_length, schema.stored_dim
-        return lambda rec: (tf.reshape(rec["x"], [n, d]), tf.cast(rec["labels"], tf.int32))
-    x_table, y_table, mean, std = _base_tables(episodes, split)
-    return lambda rec: ((tf.cast(tf.gather(x_table, rec["indices"]), tf.float32) - mean) / std,
-                        tf.gather(y_table, rec["indices"]))
-
-
-def _projector(episodes: EpisodeSet, split: str):
-    """raw record -> {"inputs" projected, "base_labels", "task_id"}: everything of an
-    episode but its label permutation."""
-    schema = episodes.schema
-    spec = schema.record_spec()
-    examples = _example_reader(episodes, split)
-
-    def project(raw):
-        rec = tf.io.parse_single_example(raw, spec)
-        x, labels = examples(rec)
-        return {"inputs": augment.project_inputs(x, seed=episodes.seed, task_id=rec["task_id"],
-                                                 input_size=schema.input_size),
-                "base_labels": labels, "task_id": rec["task_id"]}
-
-    return project
-
-
-def _episode_builder(episodes: EpisodeSet, split: str, batch_size: int,
-                     bias: tf.Variable | None, bias_mode: str):
-    schema = episodes.schema
-    spec = schema.record_spec()
-    seed = episodes.seed
-    examples = _example_reader(episodes, split)
-
-    def build(position, raw):
-        rec = tf.io.parse_single_example(raw, spec)
-        x, labels = examples(rec)                                  # [N, d_in], [N]
-        biased = _bias_flag(position, batch_size, bias)
-        return augment.augment_episode(
-            x, labels, seed=seed, task_id=rec["task_id"], input_size=schema.input_size,
-            num_classes=schema.num_classes,
-            fixed_projection=tf.logical_and(biased, bias_mode == "task"),
-            fixed_permutation=biased)
-
-    return build
 
 
 def split_files(episodes: EpisodeSet, split: str, shard: tuple[int, int] = (1, 0),
@@ -379,7 +327,7 @@ def record_stream(episodes: EpisodeSet, files, *, shuffle: bool, repeat: bool, s
     return ds
 
 
-def _bias_flag(position, batch_size: int, bias: tf.Variable | None) -> tf.Tensor:
+def bias_flag(position, batch_size: int, bias: tf.Variable | None) -> tf.Tensor:
     """Whether the episode at `position` of the stream takes the curriculum's fixed
     task: the first round(bias x batch) episodes of every batch do."""
     if bias is None:
@@ -390,60 +338,22 @@ def _bias_flag(position, batch_size: int, bias: tf.Variable | None) -> tf.Tensor
 
 def _service_stage(episodes: EpisodeSet, split: str, files, shuffle: bool,
                    shuffle_buffer: int, seed: int, address: str) -> tf.data.Dataset:
-    """What the tf.data service's workers compute: records -> projected episodes
-    {"inputs", "base_labels", "task_id"} (function sets: the finished episodes)."""
-    schema = episodes.schema
+    """What the tf.data service's workers compute: records -> the task's served
+    elements (classification: projected inputs, base labels and task ids; the
+    trainer applies the permutations)."""
     ds = record_stream(episodes, files, shuffle=shuffle, repeat=False, seed=seed,
                        shuffle_buffer=shuffle_buffer)
-    if schema.regression:
-        build = _function_builder(schema)
-        ds = ds.map(lambda raw: build(0, raw), num_parallel_calls=tf.data.AUTOTUNE)
-    else:
-        ds = ds.map(_projector(episodes, split), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(episodes.schema.kind.served_stage(episodes, split),
+                num_parallel_calls=tf.data.AUTOTUNE)
     return ds.apply(tf.data.experimental.service.distribute(
         processing_mode=tf.data.experimental.service.ShardingPolicy.DYNAMIC, service=address))
 
-
-def _trainer_stage(schema: schema_lib.EpisodeSchema, seed: int, batch_size: int,
-                   bias: tf.Variable | None):
-    """What the trainer finishes of a served episode: the label permutation, the
-    task's own or (biased position) the fixed one."""
-    def finish(position, episode):
-        if schema.regression:
-            return episode
-        perm_id = tf.where(_bias_flag(position, batch_size, bias),
-                           tf.constant(augment.FIXED_TASK_ID, tf.int64), episode["task_id"])
-        targets = augment.permute_labels(episode["base_labels"], seed=seed, task_id=perm_id,
-                                         num_classes=schema.num_classes)
-        return {"inputs": episode["inputs"], "labels": targets}, targets
-
-    return finish
-
-
-def _base_tables(episodes: EpisodeSet, split: str):
+def base_tables(episodes: EpisodeSet, split: str):
     """The split's base examples as constants: x [M, dim], y int32 [M], mean, std."""
     manifest = episodes.manifest
     base_x, base_y = episodes.base(manifest["splits"][split]["data_split"])
     return (tf.constant(base_x), tf.constant(base_y.astype(np.int32)),
             float(manifest["source"]["mean"]), float(manifest["source"]["std"]))
-
-
-def _function_builder(schema: schema_lib.EpisodeSchema):
-    """Function episodes: features (inputs, values with queries zeroed, query
-    flags) and targets (y, query) [N, 2]; the curriculum bias does not apply."""
-    spec = schema.record_spec()
-    n, d = schema.episode_length, schema.input_size
-
-    def build(position, raw):
-        del position
-        rec = tf.io.parse_single_example(raw, spec)
-        query = tf.cast(rec["query"], tf.float32)
-        features = {schema_lib.INPUTS: tf.reshape(rec["x"], [n, d]),
-                    schema_lib.VALUES: rec["y"] * (1.0 - query),
-                    schema_lib.QUERY: query}
-        return features, tf.stack([rec["y"], query], axis=-1)
-
-    return build
 
 
 def read_records(episodes: EpisodeSet, split: str) -> list[dict]:

@@ -30,8 +30,9 @@ a function episode has no base data to index:
               query float32 [N]        1 for the M hidden points
     targets:  float32 [N, 2]           (y_j, query_j): the loss scores queries only
 
-The writer, the reader, the models' named inputs and (later) the serving
-signatures all take their keys, shapes and dtypes from `EpisodeSchema`.
+The writer, the reader, the models' named inputs and the serving signatures
+all take their keys, shapes and dtypes from `EpisodeSchema`, which asks its
+task (`gpicl_tf.tasks`) for them.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import dataclasses
 
 import tensorflow as tf
 
+from gpicl_tf import tasks
 from gpicl_tf.errors import InvalidInputError
 
 FORMAT = "gpicl_tf.episodes/1"
@@ -48,7 +50,6 @@ LABELS = "labels"
 TARGETS = "targets"
 VALUES = "values"
 QUERY = "query"
-TASKS = ("classification", "regression")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,66 +59,37 @@ class EpisodeSchema:
     episode_length: int
     input_size: int
     num_classes: int
-    task: str = "classification"
+    task: str = tasks.DEFAULT
     num_queries: int = 0
     stored_dim: int = 0
 
     def __post_init__(self):
-        if self.task not in TASKS:
-            raise InvalidInputError(f"task={self.task!r} is not one of {TASKS}")
+        tasks.get(self.task)  # an unknown task is an error naming the known ones
         for name in ("episode_length", "input_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise InvalidInputError(f"{name}={value!r} must be a positive integer")
-        if self.regression:
-            if not 1 <= self.num_queries < self.episode_length:
-                raise InvalidInputError(
-                    f"num_queries={self.num_queries} must be in "
-                    f"[1, episode_length={self.episode_length})")
-        elif not isinstance(self.num_classes, int) or self.num_classes < 2:
-            raise InvalidInputError(f"num_classes={self.num_classes!r} must be at least 2")
-        if not isinstance(self.stored_dim, int) or self.stored_dim < 0 or (
-                self.stored_dim and self.regression):
-            raise InvalidInputError(
-                f"stored_dim={self.stored_dim!r} must be a non-negative integer (0 for "
-                "function regression)")
+        self.kind.check_schema(self)
 
     @property
-    def regression(self) -> bool:
-        return self.task == "regression"
+    def kind(self) -> tasks.Task:
+        """The task object of these episodes."""
+        return tasks.get(self.task)
 
     @property
     def token_size(self) -> int:
-        """Classification: x and a one-hot label; regression: x, value, query flag."""
-        return self.input_size + (2 if self.regression else self.num_classes)
+        return self.kind.token_size(self)
 
     def record_spec(self) -> dict[str, tf.io.FixedLenFeature]:
         """Feature spec of a stored episode record."""
-        n = self.episode_length
-        spec = {"episode_id": tf.io.FixedLenFeature([], tf.int64),
-                "task_id": tf.io.FixedLenFeature([], tf.int64)}
-        if self.stored_dim:
-            return {**spec, "x": tf.io.FixedLenFeature([n * self.stored_dim], tf.float32),
-                    "labels": tf.io.FixedLenFeature([n], tf.int64)}
-        if not self.regression:
-            return {**spec, "indices": tf.io.FixedLenFeature([n], tf.int64)}
-        return {**spec, "x": tf.io.FixedLenFeature([n * self.input_size], tf.float32),
-                "y": tf.io.FixedLenFeature([n], tf.float32),
-                "clean": tf.io.FixedLenFeature([n], tf.float32),
-                "query": tf.io.FixedLenFeature([n], tf.int64)}
+        return self.kind.record_spec(self)
 
     def feature_specs(self, length: int | None = None) -> dict[str, tf.TensorSpec]:
         """Model input specs (batch-first); `length` None allows any length."""
-        inputs = tf.TensorSpec([None, length, self.input_size], tf.float32, name=INPUTS)
-        if self.regression:
-            return {INPUTS: inputs, VALUES: tf.TensorSpec([None, length], tf.float32, name=VALUES),
-                    QUERY: tf.TensorSpec([None, length], tf.float32, name=QUERY)}
-        return {INPUTS: inputs, LABELS: tf.TensorSpec([None, length], tf.int32, name=LABELS)}
+        return self.kind.feature_specs(self, length)
 
     def target_spec(self, length: int | None = None) -> tf.TensorSpec:
-        if self.regression:
-            return tf.TensorSpec([None, length, 2], tf.float32, name=TARGETS)
-        return tf.TensorSpec([None, length], tf.int32, name=TARGETS)
+        return self.kind.target_spec(self, length)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -132,5 +104,5 @@ class EpisodeSchema:
     @classmethod
     def from_dict(cls, d: dict) -> "EpisodeSchema":
         return cls(episode_length=d["episode_length"], input_size=d["input_size"],
-                   num_classes=d["num_classes"], task=d.get("task", "classification"),
+                   num_classes=d["num_classes"], task=d.get("task", tasks.DEFAULT),
                    num_queries=d.get("num_queries", 0), stored_dim=d.get("stored_dim", 0))

@@ -65,7 +65,7 @@ class Episodes:
 def load_episodes(episodes: pipeline.EpisodeSet, split: str, limit: int) -> Episodes:
     """The first `limit` episodes of a split of a function-regression set."""
     schema = episodes.schema
-    if not schema.regression:
+    if schema.task != "regression":
         raise InvalidInputError(
             f"{episodes.directory} holds {schema.task} episodes, not function "
             "regression")

@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 import gpicl_tf.training.metrics  # noqa: F401
+from gpicl_tf import tasks
 from gpicl_tf.data import storage
 from gpicl_tf.data.schema import EpisodeSchema
 from gpicl_tf.errors import InvalidInputError, MissingFileError
@@ -148,11 +149,11 @@ def export_model(model: keras.Model, config: dict, base: str, name: str,
     if not name or not name.replace("_", "").replace("-", "").isalnum():
         raise InvalidInputError(f"model name {name!r} must be letters, digits, '-' or '_'")
     data = config["data"]
-    if str(data.get("source", "")).startswith("functions:"):
+    task = tasks.for_source(str(data.get("source", "")))
+    if not task.exportable:
         raise InvalidInputError(
-            f"data.source={data['source']!r}: function-regression learners are not "
-            "exported; the serving signature maps labelled context to class "
-            "probabilities")
+            f"data.source={data['source']!r}: {task.name} learners are not exported; the "
+            "serving signature maps labelled context to class probabilities")
     bad = first_non_finite_weight(model)
     if bad:
         raise InvalidInputError(

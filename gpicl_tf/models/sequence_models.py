@@ -96,15 +96,7 @@ def build_mlp(config: ModelConfig, schema: EpisodeSchema) -> keras.Model:
 def check_model_config(config: ModelConfig, schema: EpisodeSchema) -> None:
     """Raises ValueError naming the value when `config` cannot learn `schema`'s
     episodes (ranges and choices are checked when the config loads)."""
-    if schema.regression and config.arch != "transformer":
-        raise InvalidInputError(
-            f"arch={config.arch!r}: function regression episodes are learned by "
-            "the transformer only")
-    if schema.regression and config.layout != "pfn":
-        raise InvalidInputError(
-            f"layout={config.layout!r}: function regression uses the PFN-style "
-            "layout (context tokens carry their values, queries attend to the "
-            "context); set model.layout=pfn")
+    schema.kind.check_model(config)
     if config.arch == "lstm" and config.layout != "paper":
         raise InvalidInputError(f"layout={config.layout!r}: the LSTM reads the paper layout only")
     if config.arch == "transformer" and config.model_size % config.num_heads:
@@ -115,10 +107,7 @@ def check_model_config(config: ModelConfig, schema: EpisodeSchema) -> None:
 
 def build_model(config: ModelConfig, schema: EpisodeSchema) -> keras.Model:
     check_model_config(config, schema)
-    if schema.regression:
-        return build_function_transformer(config, schema)
-    builders = {"transformer": build_transformer, "lstm": build_lstm, "mlp": build_mlp}
-    return builders[config.arch](config, schema)
+    return schema.kind.build_model(config, schema)
 
 
 def _transformer_parts(model: keras.Model):

@@ -14,6 +14,7 @@ import keras
 from absl import logging
 
 import gpicl_tf.models  # noqa: F401  (registers the layers for loading)
+from gpicl_tf import tasks
 from gpicl_tf.config import Config
 from gpicl_tf.data import episodes as episodes_lib, pipeline, sources
 from gpicl_tf.eval import evaluate
@@ -46,7 +47,8 @@ def unseen_dataset(base: Config, episode_root: str) -> tuple[str, str] | None:
     """(name, episode dir) of the first available `eval.datasets` entry that is
     not the training source, projected to the model's input size; None if none is."""
     for name in base.eval.datasets:
-        if name == base.data.source or name.startswith("functions:"):
+        if name == base.data.source or \
+                tasks.for_source(name) is not tasks.for_source(base.data.source):
             continue
         data = dataclasses.replace(base.data, source=name, mixture=(), train_episodes=0,
                                    test_episodes=base.eval.episodes)

@@ -30,6 +30,7 @@ import os
 import time
 from typing import Callable
 
+from gpicl_tf import tasks
 from gpicl_tf.config import Config, get_preset, override
 from gpicl_tf.data import episodes as episodes_lib, storage
 from gpicl_tf.errors import InvalidInputError
@@ -106,15 +107,14 @@ def cells_of(study: Study, grid: str, user_sets: list[str] | tuple[str, ...] = (
 
 
 def episode_key(cfg: Config) -> str:
-    """A directory name for the episodes of `cfg`'s data (and function) settings."""
+    """A directory name for the episodes of `cfg`'s data settings (and the other
+    sections its source's episodes depend on: function or prior settings)."""
     data = dataclasses.asdict(cfg.data)
     if not data["mixture"]:
         del data["mixture"]  # added later: keys of sets written before stay the same
     written = {"data": data}
-    if cfg.data.source.startswith("functions:"):
-        written["functions"] = dataclasses.asdict(cfg.functions)
-    if cfg.data.source == "prior" or cfg.data.mixture:
-        written["prior"] = dataclasses.asdict(cfg.prior)
+    for section in tasks.for_source(cfg.data.source).settings(cfg.data):
+        written[section] = dataclasses.asdict(getattr(cfg, section))
     digest = hashlib.sha256(json.dumps(written, sort_keys=True).encode()).hexdigest()[:10]
     return f"{slug(cfg.data.source)}-k{cfg.data.log2_num_tasks}-{digest}"
 

@@ -35,8 +35,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from gpicl_tf.models.layers import sequence_accuracy_parts
-from gpicl_tf.training.metrics import query_mse
+from gpicl_tf.tasks import Task
 
 EPOCH_KEY = "epoch/.ATTRIBUTES/VARIABLE_VALUE"
 
@@ -50,7 +49,7 @@ class LoopSpec:
     steps_per_epoch: int
     global_batch: int
     val_steps: int
-    regression: bool
+    task: Task
     window: int
     jit: bool
     checkpoint_dir: str
@@ -69,43 +68,12 @@ def checkpoint_epoch(checkpoint_dir: str) -> int:
     return int(tf.train.load_variable(latest, EPOCH_KEY)) if latest else 0
 
 
-def batch_sums(y_true, y_pred, regression: bool, window: int) -> tf.Tensor:
-    """float32 [K] sums whose ratios are the metrics (`metric_logs`)."""
-    if regression:
-        y, query = y_true[..., 0], y_true[..., 1]
-        sq = tf.square(tf.cast(y_pred, tf.float32) - y) * query
-        return tf.stack([tf.reduce_sum(sq), tf.reduce_sum(query)])
-    hits = tf.cast(sequence_accuracy_parts(y_true, y_pred), tf.float32)   # [B, N]
-    first, last = hits[:, :window], hits[:, -window:]
-    return tf.stack([tf.reduce_sum(hits), tf.cast(tf.size(hits), tf.float32),
-                     tf.reduce_sum(first), tf.reduce_sum(last),
-                     tf.cast(tf.size(first), tf.float32)])
-
-
-def metric_logs(sums: np.ndarray, regression: bool, window: int) -> dict:
-    """The `fit` metric names and values from summed `batch_sums`."""
-    div = (lambda a, b: float(a / b) if b else 0.0)
-    if regression:
-        return {"mse": div(sums[0], sums[1])}
-    total, count, first, last, wcount = (float(v) for v in sums)
-    return {"accuracy": div(total, count), f"acc_first{window}": div(first, wcount),
-            f"acc_last{window}": div(last, wcount), "improvement": div(last - first, wcount)}
-
-
 def weights_digest(model: keras.Model) -> str:
     """sha256 of every weight's bytes, in order: equal digests, equal models."""
     h = hashlib.sha256()
     for w in model.weights:
         h.update(np.ascontiguousarray(keras.ops.convert_to_numpy(w.value)).tobytes())
     return h.hexdigest()
-
-
-def example_losses(y_true, y_pred, regression: bool) -> tf.Tensor:
-    """Loss per episode [B] whose batch mean is `fit`'s loss."""
-    if regression:
-        return query_mse(y_true, y_pred)
-    per_token = keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)
-    return tf.reduce_mean(tf.cast(per_token, tf.float32), axis=-1)
 
 
 class Steps:
@@ -123,20 +91,20 @@ class Steps:
         model, spec = self.model, self.spec
         with tf.GradientTape() as tape:
             pred = model(features, training=True)
-            loss = tf.reduce_sum(example_losses(targets, pred, spec.regression)) / \
+            loss = tf.reduce_sum(spec.task.example_losses(targets, pred)) / \
                 spec.global_batch
             if model.losses:
                 loss += tf.add_n(model.losses) / self.replicas
             scaled = model.optimizer.scale_loss(loss)
         grads = tape.gradient(scaled, model.trainable_variables)
         model.optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return loss, batch_sums(targets, pred, spec.regression, spec.window)
+        return loss, spec.task.batch_sums(targets, pred, spec.window)
 
     def _replica_eval(self, features, targets):
         pred = self.model(features, training=False)
-        loss = tf.reduce_sum(example_losses(targets, pred, self.spec.regression)) / \
+        loss = tf.reduce_sum(self.spec.task.example_losses(targets, pred)) / \
             self.spec.global_batch
-        return loss, batch_sums(targets, pred, self.spec.regression, self.spec.window)
+        return loss, self.spec.task.batch_sums(targets, pred, self.spec.window)
 
     def _reduce(self, loss, sums):
         return (self.strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None),
@@ -160,7 +128,7 @@ class Steps:
 
 def _epoch_logs(loss_sum, sums, batches: int, spec: LoopSpec, prefix: str = "") -> dict:
     logs = {"loss": float(loss_sum) / max(batches, 1),
-            **metric_logs(np.asarray(sums), spec.regression, spec.window)}
+            **spec.task.metric_logs(np.asarray(sums), spec.window)}
     return {prefix + k: v for k, v in logs.items()}
 
 

@@ -29,7 +29,6 @@ from gpicl_tf.models.sequence_models import check_model_config
 from gpicl_tf.training import callbacks as callbacks_lib
 from gpicl_tf.training import distribute
 from gpicl_tf.training import loop as loop_lib
-from gpicl_tf.training.metrics import QueryMSE, query_mse, sequence_metrics
 
 CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
@@ -123,13 +122,8 @@ def compile_model(config: Config, schema, jit: bool) -> keras.Model:
     """The learner of `config.model` for `schema`, compiled with the task's loss and
     metrics (training, tuning and the benchmarks all build it here)."""
     model = build_model(config.model, schema)
-    model.compile(
-        optimizer=make_optimizer(config.train),
-        loss=query_mse if schema.regression
-        else keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[QueryMSE()] if schema.regression
-        else sequence_metrics(min(10, schema.episode_length)),
-        jit_compile=jit)
+    model.compile(optimizer=make_optimizer(config.train), loss=schema.kind.loss(),
+                  metrics=schema.kind.metrics(schema), jit_compile=jit)
     return model
 
 
@@ -186,7 +180,7 @@ def dtype_policy(tcfg) -> str:
     return "float32"
 
 
-def _callbacks(config: Config, workdir: str, bias, monitor: str, regression: bool,
+def _callbacks(config: Config, workdir: str, bias, monitor: str, with_curriculum: bool,
                loop: str, is_chief: bool) -> list[keras.callbacks.Callback]:
     """The callbacks of a run: curriculum, guards, and (chief only) the files."""
     tcfg = config.train
@@ -195,7 +189,8 @@ def _callbacks(config: Config, workdir: str, bias, monitor: str, regression: boo
     # The plateau schedule watches the loss on unseen tasks; a resumed run
     # remembers from its history whether the plateau was already left.
     left = callbacks_lib.plateau_left_in(_history_rows(workdir), monitor, threshold)
-    out = [] if regression else [curriculum(tcfg, bias, config.data.num_classes, monitor, left)]
+    out = [curriculum(tcfg, bias, config.data.num_classes, monitor, left)] \
+        if with_curriculum else []
     if tcfg.stop_at_plateau_exit:
         out.append(callbacks_lib.PlateauStop(threshold, monitor))
     out.append(callbacks_lib.FiniteGuard())
@@ -239,22 +234,14 @@ def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "def
         with open(done) as f:
             return json.load(f)
     tcfg = config.train
-    regression = episodes.schema.regression
-    if regression and tcfg.bias_fraction > 0:
-        raise InvalidInputError(
-            f"train.bias_fraction={tcfg.bias_fraction}: the curriculum biases "
-            "classification tasks; function-regression episodes take none (set 0)")
-    if regression and tcfg.stop_at_plateau_exit:
-        raise InvalidInputError(
-            "train.stop_at_plateau_exit=True: the plateau is a classification "
-            "loss level (ln C); function-regression runs have none")
+    task = episodes.schema.kind
+    task.check_training(tcfg)
     check_model_config(config.model, episodes.schema)  # fails before config.json is written
     loop = "custom" if strategy == "multi_worker" else tcfg.loop
-    if tcfg.episodes_on_device and (loop != "custom" or regression or data_service):
+    if tcfg.episodes_on_device and (loop != "custom" or data_service):
         raise InvalidInputError(
-            "train.episodes_on_device=True needs train.loop=custom, classification episodes "
-            f"and no --data_service (here: loop {loop!r}, regression {regression}, "
-            f"data service {data_service or 'none'})")
+            "train.episodes_on_device=True needs train.loop=custom and no --data_service "
+            f"(here: loop {loop!r}, data service {data_service or 'none'})")
     strat = distribute.make_strategy(strategy, cpu_devices, tpu)
     cluster = distribute.cluster_of(strat)
     is_chief = cluster is None or cluster.is_chief
@@ -295,7 +282,7 @@ def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "def
         with strat.scope():
             model = compile_model(config, episodes.schema, jit)
         monitor = "val_loss" if val_steps else "loss"
-        callbacks = _callbacks(config, workdir, bias, monitor, regression, loop, is_chief)
+        callbacks = _callbacks(config, workdir, bias, monitor, task.curriculum, loop, is_chief)
         logging.info("training %s (%d parameters) for %d steps on %s (%d replicas, global "
                      "batch %d, %d per replica), %s loop, XLA %s, input %s", config.model.arch,
                      model.count_params(), tcfg.steps, distribute.strategy_name(strat), replicas,
@@ -306,7 +293,7 @@ def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "def
         if loop == "custom":
             spec = loop_lib.LoopSpec(
                 steps=tcfg.steps, steps_per_epoch=tcfg.steps_per_epoch,
-                global_batch=tcfg.batch_size, val_steps=val_steps, regression=regression,
+                global_batch=tcfg.batch_size, val_steps=val_steps, task=task,
                 window=min(10, config.data.episode_length), jit=jit,
                 checkpoint_dir=checkpoint_dir, is_chief=is_chief,
                 builder=device_episodes.EpisodeBuilder(episodes, "train", tcfg.bias_mode)

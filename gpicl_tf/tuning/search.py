@@ -63,10 +63,10 @@ class GPICLHyperModel(keras_tuner.HyperModel):
         self.config, self.episodes_dir = config, episodes_dir
         self.space = search_space(config)
         self.episodes = pipeline.open_episodes(episodes_dir)
-        if self.episodes.schema.regression:
+        if not self.episodes.schema.kind.tunable:
             raise InvalidInputError(
-                f"{episodes_dir} holds function-regression episodes; the search "
-                "scores classification learners (val_acc_last10)")
+                f"{episodes_dir} holds {self.episodes.schema.task} episodes; the search "
+                "scores accuracy (val_acc_last10)")
         if self.episodes.num_episodes("valid") < max(self.space["batch_size"]):
             raise InvalidInputError(
                 f"{episodes_dir} holds {self.episodes.num_episodes('valid')} "

@@ -40,5 +40,5 @@ def test_function_sets_are_refused(tmp_path):
     cfg = get_preset("functions_smoke").data
     episodes.write_episodes(dataclasses.replace(cfg, train_episodes=16, test_episodes=4),
                             str(tmp_path / "f"))
-    with pytest.raises(ValueError, match="function-regression"):
+    with pytest.raises(ValueError, match="holds regression episodes"):
         device_episodes.record_dataset(pipeline.open_episodes(str(tmp_path / "f")), "train", 4)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from gpicl_tf.data import augment, episodes, pipeline, storage
+from gpicl_tf.tasks import classification
 
 
 def _files(directory):
@@ -54,7 +55,7 @@ def test_write_read_round_trip(smoke_episodes):
     expected = []
     for shard, entry in enumerate(manifest["splits"]["train"]["shards"]):
         first = shard * per
-        expected += list(episodes.shard_records(plans[0], shard, first,
+        expected += list(classification.shard_records(plans[0], shard, first,
                                                 task_ids[first:first + entry["episodes"]],
                                                 manifest["base"]["train"]["examples"],
                                                 eps.schema.episode_length, eps.seed))

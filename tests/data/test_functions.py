@@ -66,7 +66,7 @@ def test_unknown_family_and_bad_settings_are_named():
 def test_function_episodes_go_through_the_same_writer_manifest_and_reader(
         function_episodes, functions_config):
     eps = pipeline.open_episodes(function_episodes, expect={"input_size": 1})
-    assert eps.schema.regression and eps.schema.num_queries == 8
+    assert eps.schema.task == "regression" and eps.schema.num_queries == 8
     assert eps.manifest["source"]["family"] == "mlp"
     assert eps.manifest["base"] == {}
     assert set(eps.shards) == {"train", "test", "seen", "valid"}

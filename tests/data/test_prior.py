@@ -143,7 +143,7 @@ def test_mixture_errors_name_the_problem(tmp_path):
                            (("digits",), "'digits' is not SOURCE:WEIGHT"),
                            (("digits:0",), "positive weight"),
                            (("digits:1", "digits:2"), "names 'digits' twice"),
-                           (("functions:sine:1",), "not a mixture or function regression")]:
+                           (("functions:sine:1",), "not a mixture or regression episodes")]:
         with pytest.raises(ValueError, match=match):
             episodes.write_episodes(_data(source="mixture", mixture=mixture),
                                     str(tmp_path / "m"))

@@ -8,7 +8,7 @@ import pytest
 
 from gpicl_tf.config import override
 from gpicl_tf.data import pipeline
-from gpicl_tf.eval import regression, report as report_lib
+from gpicl_tf.eval import regression, regression_report as report_lib
 from gpicl_tf.training import train
 
 
@@ -73,7 +73,7 @@ def test_learner_sees_exactly_c_points_and_report_has_every_count(function_model
     for v in entry["methods"].values():
         assert len(v["mse"]) == 5 and all(np.isfinite(v["mse"]))
     assert len(entry["curves"]) == 3 and len(entry["curves"][0]["context_x"]) == 10
-    paths = report_lib.write_regression_report(rep, str(tmp_path))
+    paths = report_lib.write_report(rep, str(tmp_path))
     text = open(paths["md"]).read()
     assert "| GPICL Transformer |" in text and "MSE by number of context points" in text
     assert "paired over the same episodes" in text
@@ -113,7 +113,7 @@ def test_targets_are_checked_on_the_report():
         "linear (unseen family)": entry("linear", 0.014, {"least squares": 0.010}),
         "sine (unseen family)": entry("sine", 0.05, {"k-NN (tuned k)": 0.04}),
         "mlp (held-out tasks)": entry("mlp", 0.02, {"GP (RBF, tuned)": 0.03})}}
-    lines = "\n".join(report_lib.regression_targets(rep))
+    lines = "\n".join(report_lib.targets(rep))
     assert "1.40x (target <= 1.5x): met" in lines
     assert "sine (unseen family): learner 0.0500 vs k-NN 0.0400 (target: below): NOT met" in lines
     assert "best baseline GP (RBF, tuned) 0.0300 (target: below every baseline): met" in lines
@@ -159,9 +159,9 @@ def test_search_and_export_refuse_regression_clearly(function_model, function_ep
     from gpicl_tf.export import saved_model
     from gpicl_tf.tuning import search
 
-    with pytest.raises(ValueError, match="function-regression episodes"):
+    with pytest.raises(ValueError, match="holds regression episodes; the search scores accuracy"):
         search.GPICLHyperModel(functions_config, function_episodes)
     model = keras.models.load_model(function_model, compile=False)
-    with pytest.raises(ValueError, match="'functions:mlp'"):
+    with pytest.raises(ValueError, match="'functions:mlp': regression learners are not exported"):
         saved_model.export_model(model, functions_config.to_dict(), str(tmp_path), "f")
     assert not os.listdir(tmp_path)

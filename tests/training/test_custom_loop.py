@@ -25,17 +25,20 @@ def _history(workdir):
 def test_metric_logs_match_the_keras_metrics():
     import keras
 
+    from gpicl_tf import tasks
+
     from gpicl_tf.training.metrics import sequence_metrics
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, (4, 12)).astype("int32")
     logits = rng.standard_normal((4, 12, 3)).astype("float32")
-    sums = loop.batch_sums(y, logits, regression=False, window=5).numpy()
-    got = loop.metric_logs(sums, regression=False, window=5)
+    task = tasks.get("classification")
+    sums = task.batch_sums(y, logits, window=5).numpy()
+    got = task.metric_logs(sums, window=5)
     for metric in sequence_metrics(5):
         metric.update_state(y, logits)
         assert np.isclose(got[metric.name], float(metric.result())), metric.name
-    losses = loop.example_losses(y, logits, regression=False).numpy()
+    losses = task.example_losses(y, logits).numpy()
     want = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, logits)
     assert np.isclose(losses.mean(), float(want), rtol=1e-6)
 

@@ -1,0 +1,135 @@
+"""The interface every task kind implements (`gpicl_tf.tasks`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+
+class Task:
+    """One kind of episode and everything that depends on it.
+
+    Capabilities (class attributes) say which shared machinery applies:
+    `curriculum` (the label-permutation bias and its plateau schedule),
+    `device_episodes` (episodes built inside the train step), `exportable` (the
+    classification serving signature), `tunable` (the Keras Tuner search
+    scores accuracy), `sequence_baselines` (LSTM and MLP trained beside the
+    Transformer in the main job).
+    """
+
+    name: str = ""
+    curriculum: bool = False
+    device_episodes: bool = False
+    exportable: bool = False
+    tunable: bool = False
+    sequence_baselines: bool = False
+    held_out: str = "unseen tasks"        # how reports name the meta-test set
+    unseen_source: str = "unseen dataset"  # and a set from another source
+
+    def claims(self, source: str) -> bool:
+        """Whether `source` (data.source) writes this task's episodes."""
+        raise NotImplementedError
+
+    def settings(self, data_config) -> tuple[str, ...]:
+        """The config sections besides `data` that this source's episodes are
+        written with (what an episode cache must key on)."""
+        return ()
+
+    def label(self, source: str) -> str:
+        """How reports name a source of this task."""
+        return source
+
+    # ------------------------------------------------------------- schema
+    def check_schema(self, schema) -> None:
+        raise NotImplementedError
+
+    def token_size(self, schema) -> int:
+        raise NotImplementedError
+
+    def record_spec(self, schema) -> dict[str, tf.io.FixedLenFeature]:
+        raise NotImplementedError
+
+    def feature_specs(self, schema, length: int | None) -> dict[str, tf.TensorSpec]:
+        raise NotImplementedError
+
+    def target_spec(self, schema, length: int | None) -> tf.TensorSpec:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------- episodes
+    def writer(self, config, plans, functions_config, prior_config):
+        """(schema, prepare) for `episodes.write_episodes`: prepare(out_dir) stores
+        what the records refer to and returns (manifest extras, make_records)."""
+        raise NotImplementedError
+
+    def feature_builder(self, episodes, split: str, batch_size: int, bias, bias_mode: str):
+        """(position, raw record) -> (features, targets), inside tf.data."""
+        raise NotImplementedError
+
+    def served_stage(self, episodes, split: str):
+        """raw record -> what a tf.data service worker sends."""
+        raise NotImplementedError
+
+    def trainer_stage(self, schema, seed: int, batch_size: int, bias):
+        """(position, served element) -> (features, targets), in the trainer."""
+        raise NotImplementedError
+
+    def record_check(self, schema, manifest: dict, split_info: dict):
+        """A function of a parsed record returning a problem or None (inspection)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------- model and training
+    def check_model(self, model_config) -> None:
+        """Raises naming the setting when the model cannot learn this task."""
+
+    def build_model(self, model_config, schema):
+        raise NotImplementedError
+
+    def check_training(self, train_config) -> None:
+        """Raises naming the setting when training cannot apply it to this task."""
+        if train_config.bias_fraction > 0 and not self.curriculum:
+            raise _invalid(f"train.bias_fraction={train_config.bias_fraction}: the curriculum "
+                           f"biases label permutations; {self.name} episodes take none (set 0)")
+        if train_config.stop_at_plateau_exit and not self.curriculum:
+            raise _invalid("train.stop_at_plateau_exit=True: the plateau is a classification "
+                           f"loss level (ln C); {self.name} runs have none")
+        if train_config.episodes_on_device and not self.device_episodes:
+            raise _invalid(f"train.episodes_on_device=True: {self.name} episodes are built "
+                           "on the host only")
+
+    def loss(self):
+        """The Keras loss of `Model.compile`."""
+        raise NotImplementedError
+
+    def metrics(self, schema) -> list:
+        """The Keras metrics of `Model.compile`."""
+        raise NotImplementedError
+
+    def example_losses(self, y_true, y_pred) -> tf.Tensor:
+        """Loss per episode [B] whose batch mean is `fit`'s loss (the custom loop)."""
+        raise NotImplementedError
+
+    def batch_sums(self, y_true, y_pred, window: int) -> tf.Tensor:
+        """float32 [K] sums whose ratios are the metrics (`metric_logs`)."""
+        raise NotImplementedError
+
+    def metric_logs(self, sums: np.ndarray, window: int) -> dict:
+        """The `fit` metric names and values from summed `batch_sums`."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------- evaluation
+    def evaluate(self, models: dict[str, str], sets: dict, tune_set: tuple, eval_config) -> dict:
+        """The report of `models` (name -> model file) on `sets` against the task's
+        baselines, tuned on `tune_set` (episode dir, split)."""
+        raise NotImplementedError
+
+    def write_report(self, report: dict, out_dir: str) -> dict:
+        raise NotImplementedError
+
+    def markdown(self, report: dict) -> str:
+        raise NotImplementedError
+
+
+def _invalid(message: str):
+    from gpicl_tf.errors import InvalidInputError
+
+    return InvalidInputError(message)
