@@ -13,7 +13,7 @@ the estimator (in context, no gradient step), LogisticRegressionCV, an RBF SVM
 with C and gamma chosen by 5-fold CV, a random forest (500 trees), histogram
 gradient boosting, and k-NN with k chosen by 5-fold CV (all on standardised
 features). Prints and writes (--out: tabular.md, tabular.json, tabular.png)
-per dataset and size: mean accuracy and ROC AUC, the estimator's paired
+per dataset and size: mean accuracy, ROC AUC and log loss (calibration), the estimator's paired
 difference to each baseline with a 95% t-interval over splits, and the seconds
 per fit+predict; then the means over the suite against the targets of issue 17
 (at 100 rows >= the best baseline per dataset and above logistic regression on
@@ -32,7 +32,7 @@ from scipy import stats  # noqa: E402
 from sklearn.datasets import load_breast_cancer, load_iris, load_wine  # noqa: E402
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier  # noqa: E402
 from sklearn.linear_model import LogisticRegressionCV  # noqa: E402
-from sklearn.metrics import accuracy_score, roc_auc_score  # noqa: E402
+from sklearn.metrics import accuracy_score, log_loss, roc_auc_score  # noqa: E402
 from sklearn.model_selection import GridSearchCV, StratifiedShuffleSplit  # noqa: E402
 from sklearn.neighbors import KNeighborsClassifier  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
@@ -96,10 +96,12 @@ def run_case(x, y, rows: int, splits: int, model_path: str, n_ensemble: int,
             seconds = time.perf_counter() - t0
             classes = np.unique(y[tr])
             pred = classes[np.argmax(proba, 1)]
-            entry = out.setdefault(name, {"acc": [], "auc": [], "seconds": []})
+            entry = out.setdefault(name, {"acc": [], "auc": [], "log_loss": [], "seconds": []})
             entry["acc"].append(accuracy_score(y[te], pred))
             entry["auc"].append(auc(y[te], proba, classes) if set(np.unique(y[te])) <= set(
                 classes) else float("nan"))
+            entry["log_loss"].append(log_loss(y[te], np.clip(proba, 1e-15, 1.0), labels=classes)
+                                     if set(np.unique(y[te])) <= set(classes) else float("nan"))
             entry["seconds"].append(seconds)
     return out
 
@@ -115,15 +117,17 @@ def markdown(results: dict) -> str:
     lines = []
     for (dataset, rows), case in results.items():
         lines += [f"### {dataset}, {rows} training rows", "",
-                  "| learner | accuracy | ROC AUC | GPICL minus it (acc, 95% CI) | s per fit+predict |",
-                  "|---|---|---|---|---|"]
+                  "| learner | accuracy | ROC AUC | log loss | GPICL minus it (acc, 95% CI) "
+                  "| s per fit+predict |",
+                  "|---|---|---|---|---|---|"]
         mine = np.asarray(case[ESTIMATOR]["acc"])
         for name, e in case.items():
             acc, ci = interval(e["acc"])
             diff = "" if name == ESTIMATOR else "{:+.3f} ± {:.3f}".format(
                 *interval(mine - np.asarray(e["acc"])))
             lines.append(f"| {name} | {acc:.3f} ± {ci:.3f} | {np.nanmean(e['auc']):.3f} | "
-                         f"{diff} | {np.mean(e['seconds']):.2f} |")
+                         f"{np.nanmean(e['log_loss']):.3f} | {diff} | "
+                         f"{np.mean(e['seconds']):.2f} |")
         lines.append("")
     return "\n".join(lines)
 

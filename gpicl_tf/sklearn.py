@@ -13,7 +13,9 @@ projected to the model's input size (any number of features works). Class
 labels are mapped onto the model's classes; probabilities are averaged over an
 ensemble of projections, label permutations and preprocessings. Training sets
 longer than the model's context (`max_context_`) are subsampled per ensemble
-member (`subsampled_` says so, and a warning names the sizes).
+member (`subsampled_` says so, and a warning names the sizes). With 30 or more
+training rows, `predict_proba` is calibrated by one temperature fitted on
+out-of-fold in-context predictions of the training rows (`temperature_`).
 
 Example:
     >>> clf = GPICLClassifier("saved_models/gpicl/1", n_ensemble=8)  # doctest: +SKIP
@@ -35,6 +37,7 @@ from gpicl_tf.data import prior
 from gpicl_tf.errors import InvalidInputError, MissingFileError
 
 PREPROCESSINGS = ("standard", "quantile", "mix")
+CALIBRATION_MIN_ROWS = 30
 
 _LOADED: dict = {}
 
@@ -72,17 +75,22 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
             training rows; an unseen category encodes as all zeros).
         clip: prepared values are clipped to [-clip, clip] (None: the model's
             meta-training setting, `prior.clip`, else 6).
+        calibrate: fit a temperature on the training rows (each of 3 folds predicted
+            in context from the other two; the one temperature that minimises their
+            log loss) and apply it in `predict_proba`; needs at least 30 rows, else
+            the temperature stays 1. Argmax predictions do not change.
     """
 
     def __init__(self, model_path: str, n_ensemble: int = 8, random_state: int = 0,
                  preprocessing: str = "standard", categorical_features=(),
-                 clip: float | None = None):
+                 clip: float | None = None, calibrate: bool = True):
         self.model_path = model_path
         self.n_ensemble = n_ensemble
         self.random_state = random_state
         self.preprocessing = preprocessing
         self.categorical_features = categorical_features
         self.clip = clip
+        self.calibrate = calibrate
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -138,7 +146,34 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
         self.train_x_ = self._encode(X)
         self.context_y_ = y_index
         self.mean_, self.scale_ = mean, np.where(std > 0, std, 1.0)
+        self.temperature_ = 1.0
+        if self.calibrate and len(y) >= CALIBRATION_MIN_ROWS:
+            self.temperature_ = self._fit_temperature()
         return self
+
+    def _fit_temperature(self) -> float:
+        """The temperature minimising the log loss of out-of-fold in-context
+        predictions of the training rows (3 folds, each predicted from the rest)."""
+        from scipy.optimize import minimize_scalar
+
+        rng = np.random.default_rng([self.random_state, 7])
+        n = len(self.context_y_)
+        fold = rng.permutation(n) % 3
+        probs = np.zeros((n, len(self.classes_)))
+        for f in range(3):
+            held = fold == f
+            probs[held] = self._ensemble_proba(self.train_x_[~held], self.context_y_[~held],
+                                               self.train_x_[held])
+        logp = np.log(np.clip(probs, 1e-12, 1.0))
+        truth = self.context_y_
+
+        def nll(log_t):
+            z = logp / np.exp(log_t)
+            z -= z.max(1, keepdims=True)
+            return float(np.mean(np.log(np.exp(z).sum(1)) - z[np.arange(n), truth]))
+
+        best = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+        return float(np.exp(best.x))
 
     def _encode(self, X: np.ndarray) -> np.ndarray:
         """Numeric columns as they are, categorical ones one-hot, and a missing-value
@@ -159,13 +194,13 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
             fit_x = _to_normal_scores(fit_x, fit_x)
         return prior.prepare_table(fit_x, x, self.clip_)
 
-    def _member(self, m: int, meta: dict, d: int | None = None):
+    def _member(self, m: int, meta: dict, n: int | None = None):
         rng = np.random.default_rng([self.random_state, m])
-        d = d if d is not None else self.train_x_.shape[1]
+        d = self.train_x_.shape[1]
         n_x = meta["schema"]["input_size"]
         projection = rng.standard_normal((d, n_x)) / np.sqrt(d)
         permutation = rng.permutation(meta["schema"]["num_classes"])
-        n = len(self.context_y_)
+        n = len(self.context_y_) if n is None else n
         keep = np.sort(rng.choice(n, meta["max_context"], replace=False)) \
             if n > meta["max_context"] else np.arange(n)
         return projection, permutation, keep
@@ -180,18 +215,27 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
             raise InvalidInputError(
                 f"row(s) {np.flatnonzero(bad)[:10].tolist()} of X overflow when standardised "
                 "with the training data's scale; rescale X")
+        probs = self._ensemble_proba(self.train_x_, self.context_y_, self._encode(X))
+        if self.temperature_ != 1.0:
+            probs = probs ** (1.0 / self.temperature_)
+            probs /= probs.sum(1, keepdims=True)
+        return probs
+
+    def _ensemble_proba(self, train_x: np.ndarray, train_y: np.ndarray,
+                        queries_raw: np.ndarray) -> np.ndarray:
+        """Class probabilities [Q, k] of encoded query rows given encoded training
+        rows as context, averaged over the ensemble."""
         fn, meta = _load(self.model_path)
-        queries_raw = self._encode(X)
         k = len(self.classes_)
-        total = np.zeros((len(X), k))
+        total = np.zeros((len(queries_raw), k))
         step = meta["max_queries"]
         for m in range(self.n_ensemble):
-            projection, permutation, keep = self._member(m, meta)
-            fit_x = self.train_x_[keep]
+            projection, permutation, keep = self._member(m, meta, len(train_y))
+            fit_x = train_x[keep]
             context_x = (self._prepare(m, fit_x, fit_x) @ projection)[None].astype(np.float32)
             queries = self._prepare(m, fit_x, queries_raw) @ projection
-            context_y = permutation[self.context_y_[keep]][None].astype(np.int64)
-            for start in range(0, len(X), step):
+            context_y = permutation[train_y[keep]][None].astype(np.int64)
+            for start in range(0, len(queries), step):
                 q = queries[start:start + step][None].astype(np.float32)
                 probs = fn(context_x=context_x, context_y=context_y,
                            query_x=q)["probabilities"].numpy()[0]     # [Q, C]

@@ -126,3 +126,18 @@ def test_categorical_columns_are_one_hot_and_preprocessings_differ(version):
         GPICLClassifier(version, preprocessing="rank").fit(X, y)
     with pytest.raises(ValueError, match=r"categorical_features=\[9\] names columns outside"):
         GPICLClassifier(version, categorical_features=[9]).fit(X, y)
+
+
+def test_calibration_fits_a_temperature_that_keeps_the_predictions(version):
+    X, y = _data(n=40)
+    with pytest.warns(UserWarning, match="exceed the model's context"):
+        raw = GPICLClassifier(version, n_ensemble=2, calibrate=False).fit(X, y)
+        cal = GPICLClassifier(version, n_ensemble=2).fit(X, y)
+    assert raw.temperature_ == 1.0 and cal.temperature_ != 1.0
+    assert 0.05 <= cal.temperature_ <= 20.0
+    p_raw, p_cal = raw.predict_proba(X[:9]), cal.predict_proba(X[:9])
+    np.testing.assert_allclose(p_cal.sum(1), 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(p_raw.argmax(1), p_cal.argmax(1))
+    assert not np.allclose(p_raw, p_cal)
+    few = GPICLClassifier(version, n_ensemble=2).fit(X[:11], y[:11])   # < 30 rows: none
+    assert few.temperature_ == 1.0
