@@ -33,7 +33,7 @@ from typing import Callable
 from gpicl_tf import tasks
 from gpicl_tf.config import Config, get_preset, override
 from gpicl_tf.data import episodes as episodes_lib, storage
-from gpicl_tf.errors import InvalidInputError
+from gpicl_tf.errors import InvalidInputError, MissingFileError
 from gpicl_tf.eval.report import slug
 from gpicl_tf.training import callbacks as callbacks_lib, train
 
@@ -251,13 +251,36 @@ def to_markdown(study: Study, rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_results(study: Study, rows: list[dict], workdir: str) -> None:
-    """results.json, results.csv, results.md and the figures, each replaced atomically."""
+def write_results(study: Study, rows: list[dict], workdir: str) -> list[str]:
+    """results.json, results.csv, results.md and the figures, each replaced
+    atomically; returns the figures' paths."""
     storage.write_json(os.path.join(workdir, RESULTS), rows)
     for name, text in (("results.csv", to_csv(rows)),
                        ("results.md", to_markdown(study, rows))):
         with storage.atomic_path(os.path.join(workdir, name)) as tmp:
             with open(tmp, "w") as f:
                 f.write(text)
-    if rows:
-        study.figures(rows, workdir)
+    return study.figures(rows, workdir) if rows else []
+
+
+def publish(study: Study, grid: str, workdir: str, docs_dir: str,
+            user_sets: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """Rewrites the results of the cells `workdir` has finished (in grid order,
+    without training anything) and copies the table to DOCS/NAME_GRID.md and the
+    figures into DOCS/; returns the copied paths."""
+    import shutil
+
+    done = {r["cell"]: r for r in read_rows(workdir)}
+    if not done:
+        raise MissingFileError(f"{os.path.join(workdir, RESULTS)} holds no finished cell")
+    rows = [done[c.name] for c in cells_of(study, grid, user_sets) if c.name in done]
+    figures = write_results(study, rows, workdir)
+    os.makedirs(docs_dir, exist_ok=True)
+    out = []
+    for src, name in [(os.path.join(workdir, "results.md"), f"{study.name}_{grid}.md"),
+                      *[(f, os.path.basename(f)) for f in figures]]:
+        dst = os.path.join(docs_dir, name)
+        with storage.atomic_path(dst) as tmp:
+            shutil.copyfile(src, tmp)
+        out.append(dst)
+    return out

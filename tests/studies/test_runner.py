@@ -118,3 +118,26 @@ def test_episode_key_follows_the_data_settings():
     other = override(base, ["data.log2_num_tasks=6"])
     assert runner.episode_key(other) != runner.episode_key(base)
     assert runner.episode_key(other).startswith("digits-k6-")
+
+
+def test_publish_copies_the_finished_cells_without_training(tmp_path, fake_training):
+    work, docs = tmp_path / "work", tmp_path / "docs"
+    study = Study(name="fake", description="a fake study", grids={"smoke": _cells},
+                  measure=lambda *a: {"score": 1.0}, columns=("score",),
+                  figures=lambda rows, out: [_figure(out, len(rows))])
+    with pytest.raises(FileNotFoundError, match="holds no finished cell"):
+        runner.publish(study, "smoke", str(work), str(docs))
+    runner.run_study(study, "smoke", str(work), log=lambda line: None)
+    trained = list(fake_training)
+    paths = runner.publish(study, "smoke", str(work), str(docs))
+    assert fake_training == trained                    # publishing trains nothing
+    assert sorted(os.path.basename(p) for p in paths) == ["fake_smoke.md", "figure.txt"]
+    assert (docs / "fake_smoke.md").read_text() == (work / "results.md").read_text()
+    assert (docs / "figure.txt").read_text() == "3 rows"
+
+
+def _figure(out_dir, n):
+    path = os.path.join(out_dir, "figure.txt")
+    with open(path, "w") as f:
+        f.write(f"{n} rows")
+    return path
