@@ -79,15 +79,29 @@ def test_continuous_targets_and_overflowing_features_are_refused(version):
         clf.predict(np.vstack([X[:1] * 1e160, X[1:3] * 1e-150]))
 
 
-@pytest.mark.parametrize("check", ["check_classifiers_one_label", "check_fit2d_1sample",
-                                   "check_estimators_unfitted",
-                                   "check_fit2d_predict1d", "check_n_features_in_after_fitting",
-                                   "check_estimators_empty_data_messages",
-                                   "check_fit_check_is_fitted", "check_dtype_object"])
-def test_scikit_learn_estimator_checks(version, check):
-    from sklearn.utils import estimator_checks
+def test_scikit_learn_estimator_checks(version):
+    """scikit-learn's whole `check_estimator` suite: every check passes but
+    check_classifiers_train, which asks for 83% accuracy on easy blobs: more than
+    the 10-step smoke model this fixture trains can learn, and
+    check_methods_sample_order_invariance, which compares probabilities to 1e-9:
+    the float32 model's outputs move by ~1e-7 with the queries' batch layout
+    (order invariance to 1e-5 is tested below). Checks skipped for a missing
+    optional package (e.g. pandas) are not failures."""
+    import warnings
 
-    getattr(estimator_checks, check)("GPICLClassifier", GPICLClassifier(version, n_ensemble=2))
+    from sklearn.utils.estimator_checks import check_estimator
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = check_estimator(GPICLClassifier(version, n_ensemble=2), on_fail=None)
+    failed = {r["check_name"] for r in results if r["status"] == "failed"}
+    assert failed <= {"check_classifiers_train", "check_methods_sample_order_invariance"}, failed
+    assert sum(r["status"] == "passed" for r in results) >= 45
+    X, y = _data(n=11)
+    clf = GPICLClassifier(version, n_ensemble=2).fit(X, y)
+    order = np.random.default_rng(0).permutation(len(X))
+    np.testing.assert_allclose(clf.predict_proba(X[order]), clf.predict_proba(X)[order],
+                               atol=1e-5)
 
 
 def test_single_class_is_a_named_error(version):
