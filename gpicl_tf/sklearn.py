@@ -40,6 +40,35 @@ PREPROCESSINGS = ("standard", "quantile", "mix")
 CALIBRATION_MIN_ROWS = 30
 
 _LOADED: dict = {}
+# Where the general learner is looked for when no model_path is given: $GPICL_MODEL (a
+# version directory or a model directory), else the newest complete version of
+# saved_models/general beside this package, which
+#   python -m pipelines.run --preset general_cpu --workdir runs/general_cpu --export_name general
+# writes.
+DEFAULT_MODEL_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                 "saved_models", "general")
+
+
+def default_model_path() -> str:
+    """The version directory of the default model (see DEFAULT_MODEL_DIR), or an
+    error saying how to build one."""
+    from gpicl_tf.data import storage
+    from gpicl_tf.export import saved_model
+
+    where = os.environ.get("GPICL_MODEL") or DEFAULT_MODEL_DIR
+    if os.path.exists(os.path.join(where, saved_model.CONFIG_FILE)):
+        return where
+    versions = sorted((int(v) for v in (os.listdir(where) if os.path.isdir(where) else [])
+                       if storage.is_version_name(v) and
+                       os.path.exists(os.path.join(where, v, saved_model.CONFIG_FILE))),
+                      reverse=True)
+    if not versions:
+        raise MissingFileError(
+            f"no model_path given and no exported model at {where!r}; build the general "
+            "learner with `python -m pipelines.run --preset general_cpu --workdir "
+            "runs/general_cpu --export_name general`, or set GPICL_MODEL to a version "
+            "directory")
+    return os.path.join(where, str(versions[0]))
 
 
 def _load(path: str):
@@ -64,7 +93,9 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
     """In-context classifier over a SavedModel version directory.
 
     Args:
-        model_path: an exported version, e.g. "saved_models/gpicl/3".
+        model_path: an exported version, e.g. "saved_models/gpicl/3"; None: the
+            general learner (`default_model_path`: $GPICL_MODEL, else the newest
+            version of saved_models/general).
         n_ensemble: members averaged (random projection, label permutation,
             subsample, preprocessing each; 1 = one member).
         random_state: seed of the ensemble's projections, permutations, subsamples.
@@ -81,7 +112,7 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
             the temperature stays 1. Argmax predictions do not change.
     """
 
-    def __init__(self, model_path: str, n_ensemble: int = 8, random_state: int = 0,
+    def __init__(self, model_path: str | None = None, n_ensemble: int = 8, random_state: int = 0,
                  preprocessing: str = "standard", categorical_features=(),
                  clip: float | None = None, calibrate: bool = True):
         self.model_path = model_path
@@ -104,7 +135,8 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
             raise InvalidInputError(
                 f"Unknown label type: y is {target!r} (e.g. {y[:3].tolist()}); "
                 "GPICLClassifier needs class labels (binary or multiclass)")
-        _, meta = _load(self.model_path)
+        self.model_path_ = self.model_path or default_model_path()
+        _, meta = _load(self.model_path_)
         self.classes_, y_index = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
             raise InvalidInputError(
@@ -114,7 +146,7 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
         if len(self.classes_) > num_classes:
             raise InvalidInputError(
                 f"y has {len(self.classes_)} classes; the model at "
-                f"{self.model_path!r} predicts at most {num_classes}")
+                f"{self.model_path_!r} predicts at most {num_classes}")
         if self.n_ensemble < 1:
             raise InvalidInputError(f"n_ensemble={self.n_ensemble} must be at least 1")
         if self.preprocessing not in PREPROCESSINGS:
@@ -225,7 +257,7 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
                         queries_raw: np.ndarray) -> np.ndarray:
         """Class probabilities [Q, k] of encoded query rows given encoded training
         rows as context, averaged over the ensemble."""
-        fn, meta = _load(self.model_path)
+        fn, meta = _load(self.model_path_)
         k = len(self.classes_)
         total = np.zeros((len(queries_raw), k))
         step = meta["max_queries"]

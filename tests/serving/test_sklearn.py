@@ -155,3 +155,21 @@ def test_calibration_fits_a_temperature_that_keeps_the_predictions(version):
     assert not np.allclose(p_raw, p_cal)
     few = GPICLClassifier(version, n_ensemble=2).fit(X[:11], y[:11])   # < 30 rows: none
     assert few.temperature_ == 1.0
+
+
+def test_without_a_path_the_default_model_is_used(version, tmp_path, monkeypatch):
+    from gpicl_tf import sklearn as sk
+
+    X, y = _data(n=11)
+    monkeypatch.setenv("GPICL_MODEL", os.path.dirname(version))   # a model directory
+    clf = GPICLClassifier(n_ensemble=2).fit(X, y)
+    assert clf.model_path_ == version and clf.model_path is None
+    np.testing.assert_array_equal(clf.predict_proba(X), GPICLClassifier(
+        version, n_ensemble=2).fit(X, y).predict_proba(X))
+    monkeypatch.setenv("GPICL_MODEL", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="no model_path given and no exported model"):
+        GPICLClassifier().fit(X, y)
+    monkeypatch.delenv("GPICL_MODEL")
+    monkeypatch.setattr(sk, "DEFAULT_MODEL_DIR", str(tmp_path / "general"))
+    with pytest.raises(FileNotFoundError, match="--preset general_cpu"):
+        GPICLClassifier().fit(X, y)
