@@ -140,6 +140,12 @@ class ModelConfig:
     `layout`: "paper" (token j = [x_j, one_hot(y_{j-1})], causal) or "pfn"
     (context tokens [x_i, one_hot(y_i)], queries [x_j, 0] attending to the
     context before them); the LSTM reads the paper layout.
+
+    `key_size`: each attention head's size; 0 derives it as model_size / num_heads
+    (`head_size`; then num_heads must divide model_size). An explicit value is
+    used as given (the heads are projected back to model_size); every preset
+    keeps key_size x num_heads = model_size, and a Transformer built otherwise logs
+    a warning naming the three values.
     """
 
     arch: str = "transformer"
@@ -156,9 +162,18 @@ class ModelConfig:
     def __post_init__(self):
         _check("model", self, {
             "arch": _in(ARCHS), "layout": _in(LAYOUTS), "model_size": _at_least(1),
-            "num_layers": _at_least(1), "num_heads": _at_least(1), "key_size": _at_least(1),
+            "num_layers": _at_least(1), "num_heads": _at_least(1), "key_size": _at_least(0),
             "mlp_ratio": _at_least(1), "dropout": _between(0.0, 1.0, closed_high=False),
             "lstm_units": _at_least(1), "mlp_hidden": _at_least(1)})
+        if self.key_size == 0 and self.model_size % self.num_heads:
+            raise InvalidInputError(
+                f"model.key_size=0 derives the head size as model_size / num_heads, but "
+                f"num_heads={self.num_heads} does not divide model_size={self.model_size}")
+
+    @property
+    def head_size(self) -> int:
+        """Each attention head's size: key_size, or model_size / num_heads for 0."""
+        return self.key_size or self.model_size // self.num_heads
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import keras
+from absl import logging
 from keras import layers
 
 from gpicl_tf.config import ModelConfig
@@ -43,7 +44,7 @@ def build_transformer(config: ModelConfig, schema: EpisodeSchema) -> keras.Model
         episode[INPUTS], episode[LABELS])                                    # (B, T, N_x + C)
     h = layers.Dense(config.model_size, name="token_embedding")(tokens)     # (B, T, N_M)
     for i in range(config.num_layers):
-        h = TransformerBlock(config.model_size, config.num_heads, config.key_size,
+        h = TransformerBlock(config.model_size, config.num_heads, config.head_size,
                              config.mlp_ratio, config.dropout,
                              name=f"transformer_block_{i}")(h, mask)
     h = layers.LayerNormalization(epsilon=1e-5, name="final_norm")(h)
@@ -66,7 +67,7 @@ def build_function_transformer(config: ModelConfig, schema: EpisodeSchema) -> ke
     tokens = layers.Dense(config.model_size, activation="gelu", name="token_features")(tokens)
     h = layers.Dense(config.model_size, name="token_embedding")(tokens)
     for i in range(config.num_layers):
-        h = TransformerBlock(config.model_size, config.num_heads, config.key_size,
+        h = TransformerBlock(config.model_size, config.num_heads, config.head_size,
                              config.mlp_ratio, config.dropout,
                              name=f"transformer_block_{i}")(h, mask)
     h = layers.LayerNormalization(epsilon=1e-5, name="final_norm")(h)
@@ -107,6 +108,12 @@ def check_model_config(config: ModelConfig, schema: EpisodeSchema) -> None:
 
 def build_model(config: ModelConfig, schema: EpisodeSchema) -> keras.Model:
     check_model_config(config, schema)
+    if config.arch == "transformer" and config.head_size * config.num_heads != config.model_size:
+        logging.warning("model.key_size=%d x num_heads=%d != model_size=%d: attention works in "
+                        "%d dimensions inside a %d-wide model (key_size=0 derives %d)",
+                        config.key_size, config.num_heads, config.model_size,
+                        config.head_size * config.num_heads, config.model_size,
+                        config.model_size // config.num_heads)
     return schema.kind.build_model(config, schema)
 
 
@@ -156,7 +163,7 @@ def state_size(config: ModelConfig, context_length: int) -> int:
     LSTM: its hidden and cell state; MLP: none.
     """
     if config.arch == "transformer":
-        return 2 * config.num_layers * config.num_heads * config.key_size * context_length
+        return 2 * config.num_layers * config.num_heads * config.head_size * context_length
     if config.arch == "lstm":
         return 2 * config.lstm_units
     return 0

@@ -140,3 +140,20 @@ def test_serving_mask_lets_every_query_see_the_whole_context():
                                          [1, 1, 1, 0, 0],     # queries: all context + itself
                                          [1, 1, 0, 1, 0],
                                          [1, 1, 0, 0, 1]])
+
+
+def test_key_size_zero_derives_the_head_size_and_a_mismatch_is_named(caplog):
+    from gpicl_tf.config import ModelConfig
+
+    assert ModelConfig(model_size=64, num_heads=4, key_size=0).head_size == 16
+    assert ModelConfig(model_size=64, num_heads=4, key_size=8).head_size == 8
+    with pytest.raises(ValueError, match="key_size=0 derives .* num_heads=3 does not divide "
+                                         "model_size=64"):
+        ModelConfig(model_size=64, num_heads=3, key_size=0)
+    schema = EpisodeSchema(12, 16, 10)
+    derived = build_model(dataclasses.replace(_config("transformer", "pfn"), key_size=0), schema)
+    explicit = build_model(_config("transformer", "pfn"), schema)   # 8 wide, 2 heads of 4
+    assert derived.count_params() == explicit.count_params()
+    with caplog.at_level("WARNING"):
+        build_model(dataclasses.replace(_config("transformer", "pfn"), key_size=16), schema)
+    assert "key_size=16 x num_heads=2 != model_size=8" in caplog.text
