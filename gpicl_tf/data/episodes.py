@@ -22,7 +22,6 @@ import re
 import zlib
 
 import numpy as np
-import tensorflow as tf
 from absl import logging
 
 from gpicl_tf.config import DataConfig, FunctionConfig, PriorConfig

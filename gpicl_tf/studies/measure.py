@@ -16,7 +16,7 @@ from absl import logging
 import gpicl_tf.models  # noqa: F401  (registers the layers for loading)
 from gpicl_tf import tasks
 from gpicl_tf.config import Config
-from gpicl_tf.data import episodes as episodes_lib, pipeline, sources
+from gpicl_tf.data import episodes as episodes_lib, sources
 from gpicl_tf.eval import evaluate
 from gpicl_tf.studies.runner import episode_key
 from gpicl_tf.training import train

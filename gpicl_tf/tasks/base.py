@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from gpicl_tf.errors import InvalidInputError
+
 
 class Task:
     """One kind of episode and everything that depends on it.
@@ -86,15 +88,18 @@ class Task:
 
     def check_training(self, train_config) -> None:
         """Raises naming the setting when training cannot apply it to this task."""
-        if train_config.bias_fraction > 0 and not self.curriculum:
-            raise _invalid(f"train.bias_fraction={train_config.bias_fraction}: the curriculum "
-                           f"biases label permutations; {self.name} episodes take none (set 0)")
-        if train_config.stop_at_plateau_exit and not self.curriculum:
-            raise _invalid("train.stop_at_plateau_exit=True: the plateau is a classification "
-                           f"loss level (ln C); {self.name} runs have none")
-        if train_config.episodes_on_device and not self.device_episodes:
-            raise _invalid(f"train.episodes_on_device=True: {self.name} episodes are built "
-                           "on the host only")
+        t = train_config
+        if t.bias_fraction > 0 and not self.curriculum:
+            raise InvalidInputError(
+                f"train.bias_fraction={t.bias_fraction}: the curriculum biases label "
+                f"permutations; {self.name} episodes take none (set 0)")
+        if t.stop_at_plateau_exit and not self.curriculum:
+            raise InvalidInputError(
+                "train.stop_at_plateau_exit=True: the plateau is a classification loss level "
+                f"(ln C); {self.name} runs have none")
+        if t.episodes_on_device and not self.device_episodes:
+            raise InvalidInputError(
+                f"train.episodes_on_device=True: {self.name} episodes are built on the host only")
 
     def loss(self):
         """The Keras loss of `Model.compile`."""
@@ -127,9 +132,3 @@ class Task:
 
     def markdown(self, report: dict) -> str:
         raise NotImplementedError
-
-
-def _invalid(message: str):
-    from gpicl_tf.errors import InvalidInputError
-
-    return InvalidInputError(message)
