@@ -79,8 +79,9 @@ def figures(rows: list[dict], out_dir: str) -> list[str]:
         mine = [r for r in rows if r["layout"] == layout]
         left = [r for r in mine if r.get("plateau_exit_step")]
         stuck = [r for r in mine if not r.get("plateau_exit_step")]
-        ax.plot([r["batch"] for r in left], [r["plateau_exit_step"] for r in left], "o",
-                color=color, label=f"{layout}: steps to leave the plateau")
+        if left:
+            ax.plot([r["batch"] for r in left], [r["plateau_exit_step"] for r in left], "o",
+                    color=color, label=f"{layout}: steps to leave the plateau")
         if stuck:
             ax.plot([r["batch"] for r in stuck], [r["steps"] for r in stuck], "^",
                     color=color, mfc="none", label=f"{layout}: still on it at the budget")
