@@ -161,15 +161,19 @@ def test_without_a_path_the_default_model_is_used(version, tmp_path, monkeypatch
     from gpicl_tf import sklearn as sk
 
     X, y = _data(n=11)
-    monkeypatch.setenv("GPICL_MODEL", os.path.dirname(version))   # a model directory
+    general = tmp_path / "general"
+    general.mkdir()
+    for v in ("1", "3", "10x"):                     # versions 1 and 3, and a stray folder
+        os.symlink(version, general / v)
+    monkeypatch.setenv("GPICL_MODEL", str(general))   # a model directory: its newest version
     clf = GPICLClassifier(n_ensemble=2).fit(X, y)
-    assert clf.model_path_ == version and clf.model_path is None
+    assert clf.model_path_ == str(general / "3") and clf.model_path is None
     np.testing.assert_array_equal(clf.predict_proba(X), GPICLClassifier(
         version, n_ensemble=2).fit(X, y).predict_proba(X))
-    monkeypatch.setenv("GPICL_MODEL", str(tmp_path))
+    monkeypatch.setenv("GPICL_MODEL", str(tmp_path / "empty"))
     with pytest.raises(FileNotFoundError, match="no model_path given and no exported model"):
         GPICLClassifier().fit(X, y)
     monkeypatch.delenv("GPICL_MODEL")
-    monkeypatch.setattr(sk, "DEFAULT_MODEL_DIR", str(tmp_path / "general"))
+    monkeypatch.setattr(sk, "DEFAULT_MODEL_DIR", str(tmp_path / "no_general_model"))
     with pytest.raises(FileNotFoundError, match="--preset general_cpu"):
         GPICLClassifier().fit(X, y)
