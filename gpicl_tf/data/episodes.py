@@ -293,12 +293,10 @@ def _write_mixture(config: DataConfig, out_dir: str, overwrite: bool, progress: 
         if cfg.source == prior.SOURCE:
             prior.check_config(pcfg, cfg.num_classes, cfg.input_size)
     marker = _prepare_directory(out_dir, overwrite)
-    entries, schemas, splits = [], [], {}
+    entries, splits = [], {}
     for name, weight, cfg in components:
         sub = write_episodes(cfg, os.path.join(out_dir, name), overwrite=True,
                              progress=progress, prior_config=pcfg)
-        schema = schema_lib.EpisodeSchema.from_dict(sub["schema"])
-        schemas.append(schema)
         entries.append({"directory": name, "source": cfg.source, "weight": weight,
                         "manifest_sha256": storage.sha256_file(
                             os.path.join(out_dir, name, storage.MANIFEST))})

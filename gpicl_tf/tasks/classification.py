@@ -16,27 +16,16 @@ import numpy as np
 import tensorflow as tf
 
 from gpicl_tf.errors import InvalidInputError
-from gpicl_tf.tasks.base import Task
+from gpicl_tf.tasks.base import Task, feature, serialize
 
 INPUTS, LABELS, TARGETS = "inputs", "labels", "targets"
 
 
-def _feature(kind: str, values) -> tf.train.Feature:
-    if kind == "int":
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
-    return tf.train.Feature(float_list=tf.train.FloatList(value=values))
-
-
-def _example(feature: dict) -> bytes:
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(
-        deterministic=True)
-
-
 def index_record(episode_id: int, task_id: int, indices: np.ndarray) -> bytes:
     """A record indexing `indices` of the base data."""
-    return _example({"episode_id": _feature("int", [episode_id]),
-                     "task_id": _feature("int", [task_id]),
-                     "indices": _feature("int", indices.tolist())})
+    return serialize({"episode_id": feature("int", [episode_id]),
+                      "task_id": feature("int", [task_id]),
+                      "indices": feature("int", indices.tolist())})
 
 
 def shard_records(plan, shard: int, first: int, task_ids: np.ndarray, num_examples: int,
@@ -71,10 +60,10 @@ def prior_records(plan, shard: int, first: int, task_ids: np.ndarray, config, pc
             cache[task_id] = prior.task(config.seed, task_id, pcfg, config.num_classes)
         x, y = prior.episode(cache[task_id], rng, config.episode_length, pcfg.max_features,
                              pcfg.clip)
-        yield _example({"episode_id": _feature("int", [first + offset]),
-                        "task_id": _feature("int", [task_id]),
-                        "x": _feature("float", x.ravel()),
-                        "labels": _feature("int", y)})
+        yield serialize({"episode_id": feature("int", [first + offset]),
+                         "task_id": feature("int", [task_id]),
+                         "x": feature("float", x.ravel()),
+                         "labels": feature("int", y)})
 
 
 class Classification(Task):

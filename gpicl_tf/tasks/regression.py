@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from gpicl_tf.errors import InvalidInputError
-from gpicl_tf.tasks.base import Task
+from gpicl_tf.tasks.base import Task, feature, serialize
 
 INPUTS, VALUES, QUERY, TARGETS = "inputs", "values", "query", "targets"
 PREFIX = "functions:"
@@ -36,16 +36,11 @@ def function_records(plan, shard: int, first: int, task_ids: np.ndarray, family:
         task_id = int(task_id)
         f = functions.task_function(family, config.seed, task_id, d, fcfg)
         ep = functions.sample_episode(rng, f, n, d, fcfg)
-        feature = {
-            "episode_id": tf.train.Feature(int64_list=tf.train.Int64List(value=[first + offset])),
-            "task_id": tf.train.Feature(int64_list=tf.train.Int64List(value=[task_id])),
-            "x": tf.train.Feature(float_list=tf.train.FloatList(value=ep["x"].ravel())),
-            "y": tf.train.Feature(float_list=tf.train.FloatList(value=ep["y"])),
-            "clean": tf.train.Feature(float_list=tf.train.FloatList(value=ep["clean"])),
-            "query": tf.train.Feature(int64_list=tf.train.Int64List(value=ep["query"])),
-        }
-        yield tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(
-            deterministic=True)
+        yield serialize({"episode_id": feature("int", [first + offset]),
+                         "task_id": feature("int", [task_id]),
+                         "x": feature("float", ep["x"].ravel()), "y": feature("float", ep["y"]),
+                         "clean": feature("float", ep["clean"]),
+                         "query": feature("int", ep["query"])})
 
 
 class Regression(Task):
