@@ -21,6 +21,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -72,9 +73,35 @@ def _episodes_for(config, tmp: str, batches: int) -> str:
     return tmp
 
 
-def step_rate(config, steps: int, episodes_dir: str | None = None) -> dict:
+def shape_rate(config, reps=20) -> float:
+    """The fp32 rate (XLA) of the model's own largest matmul, its MLP's
+    [batch x tokens, d] x [d, 4d]: the ceiling its layers' shapes allow here."""
+    d, tokens = config.model.model_size, config.train.batch_size * config.data.episode_length
+    tokens *= 2 if config.model.layout == "pfn" else 1
+    a = tf.random.normal([tokens, d])
+    b = tf.random.normal([d, config.model.mlp_ratio * d])
+    f = tf.function(lambda a, b: tf.matmul(a, b), jit_compile=True)
+    f(a, b).numpy()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        out = f(a, b)
+    out.numpy()
+    return 2 * tokens * d * config.model.mlp_ratio * d * reps / (time.perf_counter() - t0)
+
+
+def _rates(config, schema, sec: float, model) -> dict:
+    b, t = config.train.batch_size, config.data.episode_length
+    flops = transformer_flops(config.model, schema, b, t)
+    return {"sec_per_step": sec, "flops": flops / sec, "tokens": b * t / sec,
+            "episodes": b / sec, "params": model.count_params()}
+
+
+def step_rate(config, steps: int, episodes_dir: str | None = None,
+              run_callbacks: bool = False) -> dict:
     """The train step in `fit`: on synthetic tensors, or (episodes_dir) on real
-    episodes through the input pipeline with the curriculum's bias variable."""
+    episodes through the input pipeline with the curriculum's bias variable, and
+    (run_callbacks) with the callbacks `train.run` gives `fit` (curriculum, guards,
+    checkpoints, TensorBoard, CSV log) and its progress log (verbose=2)."""
     d = config.data
     schema = EpisodeSchema(d.episode_length, d.input_size, d.num_classes)
     model = compile_model(config, schema, jit=True)   # as training builds it
@@ -84,18 +111,72 @@ def step_rate(config, steps: int, episodes_dir: str | None = None) -> dict:
          "labels": tf.constant(rng.integers(0, d.num_classes, (b, t)), tf.int32)}
     y = x["labels"]
     ds = tf.data.Dataset.from_tensors((x, y)).repeat()
-    if episodes_dir:
-        from gpicl_tf.data import pipeline
+    callbacks, verbose = [], 0
+    from gpicl_tf.data import pipeline
 
-        ds = pipeline.make_dataset(pipeline.open_episodes(episodes_dir), "train", b,
-                                   bias=pipeline.make_bias_variable(0.0))
-    model.fit(ds, steps_per_epoch=3, epochs=1, verbose=0)  # compile
-    t0 = time.perf_counter()
-    model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
-    sec = (time.perf_counter() - t0) / steps
-    flops = transformer_flops(config.model, schema, b, t)
-    return {"sec_per_step": sec, "flops": flops / sec, "tokens": b * t / sec,
-            "episodes": b / sec, "params": model.count_params()}
+    bias = pipeline.make_bias_variable(config.train.bias_fraction)
+    if episodes_dir:
+        ds = pipeline.make_dataset(pipeline.open_episodes(episodes_dir), "train", b, bias=bias)
+    with tempfile.TemporaryDirectory() as workdir:
+        if run_callbacks:
+            from gpicl_tf.training import train
+
+            callbacks, verbose = train.run_callbacks(config, workdir, bias, "val_loss",
+                                                     True, "keras", True), 2
+        timer = _Timer(WARMUP_STEPS)
+        model.fit(ds, steps_per_epoch=WARMUP_STEPS + steps, epochs=1, verbose=verbose,
+                  callbacks=[timer, *callbacks])
+    return _rates(config, schema, timer.seconds / steps, model)
+
+
+WARMUP_STEPS = 5   # compilation and the input pipeline's start (shuffle buffer) are not timed
+
+
+class _Timer(keras.callbacks.Callback):
+    """Seconds from the start of batch `warmup` to the end of training (the run's
+    last step finished: fit reads its logs back at the epoch's end), so one `fit`
+    call, one input iterator, is timed after its start-up."""
+
+    def __init__(self, warmup: int):
+        super().__init__()
+        self.warmup, self.start, self.seconds = warmup, None, None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch == self.warmup:
+            self.start = time.perf_counter()
+
+    def on_train_end(self, logs=None):
+        self.seconds = time.perf_counter() - self.start
+
+
+def loop_step_rate(config, steps: int, episodes_dir: str, on_device: bool) -> dict:
+    """The custom loop's step (`train.loop=custom`) on real episodes, built on the host
+    by the input pipeline or (on_device) in the step from records
+    (`train.episodes_on_device`)."""
+    from gpicl_tf.data import device_episodes, pipeline
+    from gpicl_tf.training import loop as loop_lib, train
+
+    eps = pipeline.open_episodes(episodes_dir)
+    tcfg = dataclasses.replace(config.train, episodes_on_device=on_device)
+    make_train, _ = train.dataset_makers(eps, tcfg, pipeline.make_bias_variable(0.5))
+    strategy = tf.distribute.get_strategy()
+    model = compile_model(config, eps.schema, jit=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = loop_lib.LoopSpec(
+            steps=steps, steps_per_epoch=steps, global_batch=tcfg.batch_size, val_steps=0,
+            task=eps.schema.kind, window=min(10, config.data.episode_length), jit=True,
+            checkpoint_dir=tmp, builder=device_episodes.EpisodeBuilder(
+                eps, "train", tcfg.bias_mode) if on_device else None)
+        step = loop_lib.Steps(model, strategy, spec)
+        it = iter(strategy.distribute_datasets_from_function(make_train))
+        for _ in range(WARMUP_STEPS):
+            step.train(it)[0].numpy()   # compile, start the input pipeline
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            loss, _ = step.train(it)
+        loss.numpy()
+        sec = (time.perf_counter() - t0) / steps
+    return _rates(config, eps.schema, sec, model)
 
 
 def reader_rates(config, episodes_dir: str, batches=50) -> tuple[float, float]:
@@ -136,12 +217,26 @@ def main():
               f"{r['params']:,} params: {r['sec_per_step'] * 1e3:.0f} ms/step, "
               f"{r['flops'] / 1e9:.1f} GFLOP/s = {r['flops'] / peak:.0%} of matmul, "
               f"{r['tokens']:,.0f} tokens/s, {r['episodes']:,.0f} episodes/s (synthetic tensors)")
+        ceiling = shape_rate(config)
+        print(f"{name}: its MLP's matmul shape alone (XLA) {ceiling / 1e9:.1f} GFLOP/s = "
+              f"{ceiling / peak:.0%} of the 2048^3 rate; the step reaches "
+              f"{r['flops'] / ceiling:.0%} of that")
         with tempfile.TemporaryDirectory() as tmp:
-            eps_dir = _episodes_for(config, tmp, steps + 10)
+            eps_dir = _episodes_for(config, tmp, 3 * steps + 30)
             real = step_rate(config, steps, eps_dir)
             print(f"{name}: in fit with real episodes {real['sec_per_step'] * 1e3:.0f} ms/step "
                   f"= {real['sec_per_step'] / r['sec_per_step']:.2f}x the synthetic step, "
                   f"{real['flops'] / peak:.0%} of matmul")
+            run = step_rate(config, steps, eps_dir, run_callbacks=True)
+            print(f"{name}: in fit as train.run drives it (real episodes, the run's callbacks, "
+                  f"verbose=2) {run['sec_per_step'] * 1e3:.0f} ms/step = "
+                  f"{run['sec_per_step'] / r['sec_per_step']:.2f}x the synthetic step")
+            for on_device in (False, True):
+                custom = loop_step_rate(config, steps, eps_dir, on_device)
+                where = "built in the step from records" if on_device else "built on the host"
+                print(f"{name}: custom loop, episodes {where}: "
+                      f"{custom['sec_per_step'] * 1e3:.0f} ms/step = "
+                      f"{custom['sec_per_step'] / r['sec_per_step']:.2f}x the synthetic step")
             host, records = reader_rates(config, eps_dir)
         print(f"{name}: host pipeline {host:,.0f} episodes/s built on the host "
               f"({host / real['episodes']:.1f}x what this CPU's trainer consumes); "

@@ -643,20 +643,23 @@ def _functions_cpu() -> Config:
 
 
 def _general_cpu() -> Config:
-    """The general-purpose learner behind `GPICLClassifier` (issue 17; about 3 hours
-    here, not yet run): a weighted mixture of real datasets seen through random
-    projections and synthetic tables from the prior (random MLPs and SCMs), longer
-    episodes (256 rows), a 128-wide PFN-layout Transformer. Export with
-    `--max_context 512` to let the estimator read up to 512 training rows."""
+    """The general-purpose learner behind `GPICLClassifier` (issue 17; about 90
+    minutes here): a weighted mixture of real datasets seen through random
+    projections and synthetic tables from the prior (random MLPs and SCMs), episodes
+    of 128 rows, a 128-wide PFN-layout Transformer. 256-row episodes cost 1.5 s a
+    step here (the PFN layout's 2N tokens and attention quadratic in them) against
+    about 0.55 s at 128: more steps were worth more than longer episodes on this
+    machine. Export with `--max_context 512` to let the estimator read up to 512
+    training rows (beyond the trained length: measured by benchmarks/tabular.py)."""
     return Config(
         data=DataConfig(source="mixture", mixture=("digits:1", "fashion_mnist_idx:1", "prior:4"),
-                        input_size=64, num_classes=10, episode_length=256,
-                        train_episodes=2**16, test_episodes=512, episodes_per_shard=2_048),
+                        input_size=64, num_classes=10, episode_length=128,
+                        train_episodes=2**16, test_episodes=512, episodes_per_shard=4_096),
         model=ModelConfig(layout="pfn", model_size=128, num_layers=3, num_heads=8, key_size=16,
                           lstm_units=128, mlp_hidden=128),
-        train=TrainConfig(batch_size=32, steps=12_000, steps_per_epoch=500, warmup_steps=500,
+        train=TrainConfig(batch_size=32, steps=8_000, steps_per_epoch=500, warmup_steps=500,
                           bias_fraction=0.9, bias_mode="permutation", bias_schedule="plateau"),
-        eval=EvalConfig(datasets=("random",), positions=(1, 2, 5, 10, 20, 50, 100, 255),
+        eval=EvalConfig(datasets=("random",), positions=(1, 2, 5, 10, 20, 50, 100, 127),
                         sequence_baselines=()),
         prior=PriorConfig(max_features=32),
     )

@@ -68,18 +68,30 @@ class CurriculumCallback(keras.callbacks.Callback):
         self.threshold = plateau_threshold(num_classes, plateau_drop)
         self.left_plateau = left_plateau
         self._logged = None
+        self._epoch_start = None   # the optimizer's step at this epoch's start
+        self._value = None         # the value last assigned to `bias`
 
-    def _step(self) -> int:
-        return int(self.model.optimizer.iterations.numpy())
+    def _step(self, batch: int | None = None) -> int:
+        """The global step of `batch` in this epoch: counted from the step read once
+        at the epoch's start, so no batch waits for the device to read it back (a
+        host round trip per step); read from the optimizer outside an epoch."""
+        if batch is None or self._epoch_start is None:
+            return int(self.model.optimizer.iterations.numpy())
+        return self._epoch_start + batch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = int(self.model.optimizer.iterations.numpy())
 
     def on_train_batch_begin(self, batch, logs=None):
-        value = bias_at(self.schedule, self.fraction, self._step(), self.anneal_steps,
+        step = self._step(batch)
+        value = bias_at(self.schedule, self.fraction, step, self.anneal_steps,
                         self.left_plateau)
-        if value != float(self.bias.numpy()):
+        if value != self._value:
             self.bias.assign(value)
+            self._value = value
         if self._logged is None or abs(value - self._logged) >= 0.05 or \
                 (value == 0.0) != (self._logged == 0.0):
-            logging.info("curriculum: step %d bias fraction %.3f", self._step(), value)
+            logging.info("curriculum: step %d bias fraction %.3f", step, value)
             self._logged = value
 
     def _check(self, logs) -> None:

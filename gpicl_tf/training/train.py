@@ -180,7 +180,7 @@ def dtype_policy(tcfg) -> str:
     return "float32"
 
 
-def _callbacks(config: Config, workdir: str, bias, monitor: str, with_curriculum: bool,
+def run_callbacks(config: Config, workdir: str, bias, monitor: str, with_curriculum: bool,
                loop: str, is_chief: bool) -> list[keras.callbacks.Callback]:
     """The callbacks of a run: curriculum, guards, and (chief only) the files."""
     tcfg = config.train
@@ -282,7 +282,7 @@ def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "def
         with strat.scope():
             model = compile_model(config, episodes.schema, jit)
         monitor = "val_loss" if val_steps else "loss"
-        callbacks = _callbacks(config, workdir, bias, monitor, task.curriculum, loop, is_chief)
+        callbacks = run_callbacks(config, workdir, bias, monitor, task.curriculum, loop, is_chief)
         logging.info("training %s (%d parameters) for %d steps on %s (%d replicas, global "
                      "batch %d, %d per replica), %s loop, XLA %s, input %s", config.model.arch,
                      model.count_params(), tcfg.steps, distribute.strategy_name(strat), replicas,
