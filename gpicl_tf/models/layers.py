@@ -217,7 +217,33 @@ class FunctionTokens(layers.Layer):
                 keras.KerasTensor((b, n, n), dtype="bool"))
 
 
+MASKED_LOGIT = -1e9   # a logit no softmax gives mass to, and argmax never picks
+
+
+def present_classes(labels, num_classes: int):
+    """Which classes some label of each episode names: bool (B, C) from (B, N);
+    labels outside [0, C) name none."""
+    onehot = ops.one_hot(ops.cast(labels, "int32"), num_classes)          # (B, N, C)
+    return ops.any(onehot > 0, axis=1)
+
+
+def mask_absent_classes(logits, present):
+    """Logits (B, N, C) with the classes absent from their episode (`present`, bool
+    (B, C)) set to MASKED_LOGIT; present classes' logits pass unchanged (bit for bit).
+
+    Episodes with fewer classes than the head (the prior's 2-10 class tasks) are
+    trained and scored over their own classes: the loss and the training metrics
+    mask with the episode's targets (`tasks.classification`), serving with the
+    context's labels (`sequence_models.query_logits`). The model itself stays
+    causal: its output j never depends on a later label, even through the set of
+    classes."""
+    return ops.where(ops.expand_dims(present, 1), logits,
+                     ops.full_like(logits, MASKED_LOGIT))
+
+
 def sequence_accuracy_parts(targets, logits):
-    """Per-position correctness float32 (B, T) of argmax(logits) against targets."""
+    """Per-position correctness float32 (B, T) of argmax(logits) against targets,
+    over the classes of each episode (`mask_absent_classes`)."""
+    logits = mask_absent_classes(logits, present_classes(targets, ops.shape(logits)[-1]))
     predicted = ops.argmax(logits, axis=-1)
     return ops.cast(ops.equal(ops.cast(targets, predicted.dtype), predicted), "float32")

@@ -23,7 +23,8 @@ from keras import layers
 from gpicl_tf.config import ModelConfig
 from gpicl_tf.data.schema import INPUTS, LABELS, QUERY, VALUES, EpisodeSchema
 from gpicl_tf.errors import InvalidInputError
-from gpicl_tf.models.layers import EpisodeTokens, FunctionTokens, QueryOutputs, TransformerBlock
+from gpicl_tf.models.layers import (EpisodeTokens, FunctionTokens, QueryOutputs, TransformerBlock,
+                                    mask_absent_classes, present_classes)
 
 
 def _episode_inputs(schema: EpisodeSchema) -> dict:
@@ -130,7 +131,7 @@ def _transformer_parts(model: keras.Model):
 
 def query_logits(model: keras.Model, context_x, context_y, query_x):
     """Logits (B, Q, C) of each query given the labelled context: how every
-    learner is served.
+    learner is served; classes absent from the context are masked.
 
     A PFN-layout Transformer answers all Q queries in one pass over N + Q
     tokens (`EpisodeTokens.serving_tokens`): each query's output equals the
@@ -144,7 +145,8 @@ def query_logits(model: keras.Model, context_x, context_y, query_x):
         h = embedding(tokens)
         for block in blocks:
             h = block(h, mask, training=False)
-        return logits(norm(h)[:, keras.ops.shape(context_x)[1]:])
+        out = logits(norm(h)[:, keras.ops.shape(context_x)[1]:])
+        return mask_absent_classes(out, present_classes(context_y, out.shape[-1]))
     shape = keras.ops.shape(query_x)
     b, q, d = shape[0], shape[1], shape[2]
     ctx_x = keras.ops.repeat(context_x, q, axis=0)                           # (B*Q, N, d)
@@ -152,7 +154,8 @@ def query_logits(model: keras.Model, context_x, context_y, query_x):
     inputs = keras.ops.concatenate([ctx_x, keras.ops.reshape(query_x, (b * q, 1, d))], 1)
     labels = keras.ops.concatenate([ctx_y, keras.ops.zeros((b * q, 1), "int32")], axis=1)
     out = model({INPUTS: inputs, LABELS: labels}, training=False)[:, -1]    # (B*Q, C)
-    return keras.ops.reshape(out, (b, q, -1))
+    out = keras.ops.reshape(out, (b, q, -1))
+    return mask_absent_classes(out, present_classes(context_y, out.shape[-1]))
 
 
 def state_size(config: ModelConfig, context_length: int) -> int:

@@ -214,9 +214,9 @@ class Classification(Task):
         return builders[model_config.arch](model_config, schema)
 
     def loss(self):
-        import keras
+        from gpicl_tf.training.metrics import EpisodeCrossEntropy
 
-        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        return EpisodeCrossEntropy()
 
     def metrics(self, schema):
         from gpicl_tf.training.metrics import sequence_metrics
@@ -224,9 +224,9 @@ class Classification(Task):
         return sequence_metrics(min(10, schema.episode_length))
 
     def example_losses(self, y_true, y_pred):
-        import keras
+        from gpicl_tf.training.metrics import episode_cross_entropy
 
-        per_token = keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)
+        per_token = episode_cross_entropy(y_true, y_pred)
         return tf.reduce_mean(tf.cast(per_token, tf.float32), axis=-1)
 
     def batch_sums(self, y_true, y_pred, window):

@@ -1,11 +1,34 @@
-"""Per-position accuracy metrics for sequences of predictions (B, T, C)."""
+"""The episode loss and per-position accuracy metrics for sequences of
+predictions (B, T, C), each over its episode's own classes."""
 
 from __future__ import annotations
 
 import keras
 from keras import ops
 
-from gpicl_tf.models.layers import sequence_accuracy_parts
+from gpicl_tf.models.layers import mask_absent_classes, present_classes, sequence_accuracy_parts
+
+
+def episode_cross_entropy(y_true, y_pred):
+    """Per-token cross-entropy (B, T) of logits over the classes of each episode:
+    logits of classes no target of the episode names are masked, so a 3-class task
+    under a 10-class head is a 3-way choice. Equal bit for bit to sparse
+    categorical cross-entropy where every class is present."""
+    masked = mask_absent_classes(y_pred, present_classes(y_true, ops.shape(y_pred)[-1]))
+    return keras.losses.sparse_categorical_crossentropy(y_true, masked, from_logits=True)
+
+
+@keras.saving.register_keras_serializable(package="gpicl_tf")
+class EpisodeCrossEntropy(keras.losses.Loss):
+    """`episode_cross_entropy`, averaged over tokens and episodes (as Keras'
+    SparseCategoricalCrossentropy averages)."""
+
+    def __init__(self, name: str = "episode_cross_entropy", reduction="sum_over_batch_size",
+                 dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+
+    def call(self, y_true, y_pred):
+        return episode_cross_entropy(y_true, y_pred)
 
 
 @keras.saving.register_keras_serializable(package="gpicl_tf")

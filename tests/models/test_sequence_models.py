@@ -157,3 +157,21 @@ def test_key_size_zero_derives_the_head_size_and_a_mismatch_is_named(caplog):
     with caplog.at_level("WARNING"):
         build_model(dataclasses.replace(_config("transformer", "pfn"), key_size=16), schema)
     assert "key_size=16 x num_heads=2 != model_size=8" in caplog.text
+
+
+@pytest.mark.parametrize("arch,layout", VARIANTS)
+def test_served_classes_are_those_of_the_context(arch, layout):
+    """query_logits masks the classes no context label names (the placeholder label
+    of a paper-layout query included): they get no probability."""
+    from gpicl_tf.models.sequence_models import query_logits
+
+    model = build_model(_config(arch, layout), SCHEMA)
+    episode = _episode(length=6)
+    context_y = np.array([[0, 2, 2, 0, 2, 0], [1, 3, 3, 1, 1, 3]], np.int32)
+    logits = np.asarray(query_logits(model, episode["inputs"], context_y,
+                                     episode["inputs"][:, :3]))
+    probabilities = np.exp(logits - logits.max(-1, keepdims=True))
+    probabilities /= probabilities.sum(-1, keepdims=True)
+    for b, absent in enumerate(([1, 3], [0, 2])):
+        assert np.all(probabilities[b][:, absent] == 0), (arch, layout, probabilities[b])
+        assert np.allclose(probabilities[b].sum(-1), 1.0)
