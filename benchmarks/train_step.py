@@ -30,16 +30,17 @@ from gpicl_tf.data.schema import EpisodeSchema  # noqa: E402
 from gpicl_tf.training.train import compile_model  # noqa: E402
 
 
-def matmul_rate(n=2048, reps=20) -> float:
-    a = tf.random.normal([n, n])
-    b = tf.random.normal([n, n])
+def matmul_rate(m=2048, k=2048, n=2048, reps=20) -> float:
+    """FLOP/s of an fp32 [m, k] x [k, n] matmul under XLA, measured now."""
+    a = tf.random.normal([m, k])
+    b = tf.random.normal([k, n])
     f = tf.function(lambda a, b: tf.matmul(a, b), jit_compile=True)
     f(a, b).numpy()
     t0 = time.perf_counter()
     for _ in range(reps):
         out = f(a, b)
     out.numpy()
-    return 2 * n**3 * reps / (time.perf_counter() - t0)
+    return 2 * m * k * n * reps / (time.perf_counter() - t0)
 
 
 def transformer_flops(cfg, schema: EpisodeSchema, batch: int, length: int) -> float:
@@ -73,20 +74,12 @@ def _episodes_for(config, tmp: str, batches: int) -> str:
     return tmp
 
 
-def shape_rate(config, reps=20) -> float:
+def shape_rate(config) -> float:
     """The fp32 rate (XLA) of the model's own largest matmul, its MLP's
     [batch x tokens, d] x [d, 4d]: the ceiling its layers' shapes allow here."""
     d, tokens = config.model.model_size, config.train.batch_size * config.data.episode_length
     tokens *= 2 if config.model.layout == "pfn" else 1
-    a = tf.random.normal([tokens, d])
-    b = tf.random.normal([d, config.model.mlp_ratio * d])
-    f = tf.function(lambda a, b: tf.matmul(a, b), jit_compile=True)
-    f(a, b).numpy()
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        out = f(a, b)
-    out.numpy()
-    return 2 * tokens * d * config.model.mlp_ratio * d * reps / (time.perf_counter() - t0)
+    return matmul_rate(tokens, d, config.model.mlp_ratio * d)
 
 
 def _rates(config, schema, sec: float, model) -> dict:

@@ -146,7 +146,7 @@ def query_logits(model: keras.Model, context_x, context_y, query_x):
         for block in blocks:
             h = block(h, mask, training=False)
         out = logits(norm(h)[:, keras.ops.shape(context_x)[1]:])
-        return mask_absent_classes(out, present_classes(context_y, out.shape[-1]))
+        return mask_absent_classes(out, present_classes(context_y, model.output_shape[-1]))
     shape = keras.ops.shape(query_x)
     b, q, d = shape[0], shape[1], shape[2]
     ctx_x = keras.ops.repeat(context_x, q, axis=0)                           # (B*Q, N, d)
@@ -155,7 +155,7 @@ def query_logits(model: keras.Model, context_x, context_y, query_x):
     labels = keras.ops.concatenate([ctx_y, keras.ops.zeros((b * q, 1), "int32")], axis=1)
     out = model({INPUTS: inputs, LABELS: labels}, training=False)[:, -1]    # (B*Q, C)
     out = keras.ops.reshape(out, (b, q, -1))
-    return mask_absent_classes(out, present_classes(context_y, out.shape[-1]))
+    return mask_absent_classes(out, present_classes(context_y, model.output_shape[-1]))
 
 
 def state_size(config: ModelConfig, context_length: int) -> int:
