@@ -113,9 +113,15 @@ if mlbench_available():
         DATASETS[f"mlbench:{_name}"] = (lambda n: lambda: mlbench_table(n))(_name)
 
 
-def learners(model_path: str, n_ensemble: int, rows: int, seed: int,
+def cv_folds(y_train: np.ndarray) -> int:
+    """Folds for the baselines' cross-validation: 5, fewer where the training rows are
+    few (rows // 10) or a class has fewer rows than folds (at least 2)."""
+    smallest = int(np.unique(y_train, return_counts=True)[1].min())
+    return max(2, min(5, len(y_train) // 10, smallest))
+
+
+def learners(model_path: str, n_ensemble: int, folds: int, seed: int,
              preprocessing: str = "standard") -> dict:
-    folds = min(5, rows // 10) if rows >= 20 else 2
     return {
         ESTIMATOR: lambda: GPICLClassifier(model_path, n_ensemble=n_ensemble,
                                            random_state=seed, preprocessing=preprocessing),
@@ -153,7 +159,8 @@ def run_case(x, y, rows: int, splits: int, model_path: str, n_ensemble: int,
     sss = StratifiedShuffleSplit(n_splits=splits, train_size=rows, test_size=test, random_state=0)
     out = {}
     for k, (tr, te) in enumerate(sss.split(x, y)):
-        for name, make in learners(model_path, n_ensemble, rows, k, preprocessing).items():
+        folds = cv_folds(y[tr])
+        for name, make in learners(model_path, n_ensemble, folds, k, preprocessing).items():
             t0 = time.perf_counter()
             model = make().fit(x[tr], y[tr])
             proba = model.predict_proba(x[te])

@@ -47,3 +47,18 @@ def test_tabular_benchmark_runs(model_base, tmp_path):
     assert "iris" in done.stdout and "logistic regression (CV)" in done.stdout
     for name in ("tabular.md", "tabular.json", "tabular.png"):
         assert (tmp_path / name).exists(), name
+
+
+def test_tabular_baselines_cross_validate_within_the_smallest_class():
+    """digits at 50 training rows leaves a class 4 rows: 5-fold calibration failed."""
+    import importlib.util
+
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("tabular", "benchmarks/tabular.py")
+    tabular = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tabular)
+    assert tabular.cv_folds(np.array([0] * 4 + [1] * 46)) == 4
+    assert tabular.cv_folds(np.array([0, 1] * 250)) == 5
+    assert tabular.cv_folds(np.array([0, 1] * 15)) == 3      # 30 rows: 30 // 10
+    assert tabular.cv_folds(np.array([0, 1, 1, 1])) == 2
