@@ -643,12 +643,13 @@ def _functions_cpu() -> Config:
 
 
 def _general_cpu() -> Config:
-    """The general-purpose learner behind `GPICLClassifier` (issue 17; about 90
+    """The general-purpose learner behind `GPICLClassifier` (issue 17; about 100
     minutes here): a weighted mixture of real datasets seen through random
     projections and synthetic tables from the prior (random MLPs and SCMs), episodes
-    of 128 rows, a 128-wide PFN-layout Transformer. 256-row episodes cost 1.5 s a
-    step here (the PFN layout's 2N tokens and attention quadratic in them) against
-    about 0.55 s at 128: more steps were worth more than longer episodes on this
+    of 128 rows, a 128-wide PFN-layout Transformer. 256-row episodes cost over 1.4 s
+    a step here (the PFN layout's 2N tokens and attention quadratic in them; an epoch
+    of 500 steps ran past 12 minutes, beside tests) against about 0.56 s at 128 (4.7
+    minutes an epoch alone): more steps were worth more than longer episodes on this
     machine. Export with `--max_context 512` to let the estimator read up to 512
     training rows (beyond the trained length: measured by benchmarks/tabular.py)."""
     return Config(

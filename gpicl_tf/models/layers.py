@@ -227,9 +227,9 @@ def present_classes(labels, num_classes: int):
     return ops.any(onehot > 0, axis=1)
 
 
-def mask_absent_classes(logits, present):
-    """Logits (B, N, C) with the classes absent from their episode (`present`, bool
-    (B, C)) set to MASKED_LOGIT; present classes' logits pass unchanged (bit for bit).
+def mask_absent_classes(logits, labels):
+    """Logits (B, N, C) with the classes no label of their episode (`labels`, (B, M))
+    names set to MASKED_LOGIT; present classes' logits pass unchanged (bit for bit).
 
     Episodes with fewer classes than the head (the prior's 2-10 class tasks) are
     trained and scored over their own classes: the loss and the training metrics
@@ -237,6 +237,7 @@ def mask_absent_classes(logits, present):
     context's labels (`sequence_models.query_logits`). The model itself stays
     causal: its output j never depends on a later label, even through the set of
     classes."""
+    present = present_classes(labels, logits.shape[-1])
     return ops.where(ops.expand_dims(present, 1), logits,
                      ops.full_like(logits, MASKED_LOGIT))
 
@@ -244,6 +245,6 @@ def mask_absent_classes(logits, present):
 def sequence_accuracy_parts(targets, logits):
     """Per-position correctness float32 (B, T) of argmax(logits) against targets,
     over the classes of each episode (`mask_absent_classes`)."""
-    logits = mask_absent_classes(logits, present_classes(targets, ops.shape(logits)[-1]))
+    logits = mask_absent_classes(logits, targets)
     predicted = ops.argmax(logits, axis=-1)
     return ops.cast(ops.equal(ops.cast(targets, predicted.dtype), predicted), "float32")

@@ -24,7 +24,7 @@ from gpicl_tf.config import ModelConfig
 from gpicl_tf.data.schema import INPUTS, LABELS, QUERY, VALUES, EpisodeSchema
 from gpicl_tf.errors import InvalidInputError
 from gpicl_tf.models.layers import (EpisodeTokens, FunctionTokens, QueryOutputs, TransformerBlock,
-                                    mask_absent_classes, present_classes)
+                                    mask_absent_classes)
 
 
 def _episode_inputs(schema: EpisodeSchema) -> dict:
@@ -146,16 +146,17 @@ def query_logits(model: keras.Model, context_x, context_y, query_x):
         for block in blocks:
             h = block(h, mask, training=False)
         out = logits(norm(h)[:, keras.ops.shape(context_x)[1]:])
-        return mask_absent_classes(out, present_classes(context_y, model.output_shape[-1]))
-    shape = keras.ops.shape(query_x)
-    b, q, d = shape[0], shape[1], shape[2]
-    ctx_x = keras.ops.repeat(context_x, q, axis=0)                           # (B*Q, N, d)
-    ctx_y = keras.ops.repeat(keras.ops.cast(context_y, "int32"), q, axis=0)   # (B*Q, N)
-    inputs = keras.ops.concatenate([ctx_x, keras.ops.reshape(query_x, (b * q, 1, d))], 1)
-    labels = keras.ops.concatenate([ctx_y, keras.ops.zeros((b * q, 1), "int32")], axis=1)
-    out = model({INPUTS: inputs, LABELS: labels}, training=False)[:, -1]    # (B*Q, C)
-    out = keras.ops.reshape(out, (b, q, -1))
-    return mask_absent_classes(out, present_classes(context_y, model.output_shape[-1]))
+    else:
+        shape = keras.ops.shape(query_x)
+        b, q, d = shape[0], shape[1], shape[2]
+        ctx_x = keras.ops.repeat(context_x, q, axis=0)                         # (B*Q, N, d)
+        ctx_y = keras.ops.repeat(keras.ops.cast(context_y, "int32"), q, axis=0)  # (B*Q, N)
+        inputs = keras.ops.concatenate([ctx_x, keras.ops.reshape(query_x, (b * q, 1, d))], 1)
+        labels = keras.ops.concatenate([ctx_y, keras.ops.zeros((b * q, 1), "int32")], axis=1)
+        out = model({INPUTS: inputs, LABELS: labels}, training=False)[:, -1]  # (B*Q, C)
+        out = keras.ops.reshape(out, (b, q, model.output_shape[-1]))
+    # The classes of the context only (a paper-layout query's placeholder label 0 is none).
+    return mask_absent_classes(out, context_y)
 
 
 def state_size(config: ModelConfig, context_length: int) -> int:
