@@ -19,9 +19,15 @@ difference to each baseline with a 95% t-interval over splits, and the seconds
 per fit+predict; then the means over the suite against the targets of issue 17
 (at 100 rows >= the best baseline per dataset and above logistic regression on
 every dataset; at 500 rows within 1 point of the best baseline).
+
+With --out, each finished (dataset, rows) case is written at once to
+OUT/cases/DATASET@ROWS.json (atomically, with the settings it ran under); a
+re-run with the same settings reads those cases instead of running them again,
+so a killed run resumes where it stopped.
 """
 
 import argparse
+import hashlib
 import json
 import os
 import time
@@ -44,6 +50,7 @@ from sklearn.svm import SVC  # noqa: E402
 
 from gpicl_tf.config import DataConfig  # noqa: E402
 from gpicl_tf.data import sources  # noqa: E402
+from gpicl_tf.data.storage import atomic_path  # noqa: E402
 from gpicl_tf.sklearn import GPICLClassifier  # noqa: E402
 
 ESTIMATOR = "GPICL (in context)"
@@ -177,6 +184,41 @@ def run_case(x, y, rows: int, splits: int, model_path: str, n_ensemble: int,
     return out
 
 
+def model_fingerprint(path: str) -> str:
+    """sha256 over the files under the model path: a replaced model runs its cases again."""
+    digest = hashlib.sha256()
+    for root, dirs, files in sorted(os.walk(path)):
+        dirs.sort()
+        for name in sorted(files):
+            digest.update(os.path.relpath(os.path.join(root, name), path).encode())
+            with open(os.path.join(root, name), "rb") as f:
+                digest.update(f.read())
+    return digest.hexdigest()
+
+
+def case_path(out: str, dataset: str, rows: int) -> str:
+    return os.path.join(out, "cases", f"{dataset.replace(':', '_')}@{rows}.json")
+
+
+def load_case(path: str, settings: dict):
+    """The case stored at `path` if it ran under `settings`, else None."""
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        stored = json.load(f)
+    if stored.get("settings") != settings:
+        print(f"{path}: ran under {stored.get('settings')}, not {settings}; running it again")
+        return None
+    return stored["case"]
+
+
+def save_case(path: str, settings: dict, case: dict) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as f:
+            json.dump({"settings": settings, "case": case}, f)
+
+
 def interval(values) -> tuple[float, float]:
     v = np.asarray(values, float)
     if len(v) < 2:
@@ -257,6 +299,8 @@ def main():
     unknown = [d for d in args.datasets.split(",") if d not in DATASETS]
     if unknown:
         parser.error(f"unknown dataset(s) {unknown}; known: {list(DATASETS)}")
+    settings = {"model": model_fingerprint(args.model_path), "splits": args.splits,
+                "n_ensemble": args.n_ensemble, "preprocessing": args.preprocessing}
     results = {}
     for dataset in args.datasets.split(","):
         x, y = DATASETS[dataset]()
@@ -264,9 +308,16 @@ def main():
             if rows + 20 > len(y) or rows < 2 * len(np.unique(y)):
                 print(f"{dataset}: {len(y)} rows, too few for {rows} training rows; skipped")
                 continue
-            results[(dataset, rows)] = run_case(x, y, rows, args.splits, args.model_path,
-                                                args.n_ensemble, args.preprocessing)
-            print(f"{dataset}, {rows} rows: " + ", ".join(
+            path = case_path(args.out, dataset, rows) if args.out else ""
+            case = load_case(path, settings) if path else None
+            stored = case is not None
+            if not stored:
+                case = run_case(x, y, rows, args.splits, args.model_path, args.n_ensemble,
+                                args.preprocessing)
+                if path:
+                    save_case(path, settings, case)
+            results[(dataset, rows)] = case
+            print(f"{dataset}, {rows} rows{' (stored)' if stored else ''}: " + ", ".join(
                 f"{n} {np.mean(e['acc']):.3f}" for n, e in results[(dataset, rows)].items()),
                 flush=True)
     text = markdown(results) + "\n" + "\n".join(targets(results)) + "\n"

@@ -135,13 +135,28 @@ def _pipeline_of(ctx: tf.distribute.InputContext | None, batch_size: int):
             ctx.get_per_replica_batch_size(batch_size))
 
 
+def validation_options() -> tf.data.Options:
+    """tf.data options of the meta-validation stream: no autotuning (see
+    `dataset_makers`); its parallel stages then use a fixed parallelism (the
+    cores), and the batches are the same."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return options
+
+
 def dataset_makers(episodes: pipeline.EpisodeSet, tcfg, bias: tf.Variable, *,
                    resumed_epochs: int = 0, data_service: str = ""):
     """(make_train, make_val): functions of an optional tf.distribute.InputContext
     returning the training stream (the curriculum's `bias` applied; the episodes of
     `resumed_epochs` finished epochs skipped) and the meta-validation stream (unseen
     tasks of the train data, "valid"; the meta-test split stays untouched until
-    evaluation; repeated, so each epoch's validation batches are the same full pass)."""
+    evaluation; repeated, so each epoch's validation batches are the same full pass).
+
+    The validation stream runs without tf.data's autotuning: Keras' fit deletes
+    its validation iterator at every evaluation, and deleting an autotuned
+    iterator waits for its optimisation thread, which, after an epoch of training
+    on two busy cores, blocked fit for 14-20 s at the end of most epochs (the cpu
+    preset's 205 ms steps showed as 410 ms epochs)."""
     def make_train(ctx: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
         pipelines, index, batch = _pipeline_of(ctx, tcfg.batch_size)
         skip = resumed_epochs * tcfg.steps_per_epoch * (tcfg.batch_size // pipelines)
@@ -157,7 +172,8 @@ def dataset_makers(episodes: pipeline.EpisodeSet, tcfg, bias: tf.Variable, *,
     def make_val(ctx: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
         pipelines, index, batch = _pipeline_of(ctx, tcfg.batch_size)
         return pipeline.make_dataset(episodes, "valid", batch, shuffle=False,
-                                     shard=(pipelines, index), shard_by="records")
+                                     shard=(pipelines, index),
+                                     shard_by="records").with_options(validation_options())
 
     return make_train, make_val
 

@@ -38,15 +38,23 @@ def test_serving_soak_benchmark_runs(trained_run):
 
 @pytest.mark.slow
 def test_tabular_benchmark_runs(model_base, tmp_path):
-    done = subprocess.run([sys.executable, "benchmarks/tabular.py",
-                           os.path.join(model_base, "gpicl", "1"), "--rows", "20",
-                           "--splits", "2", "--datasets", "iris", "--n_ensemble", "2",
-                           "--preprocessing", "mix", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=600)
+    command = [sys.executable, "benchmarks/tabular.py", os.path.join(model_base, "gpicl", "1"),
+               "--rows", "20", "--splits", "2", "--datasets", "iris", "--n_ensemble", "2",
+               "--preprocessing", "mix", "--out", str(tmp_path)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "iris" in done.stdout and "logistic regression (CV)" in done.stdout
     for name in ("tabular.md", "tabular.json", "tabular.png"):
         assert (tmp_path / name).exists(), name
+    first = (tmp_path / "tabular.json").read_text()
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "iris, 20 rows (stored)" in again.stdout     # a killed run resumes from its cases
+    assert (tmp_path / "tabular.json").read_text() == first
+    changed = subprocess.run(command[:-2] + ["--out", str(tmp_path), "--splits", "3"],
+                             capture_output=True, text=True, timeout=600)
+    assert changed.returncode == 0, changed.stderr[-3000:]
+    assert "running it again" in changed.stdout and "(stored)" not in changed.stdout
 
 
 def test_tabular_baselines_cross_validate_within_the_smallest_class():
