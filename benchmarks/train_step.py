@@ -6,7 +6,8 @@ In one run: the fp32 matmul rate (a 2048x2048 matmul, XLA, measured now), then
 for each preset's model the train step's achieved rate (analytic FLOPs per
 step / measured time), its ratio to the matmul rate, tokens/s and episodes/s;
 the same step in `fit` on real episodes (the input pipeline with the curriculum's
-bias variable) as a ratio to the synthetic step; the host pipeline's episodes/s
+bias variable) as a ratio to the synthetic step, and in `train.run` end to end
+(validation and checkpoints between epochs); the host pipeline's episodes/s
 built on the host and with device-side construction (records only), as a ratio
 to what the trainer consumes; and for the paper preset, the episodes/s one H100
 would consume (analytic FLOPs per step at a stated utilisation of its dense bf16
@@ -63,7 +64,8 @@ def _episodes_for(config, tmp: str, batches: int) -> str:
     from gpicl_tf.data import episodes
 
     data = dataclasses.replace(config.data, train_episodes=max(4096, batches * 64),
-                               test_episodes=64, episodes_per_shard=2048)
+                               test_episodes=4 * config.train.batch_size,
+                               episodes_per_shard=2048)
     if data.source == "mnist":
         import tensorflow_datasets as tfds
 
@@ -120,6 +122,27 @@ def step_rate(config, steps: int, episodes_dir: str | None = None,
         model.fit(ds, steps_per_epoch=WARMUP_STEPS + steps, epochs=1, verbose=verbose,
                   callbacks=[timer, *callbacks])
     return _rates(config, schema, timer.seconds / steps, model)
+
+
+def run_step_seconds(config, episodes_dir: str, steps_per_epoch: int, epochs: int = 4) -> float:
+    """Seconds per step of `train.run` itself, end to end: epochs of `steps_per_epoch`
+    steps, each followed by the meta-validation pass (4 batches), checkpoints, the
+    backup, TensorBoard and CSV logs. Two runs, 1 epoch and `epochs` epochs: their
+    difference per extra step, so compilation, start-up and the final save cancel
+    and what happens between epochs counts (the stall of issue 15's re-measure
+    showed only from the second epoch on)."""
+    from gpicl_tf.config import override
+    from gpicl_tf.training import train
+
+    seconds = {}
+    for e in (1, epochs):
+        cfg = override(config, [f"train.steps={e * steps_per_epoch}",
+                                f"train.steps_per_epoch={steps_per_epoch}"])
+        with tempfile.TemporaryDirectory() as workdir:
+            t0 = time.perf_counter()
+            train.run(cfg, workdir, episodes_dir, verbose=0)
+            seconds[e] = time.perf_counter() - t0
+    return (seconds[epochs] - seconds[1]) / ((epochs - 1) * steps_per_epoch)
 
 
 WARMUP_STEPS = 5   # compilation and the input pipeline's start (shuffle buffer) are not timed
@@ -224,6 +247,11 @@ def main():
             print(f"{name}: in fit as train.run drives it (real episodes, the run's callbacks, "
                   f"verbose=2) {run['sec_per_step'] * 1e3:.0f} ms/step = "
                   f"{run['sec_per_step'] / r['sec_per_step']:.2f}x the synthetic step")
+            per_epoch = max(2, steps // 3)
+            whole = run_step_seconds(config, eps_dir, per_epoch)
+            print(f"{name}: train.run end to end (epochs of {per_epoch} steps, each with "
+                  f"validation and checkpoints) {whole * 1e3:.0f} ms/step = "
+                  f"{whole / r['sec_per_step']:.2f}x the synthetic step")
             for on_device in (False, True):
                 custom = loop_step_rate(config, steps, eps_dir, on_device)
                 where = "built in the step from records" if on_device else "built on the host"

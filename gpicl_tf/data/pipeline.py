@@ -244,6 +244,23 @@ def make_dataset(episodes: EpisodeSet, split: str, batch_size: int, *, shuffle: 
     return ds.prefetch(prefetch)
 
 
+def component_choices(weights, seed: int) -> tf.data.Dataset:
+    """An endless stream of component indices (int64) drawn in proportion to
+    `weights`, each from (seed, its position) with stateless ops: the same stream in
+    every process. (`sample_from_datasets` mixes TensorFlow's global seed into its
+    draws, and training sets that seed, so a mixture's meta-test episodes read after
+    training in the main job differed from the same split read by
+    `pipelines.evaluate`.)"""
+    total = float(sum(weights))
+    logits = tf.math.log(tf.constant([[w / total for w in weights]], tf.float32))
+
+    def draw(position):
+        key = tf.stack([tf.constant(seed, tf.int64), position])
+        return tf.random.stateless_categorical(logits, 1, seed=key, dtype=tf.int64)[0, 0]
+
+    return tf.data.Dataset.counter().map(draw)
+
+
 def _mixture_dataset(episodes: EpisodeSet, split: str, batch_size: int, *, shuffle: bool,
                      repeat: bool, bias, bias_mode: str, seed: int, shuffle_buffer: int,
                      drop_remainder: bool, prefetch: int, skip: int, shard, shard_by: str,
@@ -268,10 +285,8 @@ def _mixture_dataset(episodes: EpisodeSet, split: str, batch_size: int, *, shuff
                            shard=shard if shard_by == "records" else (1, 0))
         streams.append(ds.map(component.schema.kind.served_stage(component, split),
                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
-    total = sum(episodes.weights)
-    ds = tf.data.Dataset.sample_from_datasets(
-        streams, weights=[w / total for w in episodes.weights], seed=seed,
-        stop_on_empty_dataset=False)
+    ds = tf.data.Dataset.choose_from_datasets(
+        streams, component_choices(episodes.weights, seed), stop_on_empty_dataset=False)
     if skip:
         ds = ds.skip(skip)
     ds = ds.enumerate(start=skip).map(

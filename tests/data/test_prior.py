@@ -123,6 +123,33 @@ def test_mixture_writes_components_and_samples_them_by_weight(tmp_path):
     assert inspect.inspect_directory(out)["problems"] == []
 
 
+def test_a_mixtures_stream_does_not_depend_on_the_global_seed(tmp_path):
+    """Training sets TensorFlow's global seed; the main job then reads the meta-test
+    split in the same process: it must be the same episodes `pipelines.evaluate`
+    reads in a fresh one."""
+    import tensorflow as tf
+
+    out = str(tmp_path / "mix")
+    episodes.write_episodes(_data(source="mixture", mixture=("digits:1", "prior:1"),
+                                  train_episodes=64, test_episodes=32), out,
+                            prior_config=SMALL)
+    eps = pipeline.open_episodes(out)
+
+    def labels(global_seed):
+        tf.random.set_seed(global_seed)
+        ds = pipeline.make_dataset(eps, "test", 32, shuffle=False, repeat=False,
+                                   drop_remainder=False)
+        return np.concatenate([t.numpy() for _, t in ds])
+
+    first = labels(0)
+    assert np.array_equal(first, labels(12345))
+    assert len(first) == 32
+    choices = list(pipeline.component_choices((1.0, 3.0), seed=7).take(2000).as_numpy_iterator())
+    assert 0.70 < np.mean(choices) < 0.80          # weight 3 of 4 on component 1
+    assert choices == list(pipeline.component_choices((1.0, 3.0), seed=7).take(2000)
+                           .as_numpy_iterator())
+
+
 def test_mixture_curriculum_bias_fixes_the_permutation_of_the_first_episodes(tmp_path):
     out = str(tmp_path / "mix")
     episodes.write_episodes(_data(source="mixture", mixture=("digits:1", "prior:1")), out,

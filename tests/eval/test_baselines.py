@@ -46,8 +46,13 @@ def test_baselines_are_fitted_on_the_prefix_only():
         assert ((a == 1) & (b == 1)).sum() == 0  # never right for both labels
 
 
-def test_chance_is_one_over_classes():
-    assert baselines.chance(np.zeros((3, 5)), (1, 5), 10).tolist() == [[0.1, 0.1]] * 3
+def test_chance_is_one_over_the_episodes_classes():
+    every = np.tile(np.arange(10), (2, 2))                       # all 10 classes shown
+    assert baselines.chance(every, (1, 20), 10).tolist() == [[0.1, 0.1]] * 2
+    two = np.array([[3, 7, 7, 3, 3], [0, 0, 0, 0, 0]])            # a 2-class and a 1-class task
+    assert baselines.chance(two, (1, 5), 10).tolist() == [[0.5, 0.5], [1.0, 1.0]]
+    with pytest.raises(ValueError, match="outside"):
+        baselines.chance(np.array([[0, 10]]), (1,), 10)
 
 
 def test_positions_are_checked():

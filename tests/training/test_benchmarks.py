@@ -14,6 +14,7 @@ def test_train_step_benchmark_runs():
     out = done.stdout
     assert "GFLOP/s" in out and "matmul shape alone" in out
     for line in ("in fit with real episodes", "in fit as train.run drives it",
+                 "train.run end to end",
                  "episodes built on the host:", "built in the step from records:",
                  "with device-side construction"):
         assert line in out, line
