@@ -2,7 +2,8 @@
 
     python benchmarks/tabular.py saved_models/gpicl/1 [--rows 50,100,500] [--splits 10]
         [--datasets iris,wine,breast_cancer,digits] [--n_ensemble 8]
-        [--preprocessing standard|quantile|mix] [--out runs/tabular]
+        [--preprocessing standard|quantile|mix] [--max_features auto|none|N]
+        [--out runs/tabular]
 
 Datasets available offline: scikit-learn's iris, wine, breast_cancer, and digits
 restricted to the `digits` source's test split (images no digits-trained model
@@ -128,10 +129,11 @@ def cv_folds(y_train: np.ndarray) -> int:
 
 
 def learners(model_path: str, n_ensemble: int, folds: int, seed: int,
-             preprocessing: str = "standard") -> dict:
+             preprocessing: str = "standard", max_features="auto") -> dict:
     return {
         ESTIMATOR: lambda: GPICLClassifier(model_path, n_ensemble=n_ensemble,
-                                           random_state=seed, preprocessing=preprocessing),
+                                           random_state=seed, preprocessing=preprocessing,
+                                           max_features=max_features),
         "logistic regression (CV)": lambda: make_pipeline(
             _imputer(), StandardScaler(), LogisticRegressionCV(Cs=10, cv=folds, max_iter=2000)),
         # probabilities by Platt scaling on cross-validated decision values
@@ -161,13 +163,14 @@ def auc(y, proba, classes) -> float:
 
 
 def run_case(x, y, rows: int, splits: int, model_path: str, n_ensemble: int,
-             preprocessing: str = "standard") -> dict:
+             preprocessing: str = "standard", max_features="auto") -> dict:
     test = min(500, len(y) - rows)
     sss = StratifiedShuffleSplit(n_splits=splits, train_size=rows, test_size=test, random_state=0)
     out = {}
     for k, (tr, te) in enumerate(sss.split(x, y)):
         folds = cv_folds(y[tr])
-        for name, make in learners(model_path, n_ensemble, folds, k, preprocessing).items():
+        for name, make in learners(model_path, n_ensemble, folds, k, preprocessing,
+                                   max_features).items():
             t0 = time.perf_counter()
             model = make().fit(x[tr], y[tr])
             proba = model.predict_proba(x[te])
@@ -294,12 +297,24 @@ def main():
     parser.add_argument("--n_ensemble", type=int, default=8)
     parser.add_argument("--preprocessing", default="standard",
                         help="the estimator's preprocessing: standard, quantile or mix")
+    parser.add_argument("--max_features", default="auto",
+                        help="the estimator's max_features: auto, none or an integer")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     unknown = [d for d in args.datasets.split(",") if d not in DATASETS]
     if unknown:
         parser.error(f"unknown dataset(s) {unknown}; known: {list(DATASETS)}")
-    settings = {"model": model_fingerprint(args.model_path), "splits": args.splits,
+    import gpicl_tf.sklearn as estimator_module
+
+    value = args.max_features.lower()
+    if value not in ("auto", "none") and not value.isdigit():
+        parser.error(f"--max_features {args.max_features!r}: auto, none or an integer")
+    max_features = None if value == "none" else "auto" if value == "auto" else int(value)
+
+    with open(estimator_module.__file__, "rb") as f:
+        estimator_code = hashlib.sha256(f.read()).hexdigest()
+    settings = {"model": model_fingerprint(args.model_path), "estimator": estimator_code,
+                "max_features": args.max_features, "splits": args.splits,
                 "n_ensemble": args.n_ensemble, "preprocessing": args.preprocessing}
     results = {}
     for dataset in args.datasets.split(","):
@@ -313,7 +328,7 @@ def main():
             stored = case is not None
             if not stored:
                 case = run_case(x, y, rows, args.splits, args.model_path, args.n_ensemble,
-                                args.preprocessing)
+                                args.preprocessing, max_features)
                 if path:
                     save_case(path, settings, case)
             results[(dataset, rows)] = case

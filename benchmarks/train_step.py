@@ -11,7 +11,7 @@ bias variable) as a ratio to the synthetic step, and in `train.run` end to end
 built on the host and with device-side construction (records only), as a ratio
 to what the trainer consumes; and for the paper preset, the episodes/s one H100
 would consume (analytic FLOPs per step at a stated utilisation of its dense bf16
-rate) against what this host delivers. About 5 minutes here.
+rate) against what this host delivers. About 12 minutes here.
 """
 
 import argparse
@@ -249,9 +249,13 @@ def main():
                   f"{run['sec_per_step'] / r['sec_per_step']:.2f}x the synthetic step")
             per_epoch = max(2, steps // 3)
             whole = run_step_seconds(config, eps_dir, per_epoch)
+            between = (whole - run["sec_per_step"]) * per_epoch
+            preset_epoch = config.train.steps_per_epoch * run["sec_per_step"]
             print(f"{name}: train.run end to end (epochs of {per_epoch} steps, each with "
                   f"validation and checkpoints) {whole * 1e3:.0f} ms/step = "
-                  f"{whole / r['sec_per_step']:.2f}x the synthetic step")
+                  f"{whole / r['sec_per_step']:.2f}x the synthetic step: {between:.1f} s "
+                  f"between epochs, {between / preset_epoch:.1%} of the preset's epoch of "
+                  f"{config.train.steps_per_epoch} steps")
             for on_device in (False, True):
                 custom = loop_step_rate(config, steps, eps_dir, on_device)
                 where = "built in the step from records" if on_device else "built on the host"

@@ -106,6 +106,15 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
             training rows; an unseen category encodes as all zeros).
         clip: prepared values are clipped to [-clip, clip] (None: the model's
             meta-training setting, `prior.clip`, else 6).
+        max_features: prepared tables wider than this are reduced, per ensemble
+            member, to their leading principal components on the context rows,
+            scaled together to a mean variance of 1 (their ratios kept) and clipped,
+            before the projection: the prior's tables have at most
+            `prior.max_features` columns (measured: mlbench's DNA, 180 columns, 0.558
+            -> 0.719 at 100 rows; standardising each component instead lost 18
+            points on Ionosphere). "auto": that
+            setting of the model's meta-training, where it had a prior, else no
+            reduction; None: never; an int: that width.
         calibrate: fit a temperature on the training rows (each of 3 folds predicted
             in context from the other two; the one temperature that minimises their
             log loss) and apply it in `predict_proba`; needs at least 30 rows, else
@@ -114,13 +123,14 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(self, model_path: str | None = None, n_ensemble: int = 8, random_state: int = 0,
                  preprocessing: str = "standard", categorical_features=(),
-                 clip: float | None = None, calibrate: bool = True):
+                 clip: float | None = None, max_features="auto", calibrate: bool = True):
         self.model_path = model_path
         self.n_ensemble = n_ensemble
         self.random_state = random_state
         self.preprocessing = preprocessing
         self.categorical_features = categorical_features
         self.clip = clip
+        self.max_features = max_features
         self.calibrate = calibrate
 
     def __sklearn_tags__(self):
@@ -175,6 +185,7 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
                           f"{self.max_context_} of them", UserWarning, stacklevel=2)
         self.clip_ = float(self.clip if self.clip is not None else
                            meta["config"].get("prior", {}).get("clip", 6.0))
+        self.max_features_ = self._max_features(meta)
         self.train_x_ = self._encode(X)
         self.context_y_ = y_index
         self.mean_, self.scale_ = mean, np.where(std > 0, std, 1.0)
@@ -182,6 +193,28 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
         if self.calibrate and len(y) >= CALIBRATION_MIN_ROWS:
             self.temperature_ = self._fit_temperature()
         return self
+
+    def _max_features(self, meta: dict) -> int | None:
+        if self.max_features is None:
+            return None
+        if isinstance(self.max_features, str):
+            if self.max_features != "auto":
+                raise InvalidInputError(
+                    f"max_features={self.max_features!r} is not 'auto', None or an integer")
+            data = meta["config"].get("data", {})
+            sources = [data.get("source")] + [m.split(":")[0] for m in data.get("mixture", ())]
+            return meta["config"].get("prior", {}).get("max_features") \
+                if "prior" in sources else None
+        if isinstance(self.max_features, bool) or not isinstance(
+                self.max_features, (int, np.integer)) or self.max_features < 1:
+            raise InvalidInputError(
+                f"max_features={self.max_features!r} must be 'auto', None or an integer >= 1")
+        return int(self.max_features)
+
+    def _width(self) -> int:
+        """Columns each member projects: the encoded width, or max_features_ below it."""
+        d = self.train_x_.shape[1]
+        return d if self.max_features_ is None else min(d, self.max_features_)
 
     def _fit_temperature(self) -> float:
         """The temperature minimising the log loss of out-of-fold in-context
@@ -224,11 +257,22 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
         if kind == "quantile":
             x = _to_normal_scores(fit_x, x)
             fit_x = _to_normal_scores(fit_x, fit_x)
-        return prior.prepare_table(fit_x, x, self.clip_)
+        z = prior.prepare_table(fit_x, x, self.clip_)
+        k = self._width()
+        if k == z.shape[1]:
+            return z
+        fit_z = prior.prepare_table(fit_x, fit_x, self.clip_)
+        # the leading k principal directions of the context rows
+        _, _, vt = np.linalg.svd(fit_z - fit_z.mean(0), full_matrices=False)
+        basis = np.zeros((z.shape[1], k))                    # [d, k]; fewer context rows
+        basis[:, :min(k, len(vt))] = vt[:k].T               # than k: zero columns
+        fit_s, s = fit_z @ basis, z @ basis
+        scale = np.sqrt(max(float(fit_s.var(0).sum()) / k, 1e-12))   # the columns' mean
+        return np.clip(s / scale, -self.clip_, self.clip_)           # variance 1, kept ratios
 
     def _member(self, m: int, meta: dict, n: int | None = None):
         rng = np.random.default_rng([self.random_state, m])
-        d = self.train_x_.shape[1]
+        d = self._width()
         n_x = meta["schema"]["input_size"]
         projection = rng.standard_normal((d, n_x)) / np.sqrt(d)
         permutation = rng.permutation(meta["schema"]["num_classes"])

@@ -198,3 +198,41 @@ def test_the_released_general_model_is_the_default_and_learns(monkeypatch):
     assert (clf.predict(X_test) == y_test).mean() > 0.7   # chance: 1/3
     assert GPICLClassifier(n_ensemble=1).fit(X_train, y_train).model_path_.startswith(
         sk.DEFAULT_MODEL_DIR)
+
+
+def test_wide_tables_are_reduced_to_the_priors_width(version):
+    """A table wider than `max_features` reaches the model as its leading principal
+    components on the context rows, standardised and clipped like prepared columns."""
+    X, y = _data(n=40, d=12)
+    plain = GPICLClassifier(version, n_ensemble=2).fit(X, y)
+    assert plain.max_features_ is None                # the smoke model had no prior
+    np.testing.assert_array_equal(plain.predict_proba(X[:5]), GPICLClassifier(
+        version, n_ensemble=2, max_features=None).fit(X, y).predict_proba(X[:5]))
+    narrow = GPICLClassifier(version, n_ensemble=2, max_features=3).fit(X, y)
+    assert narrow._width() == 3
+    z = narrow._prepare(0, narrow.train_x_, narrow.train_x_)
+    assert z.shape == (40, 3)
+    np.testing.assert_allclose(z.mean(0), 0.0, atol=1e-9)
+    np.testing.assert_allclose(z.var(0).mean(), 1.0, rtol=0.05)   # clipping aside
+    assert np.all(np.diff(z.var(0)) < 0)                      # leading components first
+    assert np.abs(np.corrcoef(z.T) - np.eye(3)).max() < 1e-6   # principal scores
+    proba = narrow.predict_proba(X[:5])
+    np.testing.assert_allclose(proba.sum(1), 1.0, rtol=1e-5)
+    assert not np.allclose(proba, plain.predict_proba(X[:5]))
+    # fewer context rows than max_features: the missing directions are constant columns
+    few = GPICLClassifier(version, n_ensemble=1, max_features=10, calibrate=False).fit(
+        X[:6], y[:6])
+    assert few._prepare(0, few.train_x_, few.train_x_).shape == (6, 10)
+    assert few.predict_proba(X[6:9]).shape == (3, len(few.classes_))
+    for bad in ("all", 0, 2.5, True):
+        with pytest.raises(ValueError, match="max_features"):
+            GPICLClassifier(version, max_features=bad).fit(X, y)
+
+
+def test_the_released_general_model_reduces_to_its_priors_width():
+    from gpicl_tf import sklearn as sk
+
+    X, y = _data(n=40, d=50)
+    clf = GPICLClassifier(os.path.join(sk.DEFAULT_MODEL_DIR, "1"), n_ensemble=1).fit(X, y)
+    assert clf.max_features_ == 32 and clf._width() == 32
+    assert clf.predict_proba(X[:3]).shape == (3, 3)
