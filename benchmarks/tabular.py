@@ -29,6 +29,7 @@ so a killed run resumes where it stopped.
 
 import argparse
 import hashlib
+import inspect
 import json
 import os
 import time
@@ -51,7 +52,7 @@ from sklearn.svm import SVC  # noqa: E402
 
 from gpicl_tf.config import DataConfig  # noqa: E402
 from gpicl_tf.data import sources  # noqa: E402
-from gpicl_tf.data.storage import atomic_path  # noqa: E402
+from gpicl_tf.data.storage import atomic_path, sha256_file  # noqa: E402
 from gpicl_tf.sklearn import GPICLClassifier  # noqa: E402
 
 ESTIMATOR = "GPICL (in context)"
@@ -304,16 +305,13 @@ def main():
     unknown = [d for d in args.datasets.split(",") if d not in DATASETS]
     if unknown:
         parser.error(f"unknown dataset(s) {unknown}; known: {list(DATASETS)}")
-    import gpicl_tf.sklearn as estimator_module
-
     value = args.max_features.lower()
     if value not in ("auto", "none") and not value.isdigit():
         parser.error(f"--max_features {args.max_features!r}: auto, none or an integer")
     max_features = None if value == "none" else "auto" if value == "auto" else int(value)
 
-    with open(estimator_module.__file__, "rb") as f:
-        estimator_code = hashlib.sha256(f.read()).hexdigest()
-    settings = {"model": model_fingerprint(args.model_path), "estimator": estimator_code,
+    settings = {"model": model_fingerprint(args.model_path),
+                "estimator": sha256_file(inspect.getfile(GPICLClassifier)),
                 "max_features": args.max_features, "splits": args.splits,
                 "n_ensemble": args.n_ensemble, "preprocessing": args.preprocessing}
     results = {}

@@ -201,8 +201,12 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
             if self.max_features != "auto":
                 raise InvalidInputError(
                     f"max_features={self.max_features!r} is not 'auto', None or an integer")
+            from gpicl_tf.config import DataConfig
+            from gpicl_tf.data.episodes import parse_mixture
+
             data = meta["config"].get("data", {})
-            sources = [data.get("source")] + [m.split(":")[0] for m in data.get("mixture", ())]
+            sources = [data.get("source")] + ([s for s, _ in parse_mixture(DataConfig(
+                mixture=tuple(data["mixture"])))] if data.get("mixture") else [])
             return meta["config"].get("prior", {}).get("max_features") \
                 if "prior" in sources else None
         if isinstance(self.max_features, bool) or not isinstance(
@@ -250,25 +254,27 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
         parts.append(np.isnan(X[:, self.missing_columns_]).astype(float))
         return np.concatenate(parts, axis=1)
 
-    def _prepare(self, member: int, fit_x: np.ndarray, x: np.ndarray) -> np.ndarray:
+    def _prepare(self, member: int, fit_x: np.ndarray,
+                 x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(context rows `fit_x`, rows `x`) prepared as member `member` prepares them,
+        every statistic (quantiles, scales, principal directions) from `fit_x`."""
         kind = self.preprocessing
         if kind == "mix":
             kind = ("standard", "quantile")[member % 2]
         if kind == "quantile":
-            x = _to_normal_scores(fit_x, x)
-            fit_x = _to_normal_scores(fit_x, fit_x)
-        z = prior.prepare_table(fit_x, x, self.clip_)
+            fit_x, x = _to_normal_scores(fit_x, fit_x), _to_normal_scores(fit_x, x)
+        fit_z, z = (prior.prepare_table(fit_x, rows, self.clip_) for rows in (fit_x, x))
         k = self._width()
         if k == z.shape[1]:
-            return z
-        fit_z = prior.prepare_table(fit_x, fit_x, self.clip_)
+            return fit_z, z
         # the leading k principal directions of the context rows
         _, _, vt = np.linalg.svd(fit_z - fit_z.mean(0), full_matrices=False)
         basis = np.zeros((z.shape[1], k))                    # [d, k]; fewer context rows
         basis[:, :min(k, len(vt))] = vt[:k].T               # than k: zero columns
         fit_s, s = fit_z @ basis, z @ basis
         scale = np.sqrt(max(float(fit_s.var(0).sum()) / k, 1e-12))   # the columns' mean
-        return np.clip(s / scale, -self.clip_, self.clip_)           # variance 1, kept ratios
+        return (np.clip(fit_s / scale, -self.clip_, self.clip_),       # variance 1, kept
+                np.clip(s / scale, -self.clip_, self.clip_))           # ratios
 
     def _member(self, m: int, meta: dict, n: int | None = None):
         rng = np.random.default_rng([self.random_state, m])
@@ -308,8 +314,9 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
         for m in range(self.n_ensemble):
             projection, permutation, keep = self._member(m, meta, len(train_y))
             fit_x = train_x[keep]
-            context_x = (self._prepare(m, fit_x, fit_x) @ projection)[None].astype(np.float32)
-            queries = self._prepare(m, fit_x, queries_raw) @ projection
+            context, queries = self._prepare(m, fit_x, queries_raw)
+            context_x = (context @ projection)[None].astype(np.float32)
+            queries = queries @ projection
             context_y = permutation[train_y[keep]][None].astype(np.int64)
             for start in range(0, len(queries), step):
                 q = queries[start:start + step][None].astype(np.float32)

@@ -210,7 +210,8 @@ def test_wide_tables_are_reduced_to_the_priors_width(version):
         version, n_ensemble=2, max_features=None).fit(X, y).predict_proba(X[:5]))
     narrow = GPICLClassifier(version, n_ensemble=2, max_features=3).fit(X, y)
     assert narrow._width() == 3
-    z = narrow._prepare(0, narrow.train_x_, narrow.train_x_)
+    z, queries = narrow._prepare(0, narrow.train_x_, narrow.train_x_)
+    np.testing.assert_array_equal(z, queries)          # the context is prepared as queries are
     assert z.shape == (40, 3)
     np.testing.assert_allclose(z.mean(0), 0.0, atol=1e-9)
     np.testing.assert_allclose(z.var(0).mean(), 1.0, rtol=0.05)   # clipping aside
@@ -222,7 +223,7 @@ def test_wide_tables_are_reduced_to_the_priors_width(version):
     # fewer context rows than max_features: the missing directions are constant columns
     few = GPICLClassifier(version, n_ensemble=1, max_features=10, calibrate=False).fit(
         X[:6], y[:6])
-    assert few._prepare(0, few.train_x_, few.train_x_).shape == (6, 10)
+    assert few._prepare(0, few.train_x_, few.train_x_)[1].shape == (6, 10)
     assert few.predict_proba(X[6:9]).shape == (3, len(few.classes_))
     for bad in ("all", 0, 2.5, True):
         with pytest.raises(ValueError, match="max_features"):
