@@ -33,20 +33,24 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from gpicl_tf import sklearn_cell
 from gpicl_tf.data import prior
 from gpicl_tf.errors import InvalidInputError, MissingFileError
 
-PREPROCESSINGS = ("standard", "quantile", "mix")
+PREPROCESSINGS = ("auto", "standard", "quantile", "power", "mix")
+# n_ensemble=None and preprocessing="auto" resolve per backbone: row models were
+# measured with 8 members of standard preprocessing, cell models with 4 mixed ones
+AUTO_ENSEMBLE = {"row": 8, "cell": 4}
+AUTO_PREPROCESSING = {"row": "standard", "cell": "mix"}
 CALIBRATION_MIN_ROWS = 30
 
 _LOADED: dict = {}
-# Where the general learner is looked for when no model_path is given: $GPICL_MODEL (a
+# Where the tabular learner is looked for when no model_path is given: $GPICL_MODEL (a
 # version directory or a model directory), else the newest complete version of
-# saved_models/general beside this package, which
-#   python -m pipelines.run --preset general_cpu --workdir runs/general_cpu --export_name general
-# writes.
+# saved_models/tabular beside this package (the cell learner; saved_models/README.md
+# gives the command that builds it).
 DEFAULT_MODEL_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                 "saved_models", "general")
+                                 "saved_models", "tabular")
 
 
 def default_model_path() -> str:
@@ -64,9 +68,9 @@ def default_model_path() -> str:
                       reverse=True)
     if not versions:
         raise MissingFileError(
-            f"no model_path given and no exported model at {where!r}; build the general "
-            "learner with `python -m pipelines.run --preset general_cpu --workdir "
-            "runs/general_cpu --export_name general`, or set GPICL_MODEL to a version "
+            f"no model_path given and no exported model at {where!r}; build the tabular "
+            "learner with `python -m pipelines.train_cell --preset cell_cpu --workdir "
+            "runs/cell_cpu --export_name tabular`, or set GPICL_MODEL to a version "
             "directory")
     return os.path.join(where, str(versions[0]))
 
@@ -94,16 +98,22 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
 
     Args:
         model_path: an exported version, e.g. "saved_models/gpicl/3"; None: the
-            general learner (`default_model_path`: $GPICL_MODEL, else the newest
-            version of saved_models/general).
-        n_ensemble: members averaged (random projection, label permutation,
-            subsample, preprocessing each; 1 = one member).
+            tabular learner (`default_model_path`: $GPICL_MODEL, else the newest
+            version of saved_models/tabular, a cell model).
+        n_ensemble: members averaged (a row model: random projection, label
+            permutation, subsample, preprocessing each; a cell model: column
+            order, class slots, preprocessing, subsamples: `gpicl_tf.sklearn_cell`);
+            1 = one member; None: 8 for a row model, 4 for a cell model.
         random_state: seed of the ensemble's projections, permutations, subsamples.
         preprocessing: "standard" (standardise with the training rows' mean and
             standard deviation), "quantile" (each feature through its training
-            quantiles to a standard normal) or "mix" (members alternate).
-        categorical_features: column indices one-hot encoded (categories of the
-            training rows; an unseen category encodes as all zeros).
+            quantiles to a standard normal), "power" (Yeo-Johnson fitted on the
+            training rows), "mix" (members cycle: a row model through standard and
+            quantile, a cell model through all three) or "auto" (standard for a
+            row model, mix for a cell model).
+        categorical_features: column indices of categorical columns (categories
+            of the training rows): one-hot for a row model (unseen: all zeros), the
+            category's index for a cell model (unseen: missing).
         clip: prepared values are clipped to [-clip, clip] (None: the model's
             meta-training setting, `prior.clip`, else 6).
         max_features: prepared tables wider than this are reduced, per ensemble
@@ -114,15 +124,17 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
             -> 0.719 at 100 rows; standardising each component instead lost 18
             points on Ionosphere). "auto": that
             setting of the model's meta-training, where it had a prior, else no
-            reduction; None: never; an int: that width.
+            reduction; None: never; an int: that width. A cell model reads a random
+            subset of this many columns per member instead ("auto": its prior's
+            widest tables; None: the model's maximum).
         calibrate: fit a temperature on the training rows (each of 3 folds predicted
             in context from the other two; the one temperature that minimises their
             log loss) and apply it in `predict_proba`; needs at least 30 rows, else
             the temperature stays 1. Argmax predictions do not change.
     """
 
-    def __init__(self, model_path: str | None = None, n_ensemble: int = 8, random_state: int = 0,
-                 preprocessing: str = "standard", categorical_features=(),
+    def __init__(self, model_path: str | None = None, n_ensemble: int | None = None,
+                 random_state: int = 0, preprocessing: str = "auto", categorical_features=(),
                  clip: float | None = None, max_features="auto", calibrate: bool = True):
         self.model_path = model_path
         self.n_ensemble = n_ensemble
@@ -157,11 +169,18 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
             raise InvalidInputError(
                 f"y has {len(self.classes_)} classes; the model at "
                 f"{self.model_path_!r} predicts at most {num_classes}")
-        if self.n_ensemble < 1:
-            raise InvalidInputError(f"n_ensemble={self.n_ensemble} must be at least 1")
+        self.backbone_ = meta.get("backbone", "row")
+        if self.n_ensemble is not None and (
+                isinstance(self.n_ensemble, bool) or
+                not isinstance(self.n_ensemble, (int, np.integer)) or self.n_ensemble < 1):
+            raise InvalidInputError(
+                f"n_ensemble={self.n_ensemble!r} must be an integer >= 1 (or None)")
+        self.n_ensemble_ = int(self.n_ensemble or AUTO_ENSEMBLE[self.backbone_])
         if self.preprocessing not in PREPROCESSINGS:
             raise InvalidInputError(
                 f"preprocessing={self.preprocessing!r} is not one of {PREPROCESSINGS}")
+        self.preprocessing_ = AUTO_PREPROCESSING[self.backbone_] \
+            if self.preprocessing == "auto" else self.preprocessing
         categorical = np.asarray(self.categorical_features, dtype=int).reshape(-1)
         if categorical.size and (categorical.min() < 0 or categorical.max() >= X.shape[1]):
             raise InvalidInputError(
@@ -186,6 +205,8 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
         self.clip_ = float(self.clip if self.clip is not None else
                            meta["config"].get("prior", {}).get("clip", 6.0))
         self.max_features_ = self._max_features(meta)
+        if self.backbone_ == "cell" and self.max_features_ is None:
+            self.max_features_ = int(meta["schema"]["input_size"])
         self.train_x_ = self._encode(X)
         self.context_y_ = y_index
         self.mean_, self.scale_ = mean, np.where(std > 0, std, 1.0)
@@ -201,6 +222,8 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
             if self.max_features != "auto":
                 raise InvalidInputError(
                     f"max_features={self.max_features!r} is not 'auto', None or an integer")
+            if meta.get("backbone") == "cell":
+                return int(meta["config"]["prior"]["max_features"])
             from gpicl_tf.config import DataConfig
             from gpicl_tf.data.episodes import parse_mixture
 
@@ -246,7 +269,10 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
 
     def _encode(self, X: np.ndarray) -> np.ndarray:
         """Numeric columns as they are, categorical ones one-hot, and a missing-value
-        indicator per column that had missing values in the training rows."""
+        indicator per column that had missing values in the training rows (a cell
+        model: `sklearn_cell.encode`)."""
+        if self.backbone_ == "cell":
+            return sklearn_cell.encode(X, self.categories_)
         numeric = [j for j in range(X.shape[1]) if j not in self.categories_]
         parts = [X[:, numeric]]
         for j, cats in self.categories_.items():
@@ -258,11 +284,13 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
                  x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(context rows `fit_x`, rows `x`) prepared as member `member` prepares them,
         every statistic (quantiles, scales, principal directions) from `fit_x`."""
-        kind = self.preprocessing
+        kind = self.preprocessing_
         if kind == "mix":
             kind = ("standard", "quantile")[member % 2]
         if kind == "quantile":
             fit_x, x = _to_normal_scores(fit_x, fit_x), _to_normal_scores(fit_x, x)
+        elif kind == "power":
+            fit_x, x = sklearn_cell._power(fit_x, fit_x), sklearn_cell._power(fit_x, x)
         fit_z, z = (prior.prepare_table(fit_x, rows, self.clip_) for rows in (fit_x, x))
         k = self._width()
         if k == z.shape[1]:
@@ -309,9 +337,13 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
         rows as context, averaged over the ensemble."""
         fn, meta = _load(self.model_path_)
         k = len(self.classes_)
+        if self.backbone_ == "cell":
+            return sklearn_cell.ensemble_proba(
+                fn, meta, self.n_ensemble_, self.random_state, self.preprocessing_, train_x,
+                train_y, queries_raw, k, self.max_features_, _to_normal_scores)
         total = np.zeros((len(queries_raw), k))
         step = meta["max_queries"]
-        for m in range(self.n_ensemble):
+        for m in range(self.n_ensemble_):
             projection, permutation, keep = self._member(m, meta, len(train_y))
             fit_x = train_x[keep]
             context, queries = self._prepare(m, fit_x, queries_raw)
@@ -324,7 +356,7 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
                            query_x=q)["probabilities"].numpy()[0]     # [Q, C]
                 mine = probs[:, permutation[:k]]                     # class i <- model class rho(i)
                 total[start:start + step] += mine / mine.sum(1, keepdims=True)
-        return total / self.n_ensemble
+        return total / self.n_ensemble_
 
     def predict(self, X):
         check_is_fitted(self, "train_x_")

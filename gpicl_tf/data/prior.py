@@ -17,12 +17,18 @@ Each task draws:
          earlier parents through a random nonlinearity plus noise; the features
          are some nodes and the label is read from others, so a feature can be a
          cause or an effect of the label (TabPFN's SCM prior, PAPER.md);
+    tree informative features are correlated Gaussians z; each score is a sum of
+         random axis-aligned decision trees over z (piecewise constant, with
+         interactions: the tree-based prior of TabICL);
   and a head: classes are thresholds of one score at the proportions' quantiles
   (ordinal labels) or the arg-max of k random linear read-outs (nominal);
 - per feature, a random scale and shift, and with probabilities
   `discrete_fraction` / `heavy_tail_fraction` a discretisation into 2 to 10
   levels (a categorical or ordinal column) or a heavy-tailed transform
-  (signed power or exponential); columns are shuffled.
+  (signed power or exponential); columns are shuffled. With probability
+  `discrete_heavy_fraction` a task is binary/categorical-heavy instead (most
+  features discretised, half of them binary); with probability
+  `missing_fraction` it blanks cells (NaN) of half its columns at random.
 
 Episodes draw N rows of their task i.i.d. and store them *prepared* the way
 `GPICLClassifier` prepares a table (`prepare_table`): standardised per feature,
@@ -46,7 +52,7 @@ from gpicl_tf.config import PriorConfig
 from gpicl_tf.errors import InvalidInputError
 
 SOURCE = "prior"
-KINDS = ("mlp", "scm")
+KINDS = ("mlp", "scm", "tree")
 _REFERENCE_ROWS = 2048
 _MLP_ACTIVATION_P = (0.35, 0.35, 0.1, 0.2)  # tanh, relu, sin, identity: mostly smooth
 _ACTIVATIONS = {
@@ -104,6 +110,8 @@ class Task:
     _transforms: list        # per column: function of a [n] column
     _columns: np.ndarray     # column order
     _label_noise: float
+    _missing_rate: float = 0.0
+    _missing_columns: np.ndarray | None = None   # bool [d]: columns that lose cells
 
     def sample(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
         informative, scores = self._latent(rng, n)
@@ -113,7 +121,11 @@ class Task:
         y = self._head(scores)
         flip = rng.random(n) < self._label_noise
         y = np.where(flip, rng.integers(0, self.num_classes, n), y)
-        return x[:, self._columns], y.astype(np.int64)
+        x = x[:, self._columns]
+        if self._missing_rate > 0:
+            blank = (rng.random(x.shape) < self._missing_rate) & self._missing_columns[None]
+            x = np.where(blank, np.nan, x)
+        return x, y.astype(np.int64)
 
 
 def _mlp_latent(rng: np.random.Generator, m: int, cfg: PriorConfig):
@@ -171,6 +183,38 @@ def _scm_latent(rng: np.random.Generator, m: int, cfg: PriorConfig):
     return latent
 
 
+def _tree_latent(rng: np.random.Generator, m: int, cfg: PriorConfig):
+    """Correlated Gaussians z [n, m] and scores [n, s]: each score a sum of 1 to
+    tree_count_max random trees of depth 1 to tree_depth_max over z."""
+    mix = rng.standard_normal((m, m)) / np.sqrt(m) + np.eye(m) * rng.uniform(0.5, 1.5)
+    std = np.sqrt((mix ** 2).sum(0))
+    trees = []                       # per score: list of (depth, features, thresholds, leaves)
+    for _ in range(int(rng.integers(2, 9))):
+        score = []
+        for _ in range(int(rng.integers(1, cfg.tree_count_max + 1))):
+            depth = int(rng.integers(1, cfg.tree_depth_max + 1))
+            inner = 2 ** depth - 1
+            features = rng.integers(0, m, inner)
+            thresholds = rng.standard_normal(inner) * 0.8 * std[features]
+            score.append((depth, features, thresholds, rng.standard_normal(2 ** depth)))
+        trees.append(score)
+
+    def latent(r, n):
+        z = r.standard_normal((n, m)) @ mix
+        rows = np.arange(n)
+        scores = np.zeros((n, len(trees)))
+        for s, score in enumerate(trees):
+            for depth, features, thresholds, leaves in score:
+                node = np.zeros(n, np.int64)                 # heap index of each row's node
+                for _ in range(depth):
+                    right = z[rows, features[node]] > thresholds[node]
+                    node = 2 * node + 1 + right
+                scores[:, s] += leaves[node - (2 ** depth - 1)]
+        return z, scores
+
+    return latent
+
+
 def _head(rng: np.random.Generator, latent, k: int, cfg: PriorConfig):
     """Classes from scores: thresholds of one read-out at the class proportions'
     quantiles (ordinal), or the arg-max of k read-outs (nominal)."""
@@ -192,16 +236,20 @@ def _head(rng: np.random.Generator, latent, k: int, cfg: PriorConfig):
     return lambda scores: np.argmax(scores @ w + b, axis=1)
 
 
-def _transform(rng: np.random.Generator, cfg: PriorConfig):
+def _transform(rng: np.random.Generator, cfg: PriorConfig, discrete: float | None = None,
+               binary: float = 0.0):
+    """A feature's transform; `discrete` overrides cfg.discrete_fraction, and a
+    discretised feature is binary with probability `binary`."""
     scale = float(np.exp(rng.uniform(np.log(0.01), np.log(100.0))))
     shift = float(rng.standard_normal() * 3 * scale)
     u = rng.random()
-    if u < cfg.discrete_fraction:
-        levels = int(rng.integers(2, 11))
+    discrete = cfg.discrete_fraction if discrete is None else discrete
+    if u < discrete:
+        levels = 2 if binary and rng.random() < binary else int(rng.integers(2, 11))
         edges = np.sort(rng.standard_normal(levels - 1))
         values = rng.permutation(levels) if rng.random() < 0.5 else np.arange(levels)
         return lambda c: values[np.searchsorted(edges, c)].astype(np.float64)
-    if u < cfg.discrete_fraction + cfg.heavy_tail_fraction:
+    if u < discrete + cfg.heavy_tail_fraction:
         if rng.random() < 0.5:
             power = rng.uniform(1.5, 3.0)
             return lambda c: np.sign(c) * np.abs(c) ** power * scale + shift
@@ -223,12 +271,23 @@ def sample_task(rng: np.random.Generator, cfg: PriorConfig, num_classes: int) ->
     m = max(1, int(round(d * rng.uniform(cfg.informative_min, 1.0))))
     k = _class_count(rng, cfg.min_classes, min(cfg.max_classes, num_classes))
     kind = str(rng.choice(cfg.kinds))
-    latent = _mlp_latent(rng, m, cfg) if kind == "mlp" else _scm_latent(rng, m, cfg)
+    latent = {"mlp": _mlp_latent, "scm": _scm_latent, "tree": _tree_latent}[kind](rng, m, cfg)
     head = _head(rng, latent, k, cfg)
+    # the draws below the defaults never make keep the tasks of earlier versions
+    discrete, binary = None, 0.0
+    if cfg.discrete_heavy_fraction and rng.random() < cfg.discrete_heavy_fraction:
+        discrete, binary = float(rng.uniform(0.5, 1.0)), 0.5
+    transforms = [_transform(rng, cfg, discrete, binary) for _ in range(d)]
+    columns = rng.permutation(d)
+    label_noise = float(rng.uniform(0.0, cfg.label_noise_max))
+    missing_rate, missing_columns = 0.0, None
+    if cfg.missing_fraction and rng.random() < cfg.missing_fraction:
+        missing_rate = float(rng.uniform(0.0, cfg.missing_rate_max))
+        missing_columns = rng.random(d) < 0.5
     return Task(num_features=d, num_classes=k, kind=kind, _latent=latent, _head=head,
-                _noise_features=d - m, _transforms=[_transform(rng, cfg) for _ in range(d)],
-                _columns=rng.permutation(d),
-                _label_noise=float(rng.uniform(0.0, cfg.label_noise_max)))
+                _noise_features=d - m, _transforms=transforms, _columns=columns,
+                _label_noise=label_noise, _missing_rate=missing_rate,
+                _missing_columns=missing_columns)
 
 
 def task(seed: int, task_id: int, cfg: PriorConfig, num_classes: int) -> Task:

@@ -146,8 +146,6 @@ def export_model(model: keras.Model, config: dict, base: str, name: str,
     context (episode length - 1). A Transformer has no positional encoding, so a
     longer one is accepted (the model then reads more examples than it was
     meta-trained on: measure before relying on it); the LSTM keeps its own."""
-    if not name or not name.replace("_", "").replace("-", "").isalnum():
-        raise InvalidInputError(f"model name {name!r} must be letters, digits, '-' or '_'")
     data = config["data"]
     task = tasks.for_source(str(data.get("source", "")))
     if not task.exportable:
@@ -170,12 +168,8 @@ def export_model(model: keras.Model, config: dict, base: str, name: str,
             f"max_context={max_context} beyond the meta-training context ({trained}) needs a "
             f"Transformer; this model is {config.get('model', {}).get('arch')!r}")
     max_context = max_context or trained
-    model_dir = os.path.join(base, name)
-    os.makedirs(model_dir, exist_ok=True)
-    storage.remove_stale_temporaries(model_dir)
-    tmp = os.path.join(model_dir, f".tmp-export-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+
+    def write(tmp: str) -> None:
         serve, signature = serving_function(model, schema, max_context, max_queries)
         archive = keras.export.ExportArchive()
         archive.track(model)
@@ -192,6 +186,23 @@ def export_model(model: keras.Model, config: dict, base: str, name: str,
                             "classes": [None, None]}}
         with open(os.path.join(tmp, CONFIG_FILE), "w") as f:
             json.dump(meta, f, indent=2, sort_keys=True)
+
+    return write_version(base, name, write)
+
+
+def write_version(base: str, name: str, write) -> str:
+    """Writes the next version of BASE/NAME through `write(tmp_dir)` in a hidden
+    temporary folder, renamed to its number only when complete; returns its path
+    and rewrites BASE/models.config."""
+    if not name or not name.replace("_", "").replace("-", "").isalnum():
+        raise InvalidInputError(f"model name {name!r} must be letters, digits, '-' or '_'")
+    model_dir = os.path.join(base, name)
+    os.makedirs(model_dir, exist_ok=True)
+    storage.remove_stale_temporaries(model_dir)
+    tmp = os.path.join(model_dir, f".tmp-export-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        write(tmp)
         while True:  # another exporter may take a number first: then take the next
             version = os.path.join(model_dir, str(next_version(model_dir)))
             try:

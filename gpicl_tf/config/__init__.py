@@ -400,6 +400,15 @@ class PriorConfig:
             the informative features.
         clip: prepared (standardised) values are clipped to [-clip, clip], in
             episodes and in the estimator alike.
+        tree_depth_max, tree_count_max: the "tree" mechanism's random axis-aligned
+            trees (depth 1 to this, 1 to this many summed per score).
+        discrete_heavy_fraction: probability that a task is binary/categorical-heavy
+            (each feature discretised with probability in [0.5, 1], half of those
+            binary) instead of using `discrete_fraction`.
+        missing_fraction: probability that a task has missing values (NaN); such a
+            task blanks each cell of a random half of its columns with a rate in
+            (0, missing_rate_max].
+        missing_rate_max: see missing_fraction.
     """
 
     max_features: int = 32
@@ -416,17 +425,25 @@ class PriorConfig:
     mlp_width: int = 32
     scm_extra_nodes: int = 8
     clip: float = 6.0
+    tree_depth_max: int = 5
+    tree_count_max: int = 4
+    discrete_heavy_fraction: float = 0.0
+    missing_fraction: float = 0.0
+    missing_rate_max: float = 0.3
 
     def __post_init__(self):
         _tuple_fields(self, "prior")
         _check("prior", self, {
             "max_features": _at_least(1), "min_features": _at_least(1),
-            "kinds": _all(_in(("mlp", "scm")), True), "min_classes": _at_least(2),
+            "kinds": _all(_in(("mlp", "scm", "tree")), True), "min_classes": _at_least(2),
             "max_classes": _at_least(2), "informative_min": _between(0.0, 1.0),
             "class_concentration": _POSITIVE, "label_noise_max": _between(0.0, 1.0),
             "discrete_fraction": _between(0.0, 1.0), "heavy_tail_fraction": _between(0.0, 1.0),
             "mlp_depth_max": _at_least(1), "mlp_width": _at_least(1),
-            "scm_extra_nodes": _at_least(0), "clip": _POSITIVE})
+            "scm_extra_nodes": _at_least(0), "clip": _POSITIVE,
+            "tree_depth_max": _at_least(1), "tree_count_max": _at_least(1),
+            "discrete_heavy_fraction": _between(0.0, 1.0),
+            "missing_fraction": _between(0.0, 1.0), "missing_rate_max": _between(0.0, 1.0)})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,233 @@
+"""Config of the cell learner (`gpicl_tf.models.cell`) and its meta-training on
+prior tables (`gpicl_tf.data.tables`, `gpicl_tf.training.cell_train`).
+
+A `CellRunConfig` has four sections, `model`, `tables`, `train` and `prior`
+(the table prior's `PriorConfig`), round-trips through JSON and takes
+`section.key=value` overrides like the row learner's `Config`; each rule is
+checked once, when a section is built.
+
+Example:
+    >>> cfg = cell_override(get_cell_preset("cell_smoke"), ["train.steps=3"])
+    >>> cfg.train.steps
+    3
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from typing import Any
+
+from gpicl_tf.config import (PriorConfig, _all, _at_least, _between, _check, _coerce, _in,
+                             _POSITIVE, _tuple_fields)
+from gpicl_tf.errors import InvalidInputError, UnknownKeyError
+
+OPTIMIZERS = ("adamw", "muon")
+CELL_PRECISIONS = ("float32", "mixed_bfloat16")
+
+
+@dataclasses.dataclass(frozen=True)
+class CellModelConfig:
+    """The cell backbone's sizes (`CellTransformer`'s arguments)."""
+
+    num_classes: int = 10
+    model_size: int = 96
+    num_layers: int = 3
+    num_heads: int = 4
+    mlp_ratio: int = 2
+    max_features: int = 128
+    id_size: int = 16
+
+    def __post_init__(self):
+        _check("model", self, {
+            "num_classes": _at_least(2), "model_size": _at_least(1), "num_layers": _at_least(1),
+            "num_heads": _at_least(1), "mlp_ratio": _at_least(1), "max_features": _at_least(1),
+            "id_size": _at_least(1)})
+        if self.model_size % self.num_heads:
+            raise InvalidInputError(f"model.num_heads={self.num_heads} does not divide "
+                                    f"model.model_size={self.model_size}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TableConfig:
+    """How prior tables are batched (`gpicl_tf.data.tables`).
+
+    Every batch draws one row count R in [min_rows, max_rows], one training
+    fraction in [min_train_fraction, max_train_fraction] (the rest are test rows)
+    and one feature count C (log-uniform in [prior.min_features,
+    prior.max_features]); its tables (tasks drawn afresh) share that shape. The
+    batch holds about `cells_per_step` cells: B = cells_per_step / (R (C + 1)),
+    within [min_batch, max_batch].
+    """
+
+    min_rows: int = 32
+    max_rows: int = 256
+    min_train_fraction: float = 0.4
+    max_train_fraction: float = 0.9
+    cells_per_step: int = 40_000
+    min_batch: int = 2
+    max_batch: int = 64
+    validation_tables: int = 128
+
+    def __post_init__(self):
+        _check("tables", self, {
+            "min_rows": _at_least(4), "max_rows": _at_least(4),
+            "min_train_fraction": _between(0.0, 1.0, closed_high=False),
+            "max_train_fraction": _between(0.0, 1.0, closed_high=False),
+            "cells_per_step": _at_least(1), "min_batch": _at_least(1),
+            "max_batch": _at_least(1), "validation_tables": _at_least(1)})
+        if self.min_rows > self.max_rows:
+            raise InvalidInputError(f"tables.min_rows={self.min_rows} exceeds "
+                                    f"tables.max_rows={self.max_rows}")
+        if not 0 < self.min_train_fraction <= self.max_train_fraction:
+            raise InvalidInputError(
+                f"tables.min_train_fraction={self.min_train_fraction} must be in (0, "
+                f"tables.max_train_fraction={self.max_train_fraction}]")
+        if self.min_batch > self.max_batch:
+            raise InvalidInputError(f"tables.min_batch={self.min_batch} exceeds "
+                                    f"tables.max_batch={self.max_batch}")
+
+
+@dataclasses.dataclass(frozen=True)
+class CellTrainConfig:
+    """Meta-training of the cell learner.
+
+    Attributes:
+        steps: optimizer steps; seed: of the tables, the model and the validation set.
+        optimizer: "adamw" or "muon" (Keras' Muon on matrices, AdamW on the rest).
+        learning_rate, weight_decay, warmup_steps: a linear warm-up to
+            learning_rate, then a cosine decay to learning_rate * final_lr_fraction.
+        clip_norm: global gradient-norm clip (0 = none).
+        precision: "float32" or "mixed_bfloat16" (logits, loss and the
+            standardisation stay float32).
+        checkpoint_every: steps between checkpoints (resume point) and validations.
+        average_last: the released weights are the mean of this many last
+            checkpoints' weights (1 = the last only).
+        log_every: steps between lines of the training log.
+    """
+
+    steps: int = 3_000
+    seed: int = 0
+    optimizer: str = "adamw"
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    final_lr_fraction: float = 0.05
+    clip_norm: float = 1.0
+    precision: str = "float32"
+    checkpoint_every: int = 100
+    average_last: int = 1
+    log_every: int = 10
+
+    def __post_init__(self):
+        _check("train", self, {
+            "steps": _at_least(1), "seed": _between(0, 2**31 - 1),
+            "optimizer": _in(OPTIMIZERS), "learning_rate": _POSITIVE,
+            "weight_decay": _at_least(0.0), "warmup_steps": _at_least(0),
+            "final_lr_fraction": _between(0.0, 1.0), "clip_norm": _at_least(0.0),
+            "precision": _in(CELL_PRECISIONS), "checkpoint_every": _at_least(1),
+            "average_last": _at_least(1), "log_every": _at_least(1)})
+
+
+def broad_prior(**kw) -> PriorConfig:
+    """The cell learner's prior: MLP, SCM and tree mechanisms, up to 100 features,
+    2-10 imbalanced classes, binary/categorical-heavy tables and missing values."""
+    return PriorConfig(**{**dict(
+        max_features=100, min_features=1, kinds=("mlp", "scm", "tree"), min_classes=2,
+        max_classes=10, class_concentration=1.5, discrete_heavy_fraction=0.25,
+        missing_fraction=0.2), **kw})
+
+
+@dataclasses.dataclass(frozen=True)
+class CellRunConfig:
+    model: CellModelConfig = CellModelConfig()
+    tables: TableConfig = TableConfig()
+    train: CellTrainConfig = CellTrainConfig()
+    prior: PriorConfig = dataclasses.field(default_factory=broad_prior)
+
+    def __post_init__(self):
+        if self.prior.max_features > self.model.max_features:
+            raise InvalidInputError(
+                f"prior.max_features={self.prior.max_features} exceeds model.max_features="
+                f"{self.model.max_features}, the columns the model can read")
+        if self.prior.max_classes > self.model.num_classes:
+            raise InvalidInputError(
+                f"prior.max_classes={self.prior.max_classes} exceeds model.num_classes="
+                f"{self.model.num_classes}, the model's head")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: {k: list(v) if isinstance(v, tuple) else v for k, v in section.items()}
+                for name, section in dataclasses.asdict(self).items()}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "CellRunConfig":
+        sections = _sections()
+        unknown = sorted(set(d) - set(sections))
+        if unknown:
+            raise UnknownKeyError(f"unknown config section(s) {unknown}; known: {sorted(sections)}")
+        base = dataclasses.asdict(cls())
+        return cls(**{name: _section(kind, {**base[name], **d.get(name, {})}, name)
+                      for name, kind in sections.items()})
+
+
+def _sections() -> dict[str, type]:
+    return {"model": CellModelConfig, "tables": TableConfig, "train": CellTrainConfig,
+            "prior": PriorConfig}
+
+
+def _section(kind: type, d: dict[str, Any], name: str):
+    hints = typing.get_type_hints(kind)
+    unknown = sorted(set(d) - set(hints))
+    if unknown:
+        raise UnknownKeyError(f"unknown key(s) {unknown} in config section '{name}'")
+    section = kind(**{k: _coerce(hints[k], v, f"{name}.{k}") for k, v in d.items()})
+    _tuple_fields(section, name)
+    return section
+
+
+def cell_override(config: CellRunConfig, assignments) -> CellRunConfig:
+    """`config` with each "section.key=value" applied (checked as at load)."""
+    d = config.to_dict()
+    for item in assignments:
+        key, sep, value = item.partition("=")
+        section, dot, field = key.strip().partition(".")
+        if not sep or not dot:
+            raise InvalidInputError(f"override {item!r} is not section.key=value")
+        if section not in d:
+            raise UnknownKeyError(f"unknown config section {section!r} in {item!r}; "
+                                  f"known: {sorted(d)}")
+        if field not in d[section]:
+            raise UnknownKeyError(f"unknown key {field!r} in config section {section!r}")
+        d[section][field] = value
+    return CellRunConfig.from_dict(d)
+
+
+def _cell_smoke() -> CellRunConfig:
+    """Seconds: a 16-wide, 1-layer model, 4 steps of tiny tables (tests)."""
+    return CellRunConfig(
+        model=CellModelConfig(model_size=16, num_layers=1, num_heads=2, max_features=16,
+                              id_size=4),
+        tables=TableConfig(min_rows=8, max_rows=24, cells_per_step=2_000, max_batch=8,
+                           validation_tables=8),
+        train=CellTrainConfig(steps=4, warmup_steps=1, checkpoint_every=2, log_every=1),
+        prior=broad_prior(max_features=8))
+
+
+def _cell_cpu() -> CellRunConfig:
+    """The released tabular learner's recipe (issue 28; docs/cell_recipe.md):
+        python -m pipelines.train_cell --preset cell_cpu --workdir runs/cell_cpu
+    """
+    return CellRunConfig()
+
+
+CELL_PRESETS = {"cell_smoke": _cell_smoke, "cell_cpu": _cell_cpu}
+
+
+def get_cell_preset(name: str) -> CellRunConfig:
+    if name not in CELL_PRESETS:
+        raise UnknownKeyError(f"unknown cell preset {name!r}; known: {sorted(CELL_PRESETS)}")
+    return CELL_PRESETS[name]()

@@ -1,0 +1,60 @@
+"""Meta-trains the cell learner (the tabular learner) on prior tables; optionally exports it.
+
+    python -m pipelines.train_cell --preset cell_cpu --workdir runs/cell_cpu \
+        [--set section.key=value ...] [--warm_start saved_models/tabular/1] \
+        [--export_dir saved_models --export_name tabular]
+
+Presets: cell_smoke (seconds), cell_cpu (the released model's recipe; its
+docstring in gpicl_tf/config/cell.py gives the time here). Started again with
+the same arguments, a killed run resumes from its last checkpoint (every
+`train.checkpoint_every` steps); a finished one is only exported again.
+--warm_start continues meta-training from a finished run's or a released
+version's weights (same architecture).
+"""
+
+import json
+import os
+
+from absl import flags
+
+from pipelines import common
+
+flags.DEFINE_string("workdir", None, "run directory", required=True)
+flags.DEFINE_string("warm_start", None, "start from these weights: a finished cell run's "
+                    "workdir or a released version directory")
+flags.DEFINE_string("export_dir", "", "export the finished model under this TF Serving base "
+                    "directory ('' = no export)")
+flags.DEFINE_string("export_name", "tabular", "model name of the export")
+flags.DEFINE_integer("max_context", 1024, "longest context a served request may carry")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv
+    common.quiet_tensorflow()
+    from gpicl_tf.config.cell import CELL_PRESETS, cell_override, get_cell_preset
+    from gpicl_tf.errors import InvalidInputError
+
+    preset = FLAGS.preset if FLAGS["preset"].present else "cell_cpu"
+    if preset not in CELL_PRESETS:
+        raise InvalidInputError(f"--preset={preset!r} is not a cell preset; one of "
+                                f"{sorted(CELL_PRESETS)}")
+    cfg = cell_override(get_cell_preset(preset), FLAGS.set)
+    from gpicl_tf.training import cell_train
+
+    summary_path = os.path.join(FLAGS.workdir, cell_train.SUMMARY_FILE)
+    if os.path.exists(summary_path):
+        with open(summary_path) as f:
+            summary = json.load(f)
+    else:
+        summary = cell_train.run(cfg, FLAGS.workdir, warm_start=FLAGS.warm_start)
+    print(json.dumps(summary, indent=2))
+    if FLAGS.export_dir:
+        from gpicl_tf.export import cell_export
+
+        print(cell_export.export_cell_run(FLAGS.workdir, FLAGS.export_dir, FLAGS.export_name,
+                                          max_context=FLAGS.max_context))
+
+
+if __name__ == "__main__":
+    common.run(main)
