@@ -1,9 +1,13 @@
 """GPICLClassifier against tuned classical learners on small real tables.
 
-    python benchmarks/tabular.py saved_models/gpicl/1 [--rows 50,100,500] [--splits 10]
-        [--datasets iris,wine,breast_cancer,digits] [--n_ensemble 8]
-        [--preprocessing standard|quantile|mix] [--max_features auto|none|N]
-        [--out runs/tabular]
+    python benchmarks/tabular.py [LABEL=]saved_models/tabular/1 [[LABEL=]OTHER_VERSION ...]
+        [--rows 50,100,500] [--splits 10] [--datasets iris,wine,breast_cancer,digits]
+        [--n_ensemble N] [--preprocessing auto|standard|quantile|power|mix]
+        [--max_features auto|none|N] [--out runs/tabular]
+
+Several exported versions (row or cell models; e.g. one per meta-training time)
+are measured on the same splits beside the same baselines; the first is the one
+the paired differences compare.
 
 Datasets available offline: scikit-learn's iris, wine, breast_cancer, and digits
 restricted to the `digits` source's test split (images no digits-trained model
@@ -17,14 +21,19 @@ gradient boosting, and k-NN with k chosen by 5-fold CV (all on standardised
 features). Prints and writes (--out: tabular.md, tabular.json, tabular.png)
 per dataset and size: mean accuracy, ROC AUC and log loss (calibration), the estimator's paired
 difference to each baseline with a 95% t-interval over splits, and the seconds
-per fit+predict; then the means over the suite against the targets of issue 17
-(at 100 rows >= the best baseline per dataset and above logistic regression on
-every dataset; at 500 rows within 1 point of the best baseline).
+per fit+predict; then the means over the suite against the targets of issue 28
+(at 100 rows: mean accuracy >= the mean of the best baseline per dataset, at or
+above logistic regression on at least 10 of 13, ROC AUC and log loss at least as
+good as logistic regression's; at 500 rows within 1 point of the best baseline).
 
-With --out, each finished (dataset, rows) case is written at once to
-OUT/cases/DATASET@ROWS.json (atomically, with the settings it ran under); a
-re-run with the same settings reads those cases instead of running them again,
-so a killed run resumes where it stopped.
+With --out, each finished (dataset, rows) case is written at once, per learner,
+to OUT/cases/LEARNER/DATASET@ROWS.json (atomically, with the settings it ran
+under: a model's files and the estimator's code for a model, the splits for
+the baselines); a re-run reads the cases that ran under the same settings
+instead of running them again, so a killed run resumes where it stopped and a
+new model costs only its own cases. Prints (and writes) the per-case tables, the
+mean accuracy over the suite per training size of every learner, and issue 28's
+targets for each model.
 """
 
 import argparse
@@ -53,9 +62,11 @@ from sklearn.svm import SVC  # noqa: E402
 from gpicl_tf.config import DataConfig  # noqa: E402
 from gpicl_tf.data import sources  # noqa: E402
 from gpicl_tf.data.storage import atomic_path, sha256_file  # noqa: E402
+from gpicl_tf import sklearn_cell  # noqa: E402
 from gpicl_tf.sklearn import GPICLClassifier  # noqa: E402
 
 ESTIMATOR = "GPICL (in context)"
+BASELINES_VERSION = 1     # bump when a baseline changes: their stored cases run again
 
 
 def unseen_digits():
@@ -129,12 +140,14 @@ def cv_folds(y_train: np.ndarray) -> int:
     return max(2, min(5, len(y_train) // 10, smallest))
 
 
-def learners(model_path: str, n_ensemble: int, folds: int, seed: int,
-             preprocessing: str = "standard", max_features="auto") -> dict:
+def estimator(model_path: str, n_ensemble, seed: int, preprocessing: str = "auto",
+              max_features="auto"):
+    return lambda: GPICLClassifier(model_path, n_ensemble=n_ensemble, random_state=seed,
+                                   preprocessing=preprocessing, max_features=max_features)
+
+
+def baselines(folds: int, seed: int) -> dict:
     return {
-        ESTIMATOR: lambda: GPICLClassifier(model_path, n_ensemble=n_ensemble,
-                                           random_state=seed, preprocessing=preprocessing,
-                                           max_features=max_features),
         "logistic regression (CV)": lambda: make_pipeline(
             _imputer(), StandardScaler(), LogisticRegressionCV(Cs=10, cv=folds, max_iter=2000)),
         # probabilities by Platt scaling on cross-validated decision values
@@ -163,15 +176,14 @@ def auc(y, proba, classes) -> float:
     return roc_auc_score(y, proba, multi_class="ovr", labels=classes)
 
 
-def run_case(x, y, rows: int, splits: int, model_path: str, n_ensemble: int,
-             preprocessing: str = "standard", max_features="auto") -> dict:
+def run_case(x, y, rows: int, splits: int, make_learners) -> dict:
+    """{learner: {acc, auc, log_loss, seconds: one per split}} for the learners that
+    `make_learners(folds, split)` returns, fitted on the same splits."""
     test = min(500, len(y) - rows)
     sss = StratifiedShuffleSplit(n_splits=splits, train_size=rows, test_size=test, random_state=0)
     out = {}
     for k, (tr, te) in enumerate(sss.split(x, y)):
-        folds = cv_folds(y[tr])
-        for name, make in learners(model_path, n_ensemble, folds, k, preprocessing,
-                                   max_features).items():
+        for name, make in make_learners(cv_folds(y[tr]), k).items():
             t0 = time.perf_counter()
             model = make().fit(x[tr], y[tr])
             proba = model.predict_proba(x[te])
@@ -200,8 +212,10 @@ def model_fingerprint(path: str) -> str:
     return digest.hexdigest()
 
 
-def case_path(out: str, dataset: str, rows: int) -> str:
-    return os.path.join(out, "cases", f"{dataset.replace(':', '_')}@{rows}.json")
+def case_path(out: str, learner: str, dataset: str, rows: int) -> str:
+    """OUT/cases/LEARNER/DATASET@ROWS.json (LEARNER: "baselines" or a model's label)."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in learner)
+    return os.path.join(out, "cases", safe, f"{dataset.replace(':', '_')}@{rows}.json")
 
 
 def load_case(path: str, settings: dict):
@@ -230,17 +244,17 @@ def interval(values) -> tuple[float, float]:
     return float(v.mean()), float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
 
 
-def markdown(results: dict) -> str:
+def markdown(results: dict, main: str = ESTIMATOR) -> str:
     lines = []
     for (dataset, rows), case in results.items():
         lines += [f"### {dataset}, {rows} training rows", "",
-                  "| learner | accuracy | ROC AUC | log loss | GPICL minus it (acc, 95% CI) "
+                  f"| learner | accuracy | ROC AUC | log loss | {main} minus it (acc, 95% CI) "
                   "| s per fit+predict |",
                   "|---|---|---|---|---|---|"]
-        mine = np.asarray(case[ESTIMATOR]["acc"])
+        mine = np.asarray(case[main]["acc"])
         for name, e in case.items():
             acc, ci = interval(e["acc"])
-            diff = "" if name == ESTIMATOR else "{:+.3f} ± {:.3f}".format(
+            diff = "" if name == main else "{:+.3f} ± {:.3f}".format(
                 *interval(mine - np.asarray(e["acc"])))
             lines.append(f"| {name} | {acc:.3f} ± {ci:.3f} | {np.nanmean(e['auc']):.3f} | "
                          f"{np.nanmean(e['log_loss']):.3f} | {diff} | "
@@ -249,19 +263,51 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
-def targets(results: dict) -> list[str]:
+def targets(results: dict, models: list[str]) -> list[str]:
+    """Issue 28's targets for each model: mean accuracy against the mean of the best
+    baseline per table, tables at or above logistic regression, ROC AUC and log loss
+    against logistic regression's, seconds per fit+predict."""
     out = []
+    lr = "logistic regression (CV)"
     for rows in sorted({r for _, r in results}):
         cases = {d: c for (d, r), c in results.items() if r == rows}
-        mine = np.mean([np.mean(c[ESTIMATOR]["acc"]) for c in cases.values()])
-        best = np.mean([max(np.mean(e["acc"]) for n, e in c.items() if n != ESTIMATOR)
+        best = np.mean([max(np.mean(e["acc"]) for n, e in c.items() if n not in models)
                         for c in cases.values()])
-        above_lr = [d for d, c in cases.items() if np.mean(c[ESTIMATOR]["acc"]) >
-                    np.mean(c["logistic regression (CV)"]["acc"])]
-        out.append(f"- {rows} rows ({len(cases)} datasets): GPICL mean accuracy {mine:.3f}, "
-                   f"best baseline per dataset {best:.3f} ({mine - best:+.3f}); above logistic "
-                   f"regression on {len(above_lr)} of {len(cases)} ({', '.join(above_lr)})")
+        lr_auc = np.mean([np.nanmean(c[lr]["auc"]) for c in cases.values()])
+        lr_loss = np.mean([np.nanmean(c[lr]["log_loss"]) for c in cases.values()])
+        for model in models:
+            mine = np.mean([np.mean(c[model]["acc"]) for c in cases.values()])
+            at_lr = [d for d, c in cases.items()
+                     if np.mean(c[model]["acc"]) >= np.mean(c[lr]["acc"])]
+            m_auc = np.mean([np.nanmean(c[model]["auc"]) for c in cases.values()])
+            m_loss = np.mean([np.nanmean(c[model]["log_loss"]) for c in cases.values()])
+            sec = np.mean([np.mean(c[model]["seconds"]) for c in cases.values()])
+            out.append(
+                f"- {rows} rows ({len(cases)} datasets), {model}: mean accuracy {mine:.3f}, best "
+                f"baseline per dataset {best:.3f} ({mine - best:+.3f}); at or above logistic "
+                f"regression on {len(at_lr)} of {len(cases)}; ROC AUC {m_auc:.3f} vs {lr_auc:.3f},"
+                f" log loss {m_loss:.3f} vs {lr_loss:.3f} (logistic regression); "
+                f"{sec:.2f} s per fit+predict")
     return out
+
+
+def summary_table(results: dict, models: list[str]) -> str:
+    """Mean accuracy over the suite per training size: each model and each baseline."""
+    sizes = sorted({r for _, r in results})
+    names = list(dict.fromkeys(n for c in results.values() for n in c))
+    lines = ["| learner | " + " | ".join(f"{r} rows" for r in sizes) + " |",
+             "|---|" + "---|" * len(sizes)]
+    for name in names:
+        cells = []
+        for r in sizes:
+            accs = [np.mean(c[name]["acc"]) for (d, rr), c in results.items()
+                    if rr == r and name in c]
+            cells.append(f"{np.mean(accs):.3f}" if accs else "")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    best = [np.mean([max(np.mean(e["acc"]) for n, e in c.items() if n not in models)
+                     for (d, rr), c in results.items() if rr == r]) for r in sizes]
+    lines.append("| best baseline per table | " + " | ".join(f"{b:.3f}" for b in best) + " |")
+    return "\n".join(lines)
 
 
 def plot(results: dict, path: str) -> None:
@@ -277,7 +323,7 @@ def plot(results: dict, path: str) -> None:
         names = list(results[(d, sizes[0])])
         for name in names:
             ax.plot(sizes, [np.mean(results[(d, r)][name]["acc"]) for r in sizes], "o-",
-                    label=name, lw=2.5 if name == ESTIMATOR else 1)
+                    label=name, lw=2.5 if name.startswith("GPICL") else 1)
         ax.set_xscale("log")
         ax.set_title(d)
         ax.set_xlabel("training rows")
@@ -289,15 +335,30 @@ def plot(results: dict, path: str) -> None:
     plt.close(fig)
 
 
+def cached(out: str, learner: str, dataset: str, rows: int, settings: dict, compute):
+    """A case of one learner (or the baselines), read from OUT/cases if it ran under
+    `settings`, else computed and stored."""
+    path = case_path(out, learner, dataset, rows) if out else ""
+    case = load_case(path, settings) if path else None
+    if case is None:
+        case = compute()
+        if path:
+            save_case(path, settings, case)
+    return case
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("model_path")
+    parser.add_argument("model_paths", nargs="+",
+                        help="one or more exported versions, each PATH or LABEL=PATH; the "
+                             "first is the one the paired differences compare")
     parser.add_argument("--rows", default="50,100,500")
     parser.add_argument("--splits", type=int, default=10)
     parser.add_argument("--datasets", default=",".join(DATASETS))
-    parser.add_argument("--n_ensemble", type=int, default=8)
-    parser.add_argument("--preprocessing", default="standard",
-                        help="the estimator's preprocessing: standard, quantile or mix")
+    parser.add_argument("--n_ensemble", type=int, default=None,
+                        help="the estimator's members (default: its own per backbone)")
+    parser.add_argument("--preprocessing", default="auto",
+                        help="the estimator's preprocessing: auto, standard, quantile, power, mix")
     parser.add_argument("--max_features", default="auto",
                         help="the estimator's max_features: auto, none or an integer")
     parser.add_argument("--out", default="")
@@ -309,11 +370,16 @@ def main():
     if value not in ("auto", "none") and not value.isdigit():
         parser.error(f"--max_features {args.max_features!r}: auto, none or an integer")
     max_features = None if value == "none" else "auto" if value == "auto" else int(value)
-
-    settings = {"model": model_fingerprint(args.model_path),
-                "estimator": sha256_file(inspect.getfile(GPICLClassifier)),
-                "max_features": args.max_features, "splits": args.splits,
-                "n_ensemble": args.n_ensemble, "preprocessing": args.preprocessing}
+    models = {}
+    for item in args.model_paths:
+        label, sep, path = item.rpartition("=")
+        label = f"GPICL {label}" if sep else \
+            f"GPICL {os.path.basename(os.path.dirname(os.path.abspath(path)))}/" \
+            f"{os.path.basename(os.path.abspath(path))}"
+        models[label] = path
+    code = "".join(sha256_file(f) for f in (inspect.getfile(GPICLClassifier),
+                                            inspect.getfile(sklearn_cell)))
+    base_settings = {"splits": args.splits, "baselines": BASELINES_VERSION}
     results = {}
     for dataset in args.datasets.split(","):
         x, y = DATASETS[dataset]()
@@ -321,19 +387,25 @@ def main():
             if rows + 20 > len(y) or rows < 2 * len(np.unique(y)):
                 print(f"{dataset}: {len(y)} rows, too few for {rows} training rows; skipped")
                 continue
-            path = case_path(args.out, dataset, rows) if args.out else ""
-            case = load_case(path, settings) if path else None
-            stored = case is not None
-            if not stored:
-                case = run_case(x, y, rows, args.splits, args.model_path, args.n_ensemble,
-                                args.preprocessing, max_features)
-                if path:
-                    save_case(path, settings, case)
+            case = {}
+            for label, path in models.items():
+                settings = {"model": model_fingerprint(path), "estimator": code,
+                            "max_features": args.max_features, "splits": args.splits,
+                            "n_ensemble": args.n_ensemble, "preprocessing": args.preprocessing}
+                def learners(folds, split, label=label, path=path):
+                    return {label: estimator(path, args.n_ensemble, split, args.preprocessing,
+                                             max_features)}
+
+                case.update(cached(args.out, label, dataset, rows, settings,
+                                   lambda: run_case(x, y, rows, args.splits, learners)))
+            case.update(cached(args.out, "baselines", dataset, rows, base_settings,
+                               lambda: run_case(x, y, rows, args.splits, baselines)))
             results[(dataset, rows)] = case
-            print(f"{dataset}, {rows} rows{' (stored)' if stored else ''}: " + ", ".join(
-                f"{n} {np.mean(e['acc']):.3f}" for n, e in results[(dataset, rows)].items()),
-                flush=True)
-    text = markdown(results) + "\n" + "\n".join(targets(results)) + "\n"
+            print(f"{dataset}, {rows} rows: " + ", ".join(
+                f"{n} {np.mean(e['acc']):.3f}" for n, e in case.items()), flush=True)
+    first = next(iter(models))
+    text = (markdown(results, first) + "\n" + summary_table(results, list(models)) + "\n\n" +
+            "\n".join(targets(results, list(models))) + "\n")
     print(text)
     if args.out:
         os.makedirs(args.out, exist_ok=True)

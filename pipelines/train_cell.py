@@ -26,6 +26,8 @@ flags.DEFINE_string("export_dir", "", "export the finished model under this TF S
                     "directory ('' = no export)")
 flags.DEFINE_string("export_name", "tabular", "model name of the export")
 flags.DEFINE_integer("max_context", 1024, "longest context a served request may carry")
+flags.DEFINE_integer("export_step", 0, "export the weights kept at this step (train.keep_every) "
+                     "instead of the finished model")
 FLAGS = flags.FLAGS
 
 
@@ -43,6 +45,12 @@ def main(argv):
     from gpicl_tf.training import cell_train
 
     summary_path = os.path.join(FLAGS.workdir, cell_train.SUMMARY_FILE)
+    if FLAGS.export_step:
+        from gpicl_tf.export import cell_export
+
+        print(cell_export.export_cell_step(FLAGS.workdir, FLAGS.export_step, FLAGS.export_dir,
+                                           FLAGS.export_name, max_context=FLAGS.max_context))
+        return
     if os.path.exists(summary_path):
         with open(summary_path) as f:
             summary = json.load(f)

@@ -105,6 +105,9 @@ class CellTrainConfig:
         average_last: the released weights are the mean of this many last
             checkpoints' weights (1 = the last only).
         log_every: steps between lines of the training log.
+        keep_every: the weights of every step that is a multiple of this are kept
+            (for a curve of benchmark accuracy against meta-training time;
+            0 = only the last `average_last`).
     """
 
     steps: int = 3_000
@@ -119,9 +122,10 @@ class CellTrainConfig:
     checkpoint_every: int = 100
     average_last: int = 1
     log_every: int = 10
+    keep_every: int = 0
 
     def __post_init__(self):
-        _check("train", self, {
+        _check("train", self, {"keep_every": _at_least(0),
             "steps": _at_least(1), "seed": _between(0, 2**31 - 1),
             "optimizer": _in(OPTIMIZERS), "learning_rate": _POSITIVE,
             "weight_decay": _at_least(0.0), "warmup_steps": _at_least(0),

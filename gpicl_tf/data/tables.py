@@ -16,7 +16,7 @@ Example:
     >>> from gpicl_tf.config.cell import get_cell_preset
     >>> batch = table_batch(get_cell_preset("cell_smoke"), step=0)
     >>> sorted(batch)
-    ['context_x', 'context_y', 'query_x', 'query_y', 'query_weight']
+    ['column_ids', 'context_x', 'context_y', 'query_x', 'query_y', 'query_weight']
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ def batch_shape(cfg: CellRunConfig, rng: np.random.Generator) -> tuple[int, int,
 def draw_batch(cfg: CellRunConfig, rng: np.random.Generator, shape=None) -> dict[str, np.ndarray]:
     """One batch of `shape` (default: drawn) from `rng`: context_x float32 [B, N, C],
     context_y int32 [B, N], query_x float32 [B, Q, C], query_y int32 [B, Q],
-    query_weight float32 [B, Q]."""
+    query_weight float32 [B, Q], column_ids float32 [B, C, id_size] (each table's
+    random column identities)."""
     b, r, n, c = shape or batch_shape(cfg, rng)
     fixed = dataclasses.replace(cfg.prior, min_features=c, max_features=c)
     k_head = cfg.model.num_classes
@@ -62,8 +63,9 @@ def draw_batch(cfg: CellRunConfig, rng: np.random.Generator, shape=None) -> dict
             xs[i] = np.clip(x, -1e30, 1e30)          # float32 range; NaN stays NaN
         ys[i] = rng.permutation(k_head)[y]           # classes on random head slots
     weight = (ys[:, n:, None] == ys[:, None, :n]).any(-1).astype(np.float32)
+    ids = rng.standard_normal((b, c, cfg.model.id_size)).astype(np.float32)
     return {"context_x": xs[:, :n], "context_y": ys[:, :n], "query_x": xs[:, n:],
-            "query_y": ys[:, n:], "query_weight": weight}
+            "query_y": ys[:, n:], "query_weight": weight, "column_ids": ids}
 
 
 def table_batch(cfg: CellRunConfig, step: int) -> dict[str, np.ndarray]:

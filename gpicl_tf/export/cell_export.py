@@ -146,3 +146,21 @@ def export_cell_run(workdir: str, base: str, name: str = "tabular", max_context:
         summary = json.load(f)
     model = keras.models.load_model(os.path.join(workdir, cell_train.MODEL_FILE), compile=False)
     return export_cell_model(model, config, base, name, max_context, max_queries, summary)
+
+
+def export_cell_step(workdir: str, step: int, base: str, name: str, max_context: int = 1024,
+                     max_queries: int = 1024) -> str:
+    """Exports the weights a cell run kept at `step` (`train.keep_every`), e.g. to
+    measure benchmark accuracy against meta-training time."""
+    path = os.path.join(workdir, "weights", f"step-{step}.weights.h5")
+    if not os.path.exists(path):
+        raise MissingFileError(f"{workdir!r} kept no weights of step {step} ({path} missing; "
+                               "train.keep_every sets which are kept)")
+    with open(os.path.join(workdir, cell_train.CONFIG_FILE)) as f:
+        config = json.load(f)["config"]
+    from gpicl_tf.config.cell import CellRunConfig
+
+    model = cell_train.build_model(CellRunConfig.from_dict(config))
+    model.load_weights(path)
+    return export_cell_model(model, config, base, name, max_context, max_queries,
+                             {"steps": step, "weights": os.path.basename(path)})

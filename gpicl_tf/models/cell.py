@@ -6,9 +6,9 @@ cells and the row's label token), E = model width.
 
 Each cell is one token: its value, standardised with the training rows' mean and
 standard deviation of its column (missing values, NaN, become 0 and set a
-missing flag), embedded linearly, plus a per-column identity vector (random per
-table while training, a fixed random table when serving) so that columns with
-equal statistics stay apart. Each row gets a label token: the embedding of its
+missing flag), embedded linearly, plus a per-column identity vector so that
+columns with equal statistics stay apart: random per table while training (the
+batch's `column_ids`, drawn with the tables), a fixed random table otherwise. Each row gets a label token: the embedding of its
 class for a training row, a learned "unknown" vector for a test row. Every layer
 attends across the T tokens of a row, then across the rows of each column
 (every row attends to the training rows only, so test rows never see each
@@ -117,9 +117,11 @@ class CellTransformer(keras.Model):
     """Cell-attention in-context classifier over tables (see the module docstring).
 
     Call with a dict {"context_x": (B, N, C) float, NaN = missing; "context_y":
-    (B, N) int in [0, num_classes); "query_x": (B, Q, C) float} -> logits (B, Q,
-    num_classes) float32, classes absent from context_y at MASKED_LOGIT. C may be
-    anything from 1 to `max_features`, N and Q anything from 1.
+    (B, N) int in [0, num_classes); "query_x": (B, Q, C) float; optionally
+    "column_ids": (B, C, id_size) float, the columns' identity vectors (training
+    draws them per table; without them, the fixed table's first C rows)} ->
+    logits (B, Q, num_classes) float32, classes absent from context_y at
+    MASKED_LOGIT. C may be anything from 1 to `max_features`, N and Q from 1.
 
     Args:
         num_classes: the head's classes (a table has at most this many).
@@ -150,7 +152,6 @@ class CellTransformer(keras.Model):
         self.output_norm = layers.LayerNormalization(epsilon=1e-5, name="output_norm")
         self.head_dense = layers.Dense(2 * model_size, activation="gelu", name="head_dense")
         self.head_output = layers.Dense(num_classes, dtype="float32", name="head_output")
-        self._id_generator = keras.random.SeedGenerator(seed + 1)
 
     def build(self, input_shape=None):
         e = self.model_size
@@ -187,12 +188,10 @@ class CellTransformer(keras.Model):
         flags = ops.cast(missing, "float32")
         return ops.where(missing, 0.0, z), flags
 
-    def column_identities(self, batch, columns, training):
-        """(B, 1, C, id_size): fresh random vectors per table while training, the
-        fixed table's first C rows otherwise."""
-        if training:
-            return keras.random.normal((batch, 1, columns, self.id_size),
-                                       seed=self._id_generator)
+    def column_identities(self, inputs, batch, columns):
+        """(B, 1, C, id_size): the given `column_ids`, else the fixed table's first C rows."""
+        if inputs.get("column_ids") is not None:
+            return ops.cast(inputs["column_ids"], "float32")[:, None]
         ids = ops.cast(self.column_ids[:columns], "float32")
         return ops.broadcast_to(ops.reshape(ids, (1, 1, columns, self.id_size)),
                                 (batch, 1, columns, self.id_size))
@@ -204,7 +203,7 @@ class CellTransformer(keras.Model):
         e = self.model_size
         z, flags = self.standardise(context_x, query_x)                    # (B, R, C)
         cells = self.cell_embedding(ops.stack([z, flags], axis=-1))         # (B, R, C, E)
-        ids = self.column_embedding(self.column_identities(b, c, training))  # (B, 1, C, E)
+        ids = self.column_embedding(self.column_identities(inputs, b, c))    # (B, 1, C, E)
         cells = cells + ops.cast(ids, cells.dtype)
         labels = self.label_embedding(ops.cast(context_y, "int32"))       # (B, N, E)
         unknown = ops.broadcast_to(ops.cast(self.unknown_label, labels.dtype), (b, q, e))

@@ -121,7 +121,7 @@ def _check_numbers(value, name: str, rank: int) -> None:
                              f"({type(v).__name__})")
 
 
-def _array(value, name: str, dtype, rank: int) -> np.ndarray:
+def _array(value, name: str, dtype, rank: int, allow_nan: bool = False) -> np.ndarray:
     if isinstance(value, np.ndarray):  # gRPC tensors arrive typed
         if value.dtype.kind not in "iuf":
             raise BadRequest(f"{name} has dtype {value.dtype}; it must hold numbers")
@@ -136,8 +136,8 @@ def _array(value, name: str, dtype, rank: int) -> np.ndarray:
     if array.ndim != rank:
         raise BadRequest(f"{name} has rank {array.ndim} (shape {list(array.shape)}), "
                          f"expected rank {rank}")
-    if not np.all(np.isfinite(array)):
-        raise BadRequest(f"{name} contains NaN or Inf")
+    if np.any(np.isinf(array)) or (not allow_nan and np.any(np.isnan(array))):
+        raise BadRequest(f"{name} contains {'Inf' if allow_nan else 'NaN or Inf'}")
     if dtype == np.int64:
         if not np.all(array == np.round(array)):
             raise BadRequest(f"{name} must hold integer class labels")
@@ -155,14 +155,22 @@ def validate(inputs: dict, model: LoadedVersion,
         raise BadRequest(f"inputs must be exactly {list(INPUT_NAMES)}; missing {missing}, "
                          f"unknown {extra}")
     d, c = model.input_size, model.num_classes
-    cx = _array(inputs["context_x"], "context_x", np.float32, 3)
+    schema = model.meta["schema"]
+    # a cell model reads any number of columns up to d, and NaN as a missing value
+    variable, missing_ok = schema.get("variable_features", False), schema.get("missing_values",
+                                                                              False)
+    cx = _array(inputs["context_x"], "context_x", np.float32, 3, allow_nan=missing_ok)
     cy = _array(inputs["context_y"], "context_y", np.int64, 2)
-    qx = _array(inputs["query_x"], "query_x", np.float32, 3)
+    qx = _array(inputs["query_x"], "query_x", np.float32, 3, allow_nan=missing_ok)
     if cx.shape[1] == 0:
         raise BadRequest("the context is empty: context_x holds no example")
     for name, a in (("context_x", cx), ("query_x", qx)):
-        if a.shape[2] != d:
+        if variable and not 1 <= a.shape[2] <= d:
+            raise BadRequest(f"{name} has {a.shape[2]} feature columns, the model takes 1 to {d}")
+        if not variable and a.shape[2] != d:
             raise BadRequest(f"{name} has feature size {a.shape[2]}, the model takes {d}")
+    if variable and cx.shape[2] != qx.shape[2]:
+        raise BadRequest(f"query_x has {qx.shape[2]} feature columns, context_x {cx.shape[2]}")
     if cy.shape != cx.shape[:2]:
         raise BadRequest(f"context_y has shape {list(cy.shape)}, context_x needs "
                          f"{list(cx.shape[:2])}")

@@ -76,7 +76,8 @@ _SPEC = {"context_x": tf.TensorSpec([None, None, None], tf.float32),
          "context_y": tf.TensorSpec([None, None], tf.int32),
          "query_x": tf.TensorSpec([None, None, None], tf.float32),
          "query_y": tf.TensorSpec([None, None], tf.int32),
-         "query_weight": tf.TensorSpec([None, None], tf.float32)}
+         "query_weight": tf.TensorSpec([None, None], tf.float32),
+         "column_ids": tf.TensorSpec([None, None, None], tf.float32)}
 
 
 def make_steps(model: CellTransformer, optimizer):
@@ -93,6 +94,7 @@ def make_steps(model: CellTransformer, optimizer):
 
     @tf.function(input_signature=[_SPEC])
     def eval_step(batch):
+        batch = {k: v for k, v in batch.items() if k != "column_ids"}    # the fixed table
         logits = model(batch, training=False)
         return weighted_loss(logits, batch["query_y"], batch["query_weight"])
 
@@ -151,6 +153,22 @@ def _append_csv(path: str, row: dict) -> None:
         writer.writerow(row)
 
 
+def _truncate_csv(path: str, last_step: int) -> None:
+    """Drops the rows of `path` logged after `last_step` (atomically)."""
+    if not os.path.exists(path):
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    kept = [r for r in rows if int(r["step"]) <= last_step]
+    if len(kept) == len(rows):
+        return
+    with storage.atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(kept)
+
+
 def average_weights(model: CellTransformer, paths: list[str]) -> None:
     """Sets `model`'s weights to the mean of the weight files `paths`."""
     total = None
@@ -198,6 +216,8 @@ def _run(cfg: CellRunConfig, workdir: str, warm_start: str | None) -> dict:
         ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         logging.info("resumed at step %d from %s", int(step_var), manager.latest_checkpoint)
     start = int(step_var)
+    for name in ("log.csv", "validation.csv"):      # rows of steps lost with the kill
+        _truncate_csv(os.path.join(workdir, name), start)
     train_step, eval_step = make_steps(model, optimizer)
     valid = tables.validation_batches(cfg)
     # ---- the loop -------------------------------------------------------------
@@ -226,7 +246,7 @@ def _run(cfg: CellRunConfig, workdir: str, warm_start: str | None) -> dict:
                 step_var.assign(done)
                 manager.save(checkpoint_number=done)
                 model.save_weights(os.path.join(workdir, "weights", f"step-{done}.weights.h5"))
-                _prune_weights(workdir, t.average_last)
+                _prune_weights(workdir, t.average_last, t.keep_every)
                 v_loss, v_acc = validate(eval_step, valid)
                 _append_csv(os.path.join(workdir, "validation.csv"), {
                     "step": done, "loss": round(v_loss, 5), "accuracy": round(v_acc, 5),
@@ -238,7 +258,8 @@ def _run(cfg: CellRunConfig, workdir: str, warm_start: str | None) -> dict:
     finally:
         feeder.close()
     # ---- the released weights: mean of the last checkpoints -------------------
-    kept = _weight_files(workdir)[-t.average_last:]
+    kept = [p for p in _weight_files(workdir) if weights_step(p) > t.steps - t.average_last *
+            t.checkpoint_every]
     if kept:
         average_weights(model, kept)
     v_loss, v_acc = validate(eval_step, valid)
@@ -255,9 +276,16 @@ def _run(cfg: CellRunConfig, workdir: str, warm_start: str | None) -> dict:
 
 def _weight_files(workdir: str) -> list[str]:
     files = glob.glob(os.path.join(workdir, "weights", "step-*.weights.h5"))
-    return sorted(files, key=lambda p: int(os.path.basename(p)[5:].split(".")[0]))
+    return sorted(files, key=weights_step)
 
 
-def _prune_weights(workdir: str, keep: int) -> None:
+def weights_step(path: str) -> int:
+    """The step of a weights file step-N.weights.h5."""
+    return int(os.path.basename(path)[5:].split(".")[0])
+
+
+def _prune_weights(workdir: str, keep: int, keep_every: int = 0) -> None:
+    """Keeps the last `keep` weight files and those of multiples of `keep_every`."""
     for path in _weight_files(workdir)[:-keep]:
-        os.remove(path)
+        if not (keep_every and weights_step(path) % keep_every == 0):
+            os.remove(path)

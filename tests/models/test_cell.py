@@ -79,11 +79,15 @@ def test_any_column_count_up_to_the_maximum():
         assert np.asarray(model(_table(c=c))).shape == (2, 5, 4)
 
 
-def test_column_identities_are_random_in_training_and_fixed_otherwise():
+def test_column_identities_are_given_or_the_fixed_table():
     model, t = _model(), _table()
     np.testing.assert_array_equal(np.asarray(model(t)), np.asarray(model(t)))
-    assert np.abs(np.asarray(model(t, training=True)) -
-                  np.asarray(model(t, training=True))).max() > 1e-5
+    fixed = np.asarray(model.column_ids)[:3][None].repeat(2, 0)
+    np.testing.assert_allclose(np.asarray(model(dict(t, column_ids=fixed))),
+                               np.asarray(model(t)), atol=1e-6)
+    other = np.random.default_rng(5).standard_normal((2, 3, 4)).astype(np.float32)
+    assert np.abs(np.asarray(model(dict(t, column_ids=other))) -
+                  np.asarray(model(t))).max() > 1e-5
 
 
 def test_block_config_round_trip():
