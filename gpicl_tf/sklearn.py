@@ -51,6 +51,8 @@ _LOADED: dict = {}
 # gives the command that builds it).
 DEFAULT_MODEL_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                  "saved_models", "tabular")
+# The released row model (general_cpu), kept beside it for comparison.
+GENERAL_MODEL_DIR = os.path.join(os.path.dirname(DEFAULT_MODEL_DIR), "general")
 
 
 def default_model_path() -> str:

@@ -175,20 +175,20 @@ def test_without_a_path_the_default_model_is_used(version, tmp_path, monkeypatch
         GPICLClassifier().fit(X, y)
     monkeypatch.delenv("GPICL_MODEL")
     monkeypatch.setattr(sk, "DEFAULT_MODEL_DIR", str(tmp_path / "no_general_model"))
-    with pytest.raises(FileNotFoundError, match="--preset general_cpu"):
+    with pytest.raises(FileNotFoundError, match="--preset cell_cpu"):
         GPICLClassifier().fit(X, y)
 
 
-def test_the_released_general_model_is_the_default_and_learns(monkeypatch):
-    """saved_models/general/1 ships in the repository: a fresh clone's estimator
-    needs no path, and learns a table it never saw in context."""
+def test_the_released_general_model_learns(monkeypatch):
+    """saved_models/general/1 (the row model) ships in the repository and learns a
+    table it never saw in context."""
     from sklearn.datasets import load_iris
     from sklearn.model_selection import train_test_split
 
     from gpicl_tf import sklearn as sk
 
     monkeypatch.delenv("GPICL_MODEL", raising=False)
-    released = os.path.join(sk.DEFAULT_MODEL_DIR, "1")
+    released = os.path.join(sk.GENERAL_MODEL_DIR, "1")
     assert os.path.exists(os.path.join(released, "gpicl_config.json")), released
     X, y = load_iris(return_X_y=True)
     X_train, X_test, y_train, y_test = train_test_split(X, y, train_size=60, stratify=y,
@@ -196,8 +196,6 @@ def test_the_released_general_model_is_the_default_and_learns(monkeypatch):
     clf = GPICLClassifier(released, n_ensemble=4).fit(X_train, y_train)
     assert clf.max_context_ >= 500
     assert (clf.predict(X_test) == y_test).mean() > 0.7   # chance: 1/3
-    assert GPICLClassifier(n_ensemble=1).fit(X_train, y_train).model_path_.startswith(
-        sk.DEFAULT_MODEL_DIR)
 
 
 def test_wide_tables_are_reduced_to_the_priors_width(version):
@@ -234,6 +232,6 @@ def test_the_released_general_model_reduces_to_its_priors_width():
     from gpicl_tf import sklearn as sk
 
     X, y = _data(n=40, d=50)
-    clf = GPICLClassifier(os.path.join(sk.DEFAULT_MODEL_DIR, "1"), n_ensemble=1).fit(X, y)
+    clf = GPICLClassifier(os.path.join(sk.GENERAL_MODEL_DIR, "1"), n_ensemble=1).fit(X, y)
     assert clf.max_features_ == 32 and clf._width() == 32
     assert clf.predict_proba(X[:3]).shape == (3, 3)
