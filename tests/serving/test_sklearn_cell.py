@@ -1,0 +1,63 @@
+"""How the estimator prepares a table for a cell model (no model needed)."""
+
+import numpy as np
+import pytest
+
+from gpicl_tf import sklearn_cell
+from gpicl_tf.sklearn import _to_normal_scores
+
+
+def test_categorical_columns_become_category_indices_and_unseen_ones_missing():
+    X = np.array([[3.0, 0.5], [7.0, 1.5], [3.0, np.nan], [9.0, 2.0]])
+    out = sklearn_cell.encode(X, {0: np.array([3.0, 7.0])})
+    np.testing.assert_array_equal(out[:, 0], [0.0, 1.0, 0.0, np.nan])   # 9 never seen
+    np.testing.assert_array_equal(out[:, 1], X[:, 1])                    # numeric untouched
+
+
+def test_members_cycle_through_the_preprocessings():
+    assert [sklearn_cell.member_preprocessing("mix", m) for m in range(4)] == [
+        "standard", "quantile", "power", "standard"]
+    assert sklearn_cell.member_preprocessing("quantile", 5) == "quantile"
+
+
+def test_power_transform_makes_a_skewed_column_symmetric_and_keeps_missing_values():
+    rng = np.random.default_rng(0)
+    col = np.exp(rng.standard_normal(300))[:, None]          # log-normal: skewed
+    col[::10] = np.nan
+    out = sklearn_cell._power(col, col)
+    ok = ~np.isnan(col[:, 0])
+    assert np.array_equal(np.isnan(out[:, 0]), ~ok)
+
+    def skew(v):
+        return float(np.mean(((v - v.mean()) / v.std()) ** 3))
+
+    assert skew(col[ok, 0]) > 2 and abs(skew(out[ok, 0])) < 0.3
+    constant = np.ones((5, 1))
+    np.testing.assert_array_equal(sklearn_cell._power(constant, constant), constant)
+
+
+@pytest.mark.parametrize("kind", ["standard", "quantile", "power"])
+def test_a_member_uses_only_context_statistics_and_permutes_columns(kind):
+    rng = np.random.default_rng(1)
+    fit_x, x = rng.standard_normal((20, 6)), rng.standard_normal((5, 6))
+    member = {"standard": 0, "quantile": 1, "power": 2}[kind]
+    a, b = sklearn_cell.prepare_member(member, np.random.default_rng(7), "mix", fit_x, x, 6,
+                                       _to_normal_scores)
+    columns = np.random.default_rng(7).permutation(6)
+    if kind == "standard":
+        np.testing.assert_array_equal(a, fit_x[:, columns])
+        np.testing.assert_array_equal(b, x[:, columns])
+    # the rows' preparation does not depend on the other rows (only on the context)
+    _, alone = sklearn_cell.prepare_member(member, np.random.default_rng(7), "mix", fit_x,
+                                           x[:1], 6, _to_normal_scores)
+    np.testing.assert_allclose(alone, b[:1])
+
+
+def test_wide_tables_give_each_member_a_column_subset():
+    rng = np.random.default_rng(2)
+    fit_x = rng.standard_normal((10, 30))
+    a, b = sklearn_cell.prepare_member(0, np.random.default_rng(3), "standard", fit_x,
+                                       fit_x[:2], 8, _to_normal_scores)
+    assert a.shape == (10, 8) and b.shape == (2, 8)
+    chosen = [int(np.flatnonzero((fit_x == a[:, [j]]).all(0))[0]) for j in range(8)]
+    assert len(set(chosen)) == 8
