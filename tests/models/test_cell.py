@@ -12,6 +12,7 @@ import pytest
 
 from gpicl_tf.errors import InvalidInputError
 from gpicl_tf.models.cell import MASKED_LOGIT, CellBlock, CellTransformer
+from tests.layer_testing import check_layer
 
 
 def _model(**kw):
@@ -90,9 +91,18 @@ def test_column_identities_are_given_or_the_fixed_table():
                   np.asarray(model(t))).max() > 1e-5
 
 
-def test_block_config_round_trip():
-    block = CellBlock(16, 2, 3)
-    assert CellBlock.from_config(block.get_config()).get_config() == block.get_config()
+def test_cell_block_with_the_layer_helper():
+    x = np.random.default_rng(0).standard_normal((2, 7, 4, 16)).astype(np.float32)
+    check_layer(CellBlock, {"model_size": 16, "num_heads": 2, "mlp_ratio": 3}, x,
+                {"num_context": 5}, expected_shape=(2, 7, 4, 16))
+
+
+def test_transformer_block_with_the_layer_helper():
+    from gpicl_tf.models.layers import TransformerBlock, attention_mask
+
+    x = np.random.default_rng(0).standard_normal((2, 5, 16)).astype(np.float32)
+    check_layer(TransformerBlock, {"model_size": 16, "num_heads": 2, "key_size": 8}, x,
+                {"attention_mask": attention_mask(5, "paper")}, expected_shape=(2, 5, 16))
 
 
 def test_save_load_round_trip(tmp_path):
