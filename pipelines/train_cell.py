@@ -28,6 +28,9 @@ flags.DEFINE_string("export_name", "tabular", "model name of the export")
 flags.DEFINE_integer("max_context", 1024, "longest context a served request may carry")
 flags.DEFINE_integer("export_step", 0, "export the weights kept at this step (train.keep_every) "
                      "instead of the finished model")
+flags.DEFINE_bool("redraw_column_ids", False, "export with the fixed column-identity table "
+                  "drawn afresh from N(0, 1): repairs runs started before 2026-11-27 16:45, "
+                  "whose table was N(0, 0.05) (CellTransformer.redraw_column_ids)")
 FLAGS = flags.FLAGS
 
 
@@ -49,7 +52,8 @@ def main(argv):
         from gpicl_tf.export import cell_export
 
         print(cell_export.export_cell_step(FLAGS.workdir, FLAGS.export_step, FLAGS.export_dir,
-                                           FLAGS.export_name, max_context=FLAGS.max_context))
+                                           FLAGS.export_name, max_context=FLAGS.max_context,
+                                           redraw_column_ids=FLAGS.redraw_column_ids))
         return
     if os.path.exists(summary_path):
         with open(summary_path) as f:
@@ -61,7 +65,8 @@ def main(argv):
         from gpicl_tf.export import cell_export
 
         print(cell_export.export_cell_run(FLAGS.workdir, FLAGS.export_dir, FLAGS.export_name,
-                                          max_context=FLAGS.max_context))
+                                          max_context=FLAGS.max_context,
+                                          redraw_column_ids=FLAGS.redraw_column_ids))
 
 
 if __name__ == "__main__":

@@ -134,8 +134,9 @@ def export_cell_model(model: CellTransformer, config: dict, base: str, name: str
 
 
 def export_cell_run(workdir: str, base: str, name: str = "tabular", max_context: int = 1024,
-                    max_queries: int = 1024) -> str:
-    """Exports the finished cell run in `workdir` (model.keras, config.json, summary.json)."""
+                    max_queries: int = 1024, redraw_column_ids: bool = False) -> str:
+    """Exports the finished cell run in `workdir` (model.keras, config.json, summary.json);
+    `redraw_column_ids`: see `CellTransformer.redraw_column_ids`."""
     summary_path = os.path.join(workdir, cell_train.SUMMARY_FILE)
     if not os.path.exists(summary_path):
         raise MissingFileError(f"{workdir!r} holds no finished cell run "
@@ -145,11 +146,14 @@ def export_cell_run(workdir: str, base: str, name: str = "tabular", max_context:
     with open(summary_path) as f:
         summary = json.load(f)
     model = keras.models.load_model(os.path.join(workdir, cell_train.MODEL_FILE), compile=False)
+    if redraw_column_ids:
+        model.redraw_column_ids()
+        summary = {**summary, "column_ids": "redrawn N(0, 1) at export"}
     return export_cell_model(model, config, base, name, max_context, max_queries, summary)
 
 
 def export_cell_step(workdir: str, step: int, base: str, name: str, max_context: int = 1024,
-                     max_queries: int = 1024) -> str:
+                     max_queries: int = 1024, redraw_column_ids: bool = False) -> str:
     """Exports the weights a cell run kept at `step` (`train.keep_every`), e.g. to
     measure benchmark accuracy against meta-training time."""
     path = os.path.join(workdir, "weights", f"step-{step}.weights.h5")
@@ -162,5 +166,8 @@ def export_cell_step(workdir: str, step: int, base: str, name: str, max_context:
 
     model = cell_train.build_model(CellRunConfig.from_dict(config))
     model.load_weights(path)
-    return export_cell_model(model, config, base, name, max_context, max_queries,
-                             {"steps": step, "weights": os.path.basename(path)})
+    extra = {"steps": step, "weights": os.path.basename(path)}
+    if redraw_column_ids:
+        model.redraw_column_ids()
+        extra["column_ids"] = "redrawn N(0, 1) at export"
+    return export_cell_model(model, config, base, name, max_context, max_queries, extra)

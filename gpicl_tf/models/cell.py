@@ -31,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers, ops
 
 from gpicl_tf.errors import InvalidInputError
@@ -155,9 +156,10 @@ class CellTransformer(keras.Model):
 
     def build(self, input_shape=None):
         e = self.model_size
+        # N(0, 1), as the identities drawn with the tables in meta-training
         self.column_ids = self.add_weight(
             name="column_ids", shape=(self.max_features, self.id_size), trainable=False,
-            initializer=keras.initializers.RandomNormal(seed=self.seed))
+            initializer=keras.initializers.RandomNormal(stddev=1.0, seed=self.seed))
         self.unknown_label = self.add_weight(name="unknown_label", shape=(e,),
                                              initializer=keras.initializers.RandomNormal(
                                                  stddev=0.02, seed=self.seed))
@@ -170,6 +172,16 @@ class CellTransformer(keras.Model):
         self.head_dense.build((None, None, e))
         self.head_output.build((None, None, 2 * e))
         self.built = True
+
+    def redraw_column_ids(self) -> None:
+        """Draws the fixed column-identity table afresh from N(0, 1) (seeded by
+        `seed`). Models built before 2026-11-27 16:45 drew it from N(0, 0.05), a
+        scale meta-training never showed them (their tables' identities are
+        N(0, 1)); export repairs their weights with this
+        (`pipelines.train_cell --redraw_column_ids`)."""
+        table = np.random.default_rng([self.seed, 17]).standard_normal(
+            (self.max_features, self.id_size))
+        self.column_ids.assign(table.astype("float32"))
 
     def standardise(self, context_x, query_x):
         """(cells (B, R, C) standardised with the training rows' statistics and

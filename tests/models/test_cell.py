@@ -164,3 +164,14 @@ def test_trains_under_the_jax_backend_and_its_weights_load_into_tensorflow(tmp_p
          "context_y": (np.arange(12) % 3)[None].repeat(4, 0).astype("int32"),
          "query_x": rng.standard_normal((4, 6, 3)).astype("float32")}
     np.testing.assert_allclose(np.asarray(model(x)), np.load(out + ".npy"), atol=1e-4)
+
+
+def test_the_fixed_identity_table_has_the_scale_of_the_drawn_ones():
+    model = _model(max_features=64, id_size=8)
+    assert 0.8 < float(np.asarray(model.column_ids).std()) < 1.2
+    model.column_ids.assign(np.asarray(model.column_ids) * 0.05)   # an early model's table
+    model.redraw_column_ids()
+    first = np.asarray(model.column_ids).copy()
+    assert 0.8 < first.std() < 1.2
+    model.redraw_column_ids()
+    np.testing.assert_array_equal(np.asarray(model.column_ids), first)   # seeded
