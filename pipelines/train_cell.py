@@ -29,6 +29,7 @@ flags.DEFINE_integer("max_context", 1024, "longest context a served request may 
 flags.DEFINE_integer("export_step", 0, "export the weights kept at this step (train.keep_every) "
                      "instead of the finished model")
 FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(common)   # --preset, --config, --set appear in --help
 
 
 def main(argv):
