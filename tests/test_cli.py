@@ -69,3 +69,12 @@ def test_a_subcommand_runs_its_stage_and_reports_bad_input(tmp_path):
     bad = _gpicl("make-episodes", "--preset", "nope", "--out", str(tmp_path / "x"),
                  cwd=str(tmp_path), timeout=300)
     assert bad.returncode == 2 and "error: unknown preset 'nope'" in bad.stderr
+
+
+def test_the_readme_lists_the_commands_as_gpicl_help_does():
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    overview = [row.strip() for row in cli.usage().splitlines() if row.startswith("  ")]
+    assert len(overview) == len(cli.COMMANDS)
+    for row in overview:
+        assert row in readme, row
