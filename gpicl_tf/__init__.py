@@ -10,5 +10,5 @@ from importlib import metadata as _metadata
 try:  # an installed copy: its distribution's version
     __version__ = _metadata.version("gpicl-tf")
 except _metadata.PackageNotFoundError:  # a source checkout
-    from gpicl_tf._version import __version__
+    from gpicl_tf._version import __version__  # noqa: F401
 
