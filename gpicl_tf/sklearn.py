@@ -33,7 +33,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from gpicl_tf import sklearn_cell
+from gpicl_tf import released, sklearn_cell
 from gpicl_tf.data import prior
 from gpicl_tf.errors import InvalidInputError, MissingFileError
 
@@ -46,13 +46,12 @@ CALIBRATION_MIN_ROWS = 30
 
 _LOADED: dict = {}
 # Where the tabular learner is looked for when no model_path is given: $GPICL_MODEL (a
-# version directory or a model directory), else the newest complete version of
-# saved_models/tabular beside this package (the cell learner; saved_models/README.md
-# gives the command that builds it).
-DEFAULT_MODEL_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                 "saved_models", "tabular")
+# version directory or a model directory), else the newest complete version of the
+# released tabular model inside this package (gpicl_tf/released/tabular, the cell
+# learner; the error below gives the command that builds it).
+DEFAULT_MODEL_DIR = released.model_dir("tabular")
 # The released row model (general_cpu), kept beside it for comparison.
-GENERAL_MODEL_DIR = os.path.join(os.path.dirname(DEFAULT_MODEL_DIR), "general")
+GENERAL_MODEL_DIR = released.model_dir("general")
 
 
 def default_model_path() -> str:
@@ -71,9 +70,9 @@ def default_model_path() -> str:
     if not versions:
         raise MissingFileError(
             f"no model_path given and no exported model at {where!r}; build the tabular "
-            "learner with `python -m pipelines.train_cell --preset cell_cpu --workdir "
-            "runs/cell_cpu --export_name tabular`, or set GPICL_MODEL to a version "
-            "directory")
+            "learner with `gpicl train-cell --preset cell_cpu --workdir runs/cell_cpu "
+            "--export_name tabular` and set GPICL_MODEL=saved_models/tabular, or set "
+            "GPICL_MODEL to any version directory")
     return os.path.join(where, str(versions[0]))
 
 
@@ -101,7 +100,7 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
     Args:
         model_path: an exported version, e.g. "saved_models/gpicl/3"; None: the
             tabular learner (`default_model_path`: $GPICL_MODEL, else the newest
-            version of saved_models/tabular, a cell model).
+            version of the released tabular model, gpicl_tf/released/tabular).
         n_ensemble: members averaged (a row model: random projection, label
             permutation, subsample, preprocessing each; a cell model: column
             order, class slots, preprocessing, subsamples: `gpicl_tf.sklearn_cell`);

@@ -27,6 +27,7 @@ flags.DEFINE_string("out", None, "report directory", required=True)
 flags.DEFINE_multi_string("baseline", [], "NAME=WORKDIR of a sequence baseline (lstm, mlp)")
 flags.DEFINE_multi_string("eval_set", [], "NAME=DIR of more meta-test episodes ('test' split)")
 FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(common)   # --preset, --config, --set appear in --help
 
 
 def _pairs(items, flag):

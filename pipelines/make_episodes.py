@@ -15,6 +15,7 @@ flags.DEFINE_string("out", None, "output episode directory", required=True)
 flags.DEFINE_bool("overwrite", False, "replace an existing episode set in --out")
 flags.DEFINE_bool("progress", True, "show a progress bar")
 FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(common)   # --preset, --config, --set appear in --help
 
 
 def main(argv):

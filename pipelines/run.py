@@ -17,6 +17,7 @@ flags.DEFINE_string("workdir", None, "where every stage writes", required=True)
 flags.DEFINE_string("export_dir", "saved_models", "TF Serving model base ('' = no export)")
 flags.DEFINE_string("export_name", "gpicl", "exported model name")
 FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(common)   # --preset, --config, --set appear in --help
 
 
 def main(argv):

@@ -25,6 +25,7 @@ flags.DEFINE_string("docs", "", "also copy the table (NAME_PRESET.md) and the fi
 flags.DEFINE_bool("report_only", False, "train nothing: rewrite the results of the finished "
                   "cells (and copy them to --docs)")
 FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(common)   # --preset, --config, --set appear in --help
 
 
 def main(argv):

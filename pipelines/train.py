@@ -30,6 +30,7 @@ flags.DEFINE_float("connect_timeout_s", 120.0, "multi_worker: seconds to wait fo
 flags.DEFINE_float("collective_timeout_s", 120.0, "multi_worker: seconds a cross-worker "
                    "reduction waits for a peer before failing")
 FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(common)   # --preset, --config, --set appear in --help
 
 
 def main(argv):

@@ -32,6 +32,7 @@ flags.DEFINE_bool("redraw_column_ids", False, "export with the fixed column-iden
                   "drawn afresh from N(0, 1): repairs runs started before 2026-11-27 16:45, "
                   "whose table was N(0, 0.05) (CellTransformer.redraw_column_ids)")
 FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(common)   # --preset, --config, --set appear in --help
 
 
 def main(argv):

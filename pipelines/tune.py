@@ -22,6 +22,7 @@ flags.DEFINE_string("episodes", None, "episode directory", required=True)
 flags.DEFINE_enum("tuner", "random", ["random", "hyperband", "bayesian"], "search algorithm")
 flags.DEFINE_integer("max_trials", None, "override tune.max_trials")
 FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(common)   # --preset, --config, --set appear in --help
 
 
 def main(argv):

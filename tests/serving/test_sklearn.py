@@ -180,8 +180,8 @@ def test_without_a_path_the_default_model_is_used(version, tmp_path, monkeypatch
 
 
 def test_the_released_general_model_learns(monkeypatch):
-    """saved_models/general/1 (the row model) ships in the repository and learns a
-    table it never saw in context."""
+    """gpicl_tf/released/general/1 (the row model) ships inside the package and learns
+    a table it never saw in context."""
     from sklearn.datasets import load_iris
     from sklearn.model_selection import train_test_split
 

@@ -1,0 +1,3 @@
+"""The version of a source checkout; pyproject.toml reads it when building."""
+
+__version__ = "0.9.0"
