@@ -222,7 +222,7 @@ def _cell_smoke() -> CellRunConfig:
 
 
 def _cell_cpu() -> CellRunConfig:
-    """The released tabular learner's recipe (issue 28; docs/cell_learner.md):
+    """The released tabular learner's recipe (issue 28; docs/tabular.md):
 
         python -m pipelines.train_cell --preset cell_cpu --workdir runs/cell_cpu \
             --export_dir saved_models --export_name tabular
