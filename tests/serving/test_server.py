@@ -227,3 +227,83 @@ def test_load_and_new_version_without_dropped_requests(server, trained_run):
         pytest.fail("the server did not pick up the new version within 60 s")
     out = client.predict(cx, cy, qx, version=int(os.path.basename(version)))
     assert out["classes"].shape == (2, 3)
+
+
+class _FakeModel:
+    """What request_arrays reads of a LoadedVersion: the smoke model's sizes."""
+    input_size = 16
+    meta = {"max_context": 11, "max_queries": 5, "schema": {"input_size": 16}}
+
+
+def _protos(**changes):
+    cx, cy, qx = _request()
+    protos = {"context_x": tf.make_tensor_proto(cx), "context_y": tf.make_tensor_proto(cy),
+              "query_x": tf.make_tensor_proto(qx[:, :3])}
+    for name, change in changes.items():
+        change(protos[name])
+    return protos
+
+
+def _shape(*dims):
+    def change(proto):
+        proto.ClearField("tensor_content")
+        proto.tensor_shape.ClearField("dim")
+        for d in dims:
+            proto.tensor_shape.dim.add().size = d
+    return change
+
+
+GRPC_BAD = {
+    "huge feature size, no values": ({"query_x": _shape(1, 1, 50_000_000)},
+                                     "feature size 50000000"),
+    "2e9 features": ({"query_x": _shape(1, 1, 2_000_000_000)}, "feature size 2000000000"),
+    "huge batch": ({"context_x": _shape(10 ** 12, 1, 16)}, "batch of 1000000000000"),
+    "huge context": ({"context_y": _shape(2, 10 ** 9)}, "more than the model's maximum 11"),
+    "negative dimension": ({"query_x": _shape(2, -3, 16)}, "negative dimension"),
+    "content shorter than the shape": (
+        {"query_x": lambda p: setattr(p, "tensor_content", p.tensor_content[:-4])},
+        "bytes of tensor_content; its shape \\[2, 3, 16\\] needs 384"),
+    "no values for a shape": ({"query_x": _shape(2, 3, 16)}, "holds 0 values in float_val"),
+    "DT_INVALID": ({"context_y": lambda p: setattr(p, "dtype", 0)}, "dtype DT_INVALID"),
+    "strings": ({"context_y": lambda p: setattr(p, "dtype", 7)}, "dtype DT_STRING"),
+    "rank 1": ({"context_y": _shape(12)}, "rank 1"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GRPC_BAD))
+def test_grpc_tensors_are_checked_before_they_are_built(case):
+    from gpicl_tf.serving.grpc_server import request_arrays
+    from gpicl_tf.serving.repository import BadRequest
+
+    changes, message = GRPC_BAD[case]
+    with pytest.raises(BadRequest, match=message):
+        request_arrays(_protos(**changes), _FakeModel(), 64)
+    good = request_arrays(_protos(), _FakeModel(), 64)
+    assert good["query_x"].shape == (2, 3, 16)
+
+
+def _rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(line for line in f if line.startswith("VmRSS")).split()[1]) / 1024
+
+
+def test_a_tiny_grpc_request_with_a_huge_shape_allocates_nothing(server):
+    import grpc
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    channel = grpc.insecure_channel(server["grpc"])
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    before = _rss_mb(server["pid"])
+    for change, message in [(_shape(1, 1, 50_000_000), "feature size 50000000"),
+                            (_shape(2, 3, 16), "holds 0 values"),
+                            (lambda p: setattr(p, "dtype", 0), "DT_INVALID")]:
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "gpicl"
+        for name, proto in _protos(query_x=change).items():
+            request.inputs[name].CopyFrom(proto)
+        with pytest.raises(grpc.RpcError) as e:
+            stub.Predict(request, 60)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value.details()
+        assert message in e.value.details()
+        assert _rss_mb(server["pid"]) - before < 100   # was 600 MB for the first
+    channel.close()
