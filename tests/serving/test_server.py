@@ -168,6 +168,7 @@ def test_a_large_body_is_parsed_off_the_event_loop_and_a_busy_server_says_503(bo
     time.sleep(0.3)   # the body is on its way
     assert requests.get(f"{server['url']}/v1/models/gpicl", timeout=60).status_code == 200
     order.append("status")
+    time.sleep(1.5)   # the body is read (the slot is taken only then) and being parsed
     busy = requests.post(f"{server['url']}/v1/models/gpicl:predict", json=_body(*_request()),
                          timeout=60)
     assert busy.status_code == 503 and busy.headers["Retry-After"] == "1", busy.text
@@ -307,3 +308,49 @@ def test_a_tiny_grpc_request_with_a_huge_shape_allocates_nothing(server):
         assert message in e.value.details()
         assert _rss_mb(server["pid"]) - before < 100   # was 600 MB for the first
     channel.close()
+
+
+def _half_sent(url, length=100_000):
+    """A socket that sent a :predict's headers and one byte of its body."""
+    import socket
+    from urllib.parse import urlparse
+
+    u = urlparse(url)
+    s = socket.create_connection((u.hostname, u.port))
+    s.sendall(f"POST /v1/models/gpicl:predict HTTP/1.1\r\nHost: x\r\nContent-Type: "
+              f"application/json\r\nContent-Length: {length}\r\n\r\n{{".encode())
+    return s
+
+
+def test_half_sent_bodies_hold_no_prediction_slot_and_time_out(model_base):
+    """Four sockets that send headers and one byte of body (the default four
+    prediction slots) do not delay a valid request; they get 408 after the
+    body deadline; a client that disconnects mid-body is one log line."""
+    from tests.serving.conftest import start_server
+
+    proc, server = start_server(model_base, "--body_timeout_s", "4")
+    try:
+        slow = [_half_sent(server["url"]) for _ in range(4)]
+        time.sleep(0.5)
+        r = requests.post(f"{server['url']}/v1/models/gpicl:predict", json=_body(*_request()),
+                          timeout=10)
+        assert r.status_code == 200, r.text
+        for s in slow:
+            s.settimeout(20)
+            answer = b""
+            while chunk := s.recv(4096):   # until the server closes the connection
+                answer += chunk
+            answer = answer.decode()
+            assert answer.startswith("HTTP/1.1 408") and "not received within 4 s" in answer
+            s.close()
+        for _ in range(3):   # clients that give up mid-body
+            _half_sent(server["url"]).close()
+        time.sleep(1)
+        r = requests.post(f"{server['url']}/v1/models/gpicl:predict", json=_body(*_request()),
+                          timeout=10)
+        assert r.status_code == 200, r.text
+    finally:
+        proc.terminate()
+        log = proc.communicate(timeout=30)[0]
+    assert "Traceback" not in log, log[-3000:]
+    assert log.count("disconnected before sending its whole request body") == 3, log[-3000:]
