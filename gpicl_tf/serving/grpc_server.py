@@ -128,11 +128,20 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         self.repo = repo
 
     def GetModelStatus(self, request, context):
-        model = _model(self.repo, request.model_spec, context)
+        spec = request.model_spec
+        try:
+            rows = self.repo.version_status(
+                spec.name, spec.version.value if spec.HasField("version") else None)
+        except NotFound as e:
+            context.abort(grpc.StatusCode.NOT_FOUND, str(e))
         response = get_model_status_pb2.GetModelStatusResponse()
-        status = response.model_version_status.add()
-        status.version = model.version
-        status.state = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+        for row in rows:
+            status = response.model_version_status.add()
+            status.version = row["version"]
+            status.state = get_model_status_pb2.ModelVersionStatus.State.Value(row["state"])
+            if row["error_code"] != "OK":
+                status.status.error_code = 2   # UNKNOWN
+                status.status.error_message = row["error_message"]
         return response
 
 

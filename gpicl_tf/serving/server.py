@@ -258,10 +258,10 @@ def create_app(repo: ModelRepository, limits: Limits = Limits()) -> FastAPI:
     def status(name: str, version: int | None):
         if name.endswith(":predict"):
             raise MethodNotAllowed(f"{name!r}: predict takes POST with a JSON body, not GET")
-        model = repo.get(name, version)
         return {"model_version_status": [{
-            "version": str(model.version), "state": "AVAILABLE",
-            "status": {"error_code": "OK", "error_message": ""}}]}
+            "version": str(row["version"]), "state": row["state"],
+            "status": {"error_code": row["error_code"], "error_message": row["error_message"]}}
+            for row in repo.version_status(name, version)]}
 
     def metadata(name: str, version: int | None):
         model = repo.get(name, version)

@@ -354,3 +354,38 @@ def test_half_sent_bodies_hold_no_prediction_slot_and_time_out(model_base):
         log = proc.communicate(timeout=30)[0]
     assert "Traceback" not in log, log[-3000:]
     assert log.count("disconnected before sending its whole request body") == 3, log[-3000:]
+
+
+def test_status_follows_versions_that_fail_or_go(model_base, tmp_path):
+    """Over REST and gRPC: a broken newer version is reported END with its error
+    (the older one served); deleting the served version serves the older one."""
+    import shutil
+
+    from tests.serving.conftest import start_server
+
+    base = tmp_path / "models"
+    shutil.copytree(os.path.join(model_base, "gpicl", "1"), base / "gpicl" / "1")
+    shutil.copytree(base / "gpicl" / "1", base / "gpicl" / "2")
+    (base / "gpicl" / "3").mkdir()                     # broken: no SavedModel
+    proc, server = start_server(str(base))
+    try:
+        rest, grpc_client = RestClient(server["url"], "gpicl"), GrpcClient(server["grpc"],
+                                                                            "gpicl")
+        rows = rest.status()["model_version_status"]
+        assert [(r["version"], r["state"]) for r in rows] == [("2", "AVAILABLE"), ("3", "END")]
+        assert "failed to load" in rows[1]["status"]["error_message"]
+        assert [(r["version"], r["state"]) for r in grpc_client.status()] == [
+            (2, "AVAILABLE"), (3, "END")]
+        shutil.rmtree(base / "gpicl" / "2")
+        deadline = time.time() + 30
+        while rest.status()["model_version_status"][0]["version"] != "1":
+            assert time.time() < deadline, "version 2 still served after its deletion"
+            time.sleep(0.3)
+        r = requests.post(f"{server['url']}/v1/models/gpicl/versions/2:predict",
+                          json=_body(*_request()), timeout=30)
+        assert r.status_code == 404
+        assert rest.predict(*_request(), version=1)["classes"].shape == (2, 3)
+        grpc_client.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
