@@ -224,7 +224,8 @@ def run_callbacks(config: Config, workdir: str, bias, monitor: str, with_curricu
 
 
 def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "default",
-        cpu_devices: int = 0, tpu: str = "", data_service: str = "", verbose="auto") -> dict:
+        cpu_devices: int = 0, tpu: str = "", data_service: str = "", verbose="auto",
+        data_service_timeout_s: float = 30.0) -> dict:
     """Meta-trains `config.model` on the episodes in `episodes_dir`.
 
     Under strategy="multi_worker" every worker runs this with the same
@@ -233,7 +234,8 @@ def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "def
 
     `data_service`: a tf.data service dispatcher ("host:port") whose workers
     read and project the training episodes (`pipeline.make_dataset(service=)`);
-    the curriculum's label permutations are applied here.
+    the curriculum's label permutations are applied here. It must answer within
+    `data_service_timeout_s` (an error naming it, before anything is written).
 
     Returns:
         the summary also written to workdir/summary.json: final training and
@@ -258,6 +260,10 @@ def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "def
         raise InvalidInputError(
             "train.episodes_on_device=True needs train.loop=custom and no --data_service "
             f"(here: loop {loop!r}, data service {data_service or 'none'})")
+    if data_service:
+        from gpicl_tf.data import service
+
+        service.check_dispatcher(data_service, data_service_timeout_s)
     strat = distribute.make_strategy(strategy, cpu_devices, tpu)
     cluster = distribute.cluster_of(strat)
     is_chief = cluster is None or cluster.is_chief
