@@ -17,6 +17,7 @@ as random functions and the table prior, have no base files):
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import zlib
@@ -283,6 +284,19 @@ def mixture_components(config: DataConfig) -> list[tuple[str, float, DataConfig]
             for i, (source, w) in enumerate(parsed)]
 
 
+def _written_with(directory: str, config: DataConfig, prior_config: PriorConfig) -> bool:
+    """Whether the episode set in `directory` was written with these settings (then
+    writing it again, as a mixture writer that died does, replaces nothing new)."""
+    try:
+        written = storage.written_settings(storage.read_manifest(directory))
+    except Exception:  # noqa: BLE001  (unreadable: not provably the same set)
+        return False
+    wanted = {"data": dataclasses.asdict(config), "prior": dataclasses.asdict(prior_config)}
+    same = json.loads(json.dumps({k: wanted[k] for k in written if k in wanted}))
+    return json.loads(json.dumps({k: written[k] for k in same})) == same and \
+        set(written) <= set(wanted)
+
+
 def _write_mixture(config: DataConfig, out_dir: str, overwrite: bool, progress: bool,
                    prior_config: PriorConfig | None) -> dict:
     """Writes each component as its own episode set under `out_dir`, then the
@@ -292,6 +306,14 @@ def _write_mixture(config: DataConfig, out_dir: str, overwrite: bool, progress: 
     for name, _, cfg in components:
         if cfg.source == prior.SOURCE:
             prior.check_config(pcfg, cfg.num_classes, cfg.input_size)
+    if not overwrite:   # a component folder's set is replaced only as a plain set is
+        for name, _, cfg in components:
+            sub = os.path.join(out_dir, name)
+            if os.path.exists(os.path.join(sub, storage.MANIFEST)) and \
+                    not _written_with(sub, cfg, pcfg):
+                raise ExistingFileError(
+                    f"{sub!r} already holds an episode set that component {name!r} of this "
+                    f"mixture would replace; pass overwrite=True (--overwrite) to replace it")
     marker = _prepare_directory(out_dir, overwrite)
     entries, splits = [], {}
     for name, weight, cfg in components:
