@@ -58,6 +58,8 @@ class LoadedVersion:
         self.version = int(os.path.basename(path))
         with open(os.path.join(path, saved_model.CONFIG_FILE)) as f:
             self.meta = json.load(f)
+        saved_model.check_request_sizes(self.meta["max_context"], self.meta["max_queries"],
+                                        self.input_size)   # e.g. an export of an older release
         self._loaded = tf.saved_model.load(path)
         self.fn = self._loaded.signatures[saved_model.SIGNATURE]
         with open(os.path.join(path, "saved_model.pb"), "rb") as f:

@@ -45,6 +45,7 @@ from gpicl_tf.serving.repository import BadRequest, LoadedVersion, ModelReposito
 MAX_BATCH = 64
 TOP_LEVEL_KEYS = ("signature_name", "instances", "inputs")
 BYTES_PER_NUMBER = 32   # a float32 as JSON text ("-0.12345678901234567, ") with room to spare
+MAX_BODY_BYTES = 2 ** 31 - 1   # gRPC's message size limit is a 32-bit int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,17 +78,20 @@ class Limits:
         for key in ("max_body_bytes", "max_queued"):
             if getattr(self, key) < 0:
                 raise InvalidInputError(f"{key}={getattr(self, key)} must be >= 0")
+        if self.max_body_bytes > MAX_BODY_BYTES:
+            raise InvalidInputError(f"max_body_bytes={self.max_body_bytes} must be at most "
+                                    f"{MAX_BODY_BYTES} (2 GiB)")
 
 
 def body_limit(model: LoadedVersion, limits: Limits) -> int:
     """The largest request body accepted: the configured limit, or one that fits
     the largest valid request (max_batch episodes of the model's maximum context
-    and queries) as JSON numbers, plus 64 KiB."""
+    and queries) as JSON numbers, plus 64 KiB, at most 2 GiB."""
     if limits.max_body_bytes:
         return limits.max_body_bytes
     d = model.input_size
     numbers = model.meta["max_context"] * (d + 1) + model.meta["max_queries"] * d
-    return limits.max_batch * numbers * BYTES_PER_NUMBER + 64 * 1024
+    return min(limits.max_batch * numbers * BYTES_PER_NUMBER + 64 * 1024, MAX_BODY_BYTES)
 
 
 class PayloadTooLarge(Exception):

@@ -112,3 +112,23 @@ def test_a_replaced_base_directory_is_followed(base):
     os.rename(newer, base)
     repo.poll()
     assert repo.get("gpicl").version == 1
+
+
+@pytest.mark.parametrize("meta", [{"max_queries": 0}, {"max_context": 2_000_000_000}])
+def test_a_version_with_sizes_that_break_serving_is_not_loaded(base, meta):
+    import json
+
+    from gpicl_tf.serving.server import Limits, body_limit
+
+    shutil.copytree(base / "1", base / "2")
+    config = base / "2" / "gpicl_config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), **meta}))
+    repo = ModelRepository(str(base), "gpicl", poll_seconds=60)
+    assert repo.get("gpicl").version == 1
+    status = repo.version_status("gpicl", 2)[0]
+    assert status["state"] == "END"
+    assert "must be a whole number" in status["error_message"] or \
+        "more than the" in status["error_message"]
+    served = repo.get("gpicl")
+    served.meta = {**served.meta, "max_context": 10 ** 12}   # never above gRPC's 2 GiB
+    assert body_limit(served, Limits()) == 2 ** 31 - 1
