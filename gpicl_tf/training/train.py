@@ -59,9 +59,18 @@ def _history_rows(workdir: str) -> list[dict]:
 
 
 def _check_resume(workdir: str, config: Config) -> None:
-    """A workdir belongs to one config: resuming with another is an error."""
+    """A workdir belongs to one config once its run has finished an epoch: resuming
+    with another is an error. A run that failed before (a diverging learning rate,
+    a bad seed) binds nothing: its config is replaced."""
     path = os.path.join(workdir, CONFIG_FILE)
     if not os.path.exists(path):
+        return
+    progress = os.path.exists(os.path.join(workdir, SUMMARY_FILE)) or \
+        os.path.exists(os.path.join(workdir, MODEL_FILE)) or \
+        callbacks_lib.backup_epoch(os.path.join(workdir, "backup")) > 0 or \
+        loop_lib.checkpoint_epoch(os.path.join(workdir, "loop_checkpoints")) > 0
+    if not progress:
+        logging.info("%s holds a run that never finished an epoch; replacing its config", path)
         return
     with open(path) as f:
         saved = json.load(f)["config"]
@@ -223,9 +232,19 @@ def run_callbacks(config: Config, workdir: str, bias, monitor: str, with_curricu
     return out
 
 
-def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "default",
-        cpu_devices: int = 0, tpu: str = "", data_service: str = "", verbose="auto",
-        data_service_timeout_s: float = 30.0) -> dict:
+def run(config: Config, workdir: str, episodes_dir: str, **kwargs) -> dict:
+    """`_train` holding `workdir` (its chief, under multi_worker): a second run in
+    the same workdir is an error naming this one's pid."""
+    if kwargs.get("strategy") == "multi_worker" and \
+            not distribute.parse_tf_config(os.environ.get("TF_CONFIG")).is_chief:
+        return _train(config, workdir, episodes_dir, **kwargs)
+    with storage.directory_lock(workdir, "training run"):
+        return _train(config, workdir, episodes_dir, **kwargs)
+
+
+def _train(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "default",
+           cpu_devices: int = 0, tpu: str = "", data_service: str = "", verbose="auto",
+           data_service_timeout_s: float = 30.0) -> dict:
     """Meta-trains `config.model` on the episodes in `episodes_dir`.
 
     Under strategy="multi_worker" every worker runs this with the same
