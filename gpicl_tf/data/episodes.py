@@ -158,6 +158,18 @@ def _prepare_directory(out_dir: str, overwrite: bool) -> str:
     return marker
 
 
+def _check_out_dir(out_dir: str) -> None:
+    """An output directory must be named and must not be (or lie under) a file."""
+    if not out_dir or not out_dir.strip():
+        raise InvalidInputError("the episode directory (--out) is an empty string")
+    probe = os.path.abspath(out_dir)
+    while not os.path.exists(probe) and os.path.dirname(probe) != probe:
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        raise ExistingFileError(
+            f"cannot write episodes into {out_dir!r}: {probe!r} is a file, not a directory")
+
+
 def _progress(total: int, enabled: bool):
     from tqdm import tqdm
 
@@ -182,6 +194,7 @@ def write_episodes(config: DataConfig, out_dir: str, *, overwrite: bool = False,
     """
     if config.episodes_per_shard < 1:
         raise InvalidInputError(f"episodes_per_shard={config.episodes_per_shard} must be positive")
+    _check_out_dir(out_dir)
     if config.source == MIXTURE:
         return _write_mixture(config, out_dir, overwrite, progress, prior_config)
     if config.mixture:
