@@ -260,8 +260,12 @@ def to_markdown(study: Study, rows: list[dict]) -> str:
 
 def write_results(study: Study, rows: list[dict], workdir: str) -> list[str]:
     """results.json, results.csv, results.md and the figures, each replaced
-    atomically; returns the figures' paths."""
-    storage.write_json(os.path.join(workdir, RESULTS), rows)
+    atomically; returns the figures' paths. results.json keeps each row's key
+    order, so a resumed study's results.csv has the columns of an uninterrupted one."""
+    with storage.atomic_path(os.path.join(workdir, RESULTS)) as tmp:
+        with open(tmp, "w") as f:
+            json.dump(rows, f, indent=2)
+            f.write("\n")
     for name, text in (("results.csv", to_csv(rows)),
                        ("results.md", to_markdown(study, rows))):
         with storage.atomic_path(os.path.join(workdir, name)) as tmp:
