@@ -297,6 +297,23 @@ def mixture_components(config: DataConfig) -> list[tuple[str, float, DataConfig]
             for i, (source, w) in enumerate(parsed)]
 
 
+def split_sizes(directory: str, manifest: dict) -> dict[str, dict]:
+    """{split: {"episodes", "shards", "bytes"}} of an episode set; a mixture's are
+    its components' sums (its own manifest lists no shard)."""
+    if "mixture" not in manifest:
+        return {name: {"episodes": split["episodes"], "shards": len(split["shards"]),
+                       "bytes": sum(s["bytes"] for s in split["shards"])}
+                for name, split in manifest["splits"].items()}
+    sizes = {}
+    for entry in manifest["mixture"]:
+        sub = os.path.join(directory, entry["directory"])
+        for name, v in split_sizes(sub, storage.read_manifest(sub)).items():
+            total = sizes.setdefault(name, {"episodes": 0, "shards": 0, "bytes": 0})
+            for key in total:
+                total[key] += v[key]
+    return sizes
+
+
 def _written_with(directory: str, config: DataConfig, prior_config: PriorConfig) -> bool:
     """Whether the episode set in `directory` was written with these settings (then
     writing it again, as a mixture writer that died does, replaces nothing new)."""

@@ -228,3 +228,6 @@ def test_a_mixture_does_not_replace_a_components_episode_set_without_overwrite(t
     os.remove(os.path.join(out, storage.MANIFEST))
     episodes.write_episodes(cfg, out, prior_config=SMALL)
     assert pipeline.open_episodes(out).mixture
+    sizes = episodes.split_sizes(out, storage.read_manifest(out))   # make_episodes' summary
+    assert sizes["train"]["episodes"] == 64 and sizes["train"]["shards"] >= 2
+    assert sizes["train"]["bytes"] > 0
