@@ -30,10 +30,10 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _start(base: str):
+def _start(base: str, *extra: str):
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "pipelines.serve", "--model_base_path", base,
-                             "--port", str(port)], stdout=subprocess.PIPE,
+                             "--port", str(port), *extra], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 180

@@ -1,15 +1,21 @@
 """Soak and fault benchmark of the local server: concurrent clients mixing valid,
-oversize and malformed requests while new versions are exported and an old one
-is deleted.
+oversize and malformed requests, beside slow clients that never finish their
+bodies, while new versions are exported, an old one is deleted and then the
+served one.
 
-    python benchmarks/serving_soak.py runs/cpu/transformer [--clients 8] [--requests 400]
+    python benchmarks/serving_soak.py runs/cpu/transformer [--clients 8] [--requests 400] \
+        [--slow_clients 4]
 
 Exports the finished training run as version 1 of a fresh model base, starts
 `pipelines.serve` on it (default bounds), then runs CLIENTS threads that send
 REQUESTS requests in all: 70% valid (a full context and 10 queries), 10% oversize
 (a context of 200,000 examples, ~60 MB at 64 features), 20% malformed (bad JSON,
-deep nesting, numeric strings, unknown keys, wrong feature size). Meanwhile a
-thread exports versions 2 and 3 and deletes version 1 once version 2 serves.
+deep nesting, numeric strings, unknown keys, wrong feature size). Meanwhile
+SLOW_CLIENTS sockets send a predict's headers and one byte of its body and wait
+(as many as the server's prediction slots; the server runs with a 5 s body
+deadline, so they get 408 and open again), and a thread exports versions 2 and
+3, deletes version 1 once version 2 serves, and deletes version 3 once it serves
+(the server must fall back to version 2).
 A 503 is retried after its Retry-After (counted). Prints requests served,
 responses by status code, latency p50/p99 of valid requests, and the server's
 RSS at start, its peak (sampled every 50 ms) and at the end.
@@ -21,6 +27,7 @@ import collections
 import json
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import threading
@@ -70,6 +77,7 @@ def main():
     parser.add_argument("run", help="a finished training run (e.g. runs/cpu/transformer)")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--slow_clients", type=int, default=4)
     args = parser.parse_args()
 
     from gpicl_tf.export import saved_model
@@ -81,7 +89,7 @@ def main():
         meta = json.load(f)
     bodies = _bodies(meta["schema"]["input_size"], meta["max_context"])
     kinds = _schedule(args.requests)
-    proc, url = _start(os.path.join(base, "gpicl"))
+    proc, url = _start(os.path.join(base, "gpicl"), "--body_timeout_s", "5")
     server = psutil.Process(proc.pid)
     rss = {"start": server.memory_info().rss, "peak": server.memory_info().rss}
     stop = threading.Event()
@@ -124,22 +132,57 @@ def main():
                     else:
                         valid_failures.append(code)
 
+    def served() -> str:
+        return requests.get(f"{url}/v1/models/gpicl", timeout=30).json()[
+            "model_version_status"][0]["version"]
+
+    def wait_for(version: str) -> None:
+        deadline = time.time() + 60
+        while time.time() < deadline and served() != version:
+            time.sleep(0.2)
+
     def versions():
         time.sleep(2)
         saved_model.export_run(args.run, base, "gpicl")              # version 2
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            status = requests.get(f"{url}/v1/models/gpicl", timeout=30).json()
-            if status["model_version_status"][0]["version"] == "2":
-                break
-            time.sleep(0.2)
+        wait_for("2")
         shutil.rmtree(os.path.join(base, "gpicl", "1"))               # the old version goes
         saved_model.export_run(args.run, base, "gpicl")              # version 3
+        wait_for("3")
+        shutil.rmtree(os.path.join(base, "gpicl", "3"))               # then the served one
+
+    slow = {"opened": 0, "408": 0}
+    host, port = url.rsplit("//", 1)[1].split(":")
+
+    def slow_client():
+        while not stop.is_set():
+            s = socket.create_connection((host, int(port)))
+            s.sendall(b"POST /v1/models/gpicl:predict HTTP/1.1\r\nHost: x\r\n"
+                      b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{")
+            with lock:
+                slow["opened"] += 1
+            s.settimeout(0.5)
+            answer = b""
+            while not stop.is_set():
+                try:
+                    chunk = s.recv(4096)
+                except socket.timeout:
+                    continue
+                if not chunk:
+                    break
+                answer += chunk
+            s.close()
+            if answer.startswith(b"HTTP/1.1 408"):
+                with lock:
+                    slow["408"] += 1
 
     sampler = threading.Thread(target=sample)
     sampler.start()
     exporter = threading.Thread(target=versions)
     threads = [threading.Thread(target=client) for _ in range(args.clients)]
+    slow_threads = [threading.Thread(target=slow_client) for _ in range(args.slow_clients)]
+    for t in slow_threads:
+        t.start()
+    time.sleep(0.5)                                 # the slow bodies are in before the rest
     t0 = time.perf_counter()
     exporter.start()
     for t in threads:
@@ -148,13 +191,15 @@ def main():
         t.join()
     exporter.join()
     elapsed = time.perf_counter() - t0
-    deadline = time.time() + 60                     # let the poller pick up version 3
-    while time.time() < deadline and requests.get(f"{url}/v1/models/gpicl", timeout=30).json()[
-            "model_version_status"][0]["version"] != "3":
-        time.sleep(0.2)
+    wait_for("2")                                   # version 3 deleted: back to version 2
+    ok = requests.post(f"{url}/v1/models/gpicl:predict", data=bodies["valid"], timeout=120)
+    if ok.status_code != 200:
+        valid_failures.append(ok.status_code)
     rss["end"] = server.memory_info().rss
     stop.set()
     sampler.join()
+    for t in slow_threads:
+        t.join()
     final = requests.get(f"{url}/v1/models/gpicl", timeout=30).json()
     proc.terminate()
     proc.wait()
@@ -162,8 +207,10 @@ def main():
 
     ms = np.array(latencies) * 1e3
     print(f"{args.requests} requests from {args.clients} clients in {elapsed:.1f} s; "
-          f"versions exported 2 and 3, version 1 deleted; serving version "
-          f"{final['model_version_status'][0]['version']} at the end")
+          f"versions exported 2 and 3, version 1 deleted, then the served version 3; "
+          f"serving version {final['model_version_status'][0]['version']} at the end")
+    print(f"slow clients: {args.slow_clients} at a time, {slow['opened']} half-sent bodies, "
+          f"{slow['408']} answered 408")
     for (kind, code), n in sorted(codes.items(), key=str):
         print(f"  {kind:9s} -> {code}: {n}")
     print(f"503 retried: {retries[0]}")

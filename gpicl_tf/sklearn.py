@@ -31,6 +31,7 @@ import warnings
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import type_of_target
+from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from gpicl_tf import released, sklearn_cell
@@ -152,7 +153,19 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
         return tags
 
     def fit(self, X, y):
-        X, y = validate_data(self, X, y, ensure_all_finite="allow-nan")
+        try:
+            X, y = validate_data(self, X, y, ensure_all_finite="allow-nan")
+        except ValueError as e:
+            if "could not convert" not in str(e):
+                raise
+            raise InvalidInputError(
+                f"X holds values that are not numbers ({e}); encode text columns as numbers "
+                "first (e.g. sklearn.preprocessing.OrdinalEncoder) and list them in "
+                "categorical_features") from None
+        # an int, None or a RandomState, as check_random_state takes: one int seed
+        seed = self.random_state
+        self.random_state_ = int(seed) if isinstance(seed, (int, np.integer)) and \
+            not isinstance(seed, bool) else int(check_random_state(seed).randint(2 ** 31 - 1))
         target = type_of_target(y)
         if target not in ("binary", "multiclass"):
             raise InvalidInputError(
@@ -182,11 +195,8 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
                 f"preprocessing={self.preprocessing!r} is not one of {PREPROCESSINGS}")
         self.preprocessing_ = AUTO_PREPROCESSING[self.backbone_] \
             if self.preprocessing == "auto" else self.preprocessing
-        categorical = np.asarray(self.categorical_features, dtype=int).reshape(-1)
-        if categorical.size and (categorical.min() < 0 or categorical.max() >= X.shape[1]):
-            raise InvalidInputError(
-                f"categorical_features={list(self.categorical_features)} names columns "
-                f"outside [0, {X.shape[1]})")
+        categorical = _column_indices(self.categorical_features, X.shape[1],
+                                      getattr(self, "feature_names_in_", None))
         with np.errstate(over="ignore", invalid="ignore"):
             mean, std = np.nanmean(X, 0), np.nanstd(X, 0)
         empty = np.all(np.isnan(X), 0)   # a column with no value: constant 0 once prepared
@@ -249,7 +259,7 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
         predictions of the training rows (3 folds, each predicted from the rest)."""
         from scipy.optimize import minimize_scalar
 
-        rng = np.random.default_rng([self.random_state, 7])
+        rng = np.random.default_rng([self.random_state_, 7])
         n = len(self.context_y_)
         fold = rng.permutation(n) % 3
         probs = np.zeros((n, len(self.classes_)))
@@ -306,7 +316,7 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
                 np.clip(s / scale, -self.clip_, self.clip_))           # ratios
 
     def _member(self, m: int, meta: dict, n: int | None = None):
-        rng = np.random.default_rng([self.random_state, m])
+        rng = np.random.default_rng([self.random_state_, m])
         d = self._width()
         n_x = meta["schema"]["input_size"]
         projection = rng.standard_normal((d, n_x)) / np.sqrt(d)
@@ -340,7 +350,7 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
         k = len(self.classes_)
         if self.backbone_ == "cell":
             return sklearn_cell.ensemble_proba(
-                fn, meta, self.n_ensemble_, self.random_state, self.preprocessing_, train_x,
+                fn, meta, self.n_ensemble_, self.random_state_, self.preprocessing_, train_x,
                 train_y, queries_raw, k, self.max_features_, _to_normal_scores)
         total = np.zeros((len(queries_raw), k))
         step = meta["max_queries"]
@@ -362,6 +372,42 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
     def predict(self, X):
         check_is_fitted(self, "train_x_")
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+def _column_indices(spec, n_features: int, names) -> np.ndarray:
+    """categorical_features as column indices, read as scikit-learn reads a column
+    selection: a boolean mask of n_features, integer indices, or column names (of
+    a DataFrame passed to fit). Raises InvalidInputError naming what is wrong."""
+    items = list(np.asarray(spec, dtype=object).reshape(-1)) if spec is not None else []
+    if not items:
+        return np.zeros(0, int)
+    if all(isinstance(v, (bool, np.bool_)) for v in items):
+        if len(items) != n_features:
+            raise InvalidInputError(
+                f"categorical_features is a boolean mask of {len(items)} entries; X has "
+                f"{n_features} columns")
+        return np.flatnonzero(np.asarray(items, bool))
+    if all(isinstance(v, str) for v in items):
+        if names is None:
+            raise InvalidInputError(
+                f"categorical_features={items} names columns, but X has no column names "
+                "(pass a DataFrame, or give column indices)")
+        where = {str(n): i for i, n in enumerate(names)}
+        unknown = [v for v in items if v not in where]
+        if unknown:
+            raise InvalidInputError(f"categorical_features names unknown column(s) {unknown}; "
+                                    f"X has {list(names)[:20]}")
+        return np.array([where[v] for v in items], int)
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+               for v in items):
+        raise InvalidInputError(
+            f"categorical_features={items} must be column indices (integers), a boolean "
+            "mask or column names")
+    indices = np.array(items, int)
+    if indices.min() < 0 or indices.max() >= n_features:
+        raise InvalidInputError(
+            f"categorical_features={items} names columns outside [0, {n_features})")
+    return indices
 
 
 def _to_normal_scores(fit_x: np.ndarray, x: np.ndarray) -> np.ndarray:

@@ -17,11 +17,12 @@ def main(argv):
     if len(argv) != 2:
         raise app.UsageError("usage: python -m pipelines.inspect_episodes DIR")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from gpicl_tf.data import inspect, storage
+    from gpicl_tf.data import inspect
+    from gpicl_tf.errors import GpiclError
 
     try:
         report = inspect.inspect_directory(argv[1])
-    except (FileNotFoundError, storage.CorruptShardError) as e:
+    except GpiclError as e:   # a missing, corrupt or incomplete manifest: one line
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     print(inspect.format_report(report))

@@ -28,9 +28,9 @@ def main(argv):
                                        progress=FLAGS.progress,
                                        functions_config=cfg.functions,
                                        prior_config=cfg.prior)
-    for name, split in manifest["splits"].items():
-        size = sum(s["bytes"] for s in split["shards"])
-        print(f"{name}: {split['episodes']} episodes in {len(split['shards'])} shards, "
+    for name, split in episodes.split_sizes(FLAGS.out, manifest).items():
+        size = split["bytes"]
+        print(f"{name}: {split['episodes']} episodes in {split['shards']} shards, "
               f"{size} bytes ({size / max(split['episodes'], 1):.0f} bytes/episode)")
     print(f"manifest: {FLAGS.out}/manifest.json")
 

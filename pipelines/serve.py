@@ -21,6 +21,8 @@ flags.DEFINE_integer("max_body_bytes", 0, "request size limit (0: derived from t
                      "maximum context, queries, features and --max_batch)")
 flags.DEFINE_integer("max_in_flight", 4, "predictions parsed or run at once")
 flags.DEFINE_integer("max_queued", 16, "requests waiting beyond those; more get 503")
+flags.DEFINE_float("body_timeout_s", 30.0, "seconds to receive a request body (beyond: 408); "
+                   "a prediction slot is taken only once the body is read")
 FLAGS = flags.FLAGS
 
 
@@ -33,7 +35,7 @@ def main(argv):
     server.serve(FLAGS.model_base_path, name, FLAGS.host, FLAGS.port, FLAGS.poll_seconds,
                  FLAGS.grpc_port,
                  server.Limits(FLAGS.max_batch, FLAGS.max_body_bytes, FLAGS.max_in_flight,
-                               FLAGS.max_queued))
+                               FLAGS.max_queued, body_timeout_s=FLAGS.body_timeout_s))
 
 
 if __name__ == "__main__":

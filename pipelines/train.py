@@ -26,7 +26,8 @@ flags.DEFINE_string("tpu", "", "TPU name or address for --strategy tpu")
 flags.DEFINE_string("data_service", "", "read training batches through the tf.data service "
                     "dispatcher at this address (pipelines.data_service)")
 flags.DEFINE_float("connect_timeout_s", 120.0, "multi_worker: seconds to wait for every "
-                   "worker to join before exiting with an error naming the silent ones")
+                   "worker to join before exiting with an error naming the silent ones; "
+                   "--data_service: seconds to wait for the dispatcher to answer")
 flags.DEFINE_float("collective_timeout_s", 120.0, "multi_worker: seconds a cross-worker "
                    "reduction waits for a peer before failing")
 FLAGS = flags.FLAGS
@@ -48,7 +49,8 @@ def main(argv):
     train.check_episode_overrides(config, FLAGS.episodes, common.overridden_keys())
     summary = train.run(config, FLAGS.workdir, FLAGS.episodes,
                         strategy=FLAGS.strategy, cpu_devices=FLAGS.cpu_devices, tpu=FLAGS.tpu,
-                        data_service=FLAGS.data_service, verbose=1)
+                        data_service=FLAGS.data_service, verbose=1,
+                        data_service_timeout_s=FLAGS.connect_timeout_s)
     print(json.dumps(summary, indent=2))
 
 

@@ -43,9 +43,13 @@ def test_bad_values_are_named():
 
 
 @pytest.mark.parametrize("assignment,message", [
-    ("train.steps=0", "train.steps=0 must be >= 1"),
-    ("train.steps=-5", "train.steps=-5 must be >= 1"),
-    ("train.steps_per_epoch=0", "train.steps_per_epoch=0 must be >= 1"),
+    ("train.steps=0", r"train.steps=0 must be in \[1, 2147483647\]"),
+    ("train.steps=-5", r"train.steps=-5 must be in \[1, "),
+    ("train.steps=99999999999999999999", r"train.steps=99999999999999999999 must be in \[1, "),
+    ("train.steps_per_epoch=0", r"train.steps_per_epoch=0 must be in \[1, "),
+    ("train.seed=99999999999999999999", r"train.seed=99999999999999999999 must be in "
+                                        r"\[0, 4294967295\]"),
+    ("data.seed=-1", r"data.seed=-1 must be in \[0, 4294967295\]"),
     ("train.learning_rate=NaN", "train.learning_rate=nan must be positive and finite"),
     ("train.learning_rate=-0.001", "train.learning_rate=-0.001 must be positive and finite"),
     ("train.bias_fraction=1.5", r"train.bias_fraction=1.5 must be in \[0.0, 1.0\]"),

@@ -37,3 +37,16 @@ def test_user_errors_are_also_the_builtin_a_caller_expects():
         get_preset("nope")
     assert isinstance(info.value, errors.GpiclError)
     assert str(info.value) == f"unknown preset 'nope'; known: {sorted(PRESETS)}"
+
+
+def test_inspect_episodes_names_a_manifest_field_in_one_line(smoke_episodes, tmp_path):
+    import json
+
+    manifest = json.load(open(os.path.join(smoke_episodes, "manifest.json")))
+    del manifest["schema"]["num_classes"]
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    done = subprocess.run([sys.executable, "-m", "pipelines.inspect_episodes", str(tmp_path)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120,
+                          env={**os.environ, "PYTHONPATH": ROOT})
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "lacks field schema.'num_classes'" in done.stderr and "Traceback" not in done.stderr

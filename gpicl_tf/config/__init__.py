@@ -54,6 +54,8 @@ def _between(lo, hi, closed_high=True):
 
 
 _POSITIVE = ((lambda v: v > 0), "positive and finite")
+_SEED = _between(0, 2 ** 32 - 1)    # numpy's and Keras's seed range
+_STEPS = _between(1, 2 ** 31 - 1)   # step counters are int32 in places
 
 
 def _all(rule, nonempty: bool = False):
@@ -129,7 +131,7 @@ class DataConfig:
             "image_size": _at_least(0), "input_size": _at_least(1), "num_classes": _at_least(0),
             "episode_length": _at_least(1), "log2_num_tasks": _between(0, 31),
             "train_episodes": _at_least(0), "test_episodes": _at_least(0),
-            "episodes_per_shard": _at_least(1), "seed": _at_least(0),
+            "episodes_per_shard": _at_least(1), "seed": _SEED,
             "random_dim": _at_least(1), "random_examples": _at_least(1)})
 
 
@@ -237,7 +239,7 @@ class TrainConfig:
 
     def __post_init__(self):
         _check("train", self, {
-            "batch_size": _at_least(1), "steps": _at_least(1), "steps_per_epoch": _at_least(1),
+            "batch_size": _at_least(1), "steps": _STEPS, "steps_per_epoch": _STEPS,
             "learning_rate": _POSITIVE, "warmup_steps": _at_least(0),
             "min_lr_ratio": _between(0.0, 1.0), "adam_epsilon": _POSITIVE,
             "weight_decay": _at_least(0.0), "clip_norm": _at_least(0.0),
@@ -245,7 +247,7 @@ class TrainConfig:
             "bias_mode": _in(BIAS_MODES), "bias_schedule": _in(BIAS_SCHEDULES),
             "bias_anneal_steps": _at_least(1), "loop": _in(LOOPS),
             "precision": _in(PRECISIONS),
-            "plateau_drop": _between(0.0, 1.0, closed_high=False), "seed": _at_least(0)})
+            "plateau_drop": _between(0.0, 1.0, closed_high=False), "seed": _SEED})
 
 
 @dataclasses.dataclass(frozen=True)

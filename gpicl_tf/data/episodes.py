@@ -17,6 +17,7 @@ as random functions and the table prior, have no base files):
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import zlib
@@ -157,6 +158,18 @@ def _prepare_directory(out_dir: str, overwrite: bool) -> str:
     return marker
 
 
+def _check_out_dir(out_dir: str) -> None:
+    """An output directory must be named and must not be (or lie under) a file."""
+    if not out_dir or not out_dir.strip():
+        raise InvalidInputError("the episode directory (--out) is an empty string")
+    probe = os.path.abspath(out_dir)
+    while not os.path.exists(probe) and os.path.dirname(probe) != probe:
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        raise ExistingFileError(
+            f"cannot write episodes into {out_dir!r}: {probe!r} is a file, not a directory")
+
+
 def _progress(total: int, enabled: bool):
     from tqdm import tqdm
 
@@ -181,6 +194,7 @@ def write_episodes(config: DataConfig, out_dir: str, *, overwrite: bool = False,
     """
     if config.episodes_per_shard < 1:
         raise InvalidInputError(f"episodes_per_shard={config.episodes_per_shard} must be positive")
+    _check_out_dir(out_dir)
     if config.source == MIXTURE:
         return _write_mixture(config, out_dir, overwrite, progress, prior_config)
     if config.mixture:
@@ -283,6 +297,36 @@ def mixture_components(config: DataConfig) -> list[tuple[str, float, DataConfig]
             for i, (source, w) in enumerate(parsed)]
 
 
+def split_sizes(directory: str, manifest: dict) -> dict[str, dict]:
+    """{split: {"episodes", "shards", "bytes"}} of an episode set; a mixture's are
+    its components' sums (its own manifest lists no shard)."""
+    if "mixture" not in manifest:
+        return {name: {"episodes": split["episodes"], "shards": len(split["shards"]),
+                       "bytes": sum(s["bytes"] for s in split["shards"])}
+                for name, split in manifest["splits"].items()}
+    sizes = {}
+    for entry in manifest["mixture"]:
+        sub = os.path.join(directory, entry["directory"])
+        for name, v in split_sizes(sub, storage.read_manifest(sub)).items():
+            total = sizes.setdefault(name, {"episodes": 0, "shards": 0, "bytes": 0})
+            for key in total:
+                total[key] += v[key]
+    return sizes
+
+
+def _written_with(directory: str, config: DataConfig, prior_config: PriorConfig) -> bool:
+    """Whether the episode set in `directory` was written with these settings (then
+    writing it again, as a mixture writer that died does, replaces nothing new)."""
+    try:
+        written = storage.written_settings(storage.read_manifest(directory))
+    except Exception:  # noqa: BLE001  (unreadable: not provably the same set)
+        return False
+    wanted = {"data": dataclasses.asdict(config), "prior": dataclasses.asdict(prior_config)}
+    same = json.loads(json.dumps({k: wanted[k] for k in written if k in wanted}))
+    return json.loads(json.dumps({k: written[k] for k in same})) == same and \
+        set(written) <= set(wanted)
+
+
 def _write_mixture(config: DataConfig, out_dir: str, overwrite: bool, progress: bool,
                    prior_config: PriorConfig | None) -> dict:
     """Writes each component as its own episode set under `out_dir`, then the
@@ -292,6 +336,14 @@ def _write_mixture(config: DataConfig, out_dir: str, overwrite: bool, progress: 
     for name, _, cfg in components:
         if cfg.source == prior.SOURCE:
             prior.check_config(pcfg, cfg.num_classes, cfg.input_size)
+    if not overwrite:   # a component folder's set is replaced only as a plain set is
+        for name, _, cfg in components:
+            sub = os.path.join(out_dir, name)
+            if os.path.exists(os.path.join(sub, storage.MANIFEST)) and \
+                    not _written_with(sub, cfg, pcfg):
+                raise ExistingFileError(
+                    f"{sub!r} already holds an episode set that component {name!r} of this "
+                    f"mixture would replace; pass overwrite=True (--overwrite) to replace it")
     marker = _prepare_directory(out_dir, overwrite)
     entries, splits = [], {}
     for name, weight, cfg in components:

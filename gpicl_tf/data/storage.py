@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from gpicl_tf.config import normalize_section
-from gpicl_tf.errors import GpiclError, MissingFileError
+from gpicl_tf.errors import ExistingFileError, GpiclError, MissingFileError
 
 MANIFEST = "manifest.json"
 GZIP = tf.io.TFRecordOptions(compression_type="GZIP")
@@ -43,6 +43,45 @@ _TEMPORARY = re.compile(r"\.tmp-(?:export-)?([0-9]+)(?:-|$)")
 def is_version_name(name: str) -> bool:
     """A model version folder: 1 to 18 ASCII digits (not "²", not 5,000 digits)."""
     return bool(_VERSION.fullmatch(name))
+
+
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def directory_lock(directory: str, what: str):
+    """Holds `directory` (created) for this process while the block runs: a second
+    process that asks for it gets an error naming the holder's pid. The lock file
+    of a dead holder is taken over; this process may ask again (nested)."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, LOCK_FILE)
+    while True:
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            try:
+                with open(path) as f:
+                    text = f.read().strip()
+            except FileNotFoundError:
+                continue          # released meanwhile: try again
+            pid = int(text) if text.isdigit() else 0
+            if pid == os.getpid():
+                yield path        # already held by this process
+                return
+            if pid and process_alive(pid):
+                raise ExistingFileError(
+                    f"{directory!r} is in use by another {what} (pid {pid}); wait for it, "
+                    f"stop it, or use another --workdir") from None
+            logging.info("taking over %s left by dead process %s", path, text or "?")
+            os.remove(path)
+    with os.fdopen(fd, "w") as f:
+        f.write(str(os.getpid()))
+    try:
+        yield path
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
 
 
 def process_alive(pid: int) -> bool:

@@ -43,6 +43,26 @@ SIGNATURE = "serving_default"
 CONFIG_FILE = "gpicl_config.json"
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 INPUT_NAMES = ("context_x", "context_y", "query_x")
+# the most numbers one episode at a model's maximum sizes may hold: about 1 GiB of
+# JSON, so the server's derived body limit keeps refusing oversize requests
+MAX_EPISODE_NUMBERS = 2 ** 25
+
+
+def check_request_sizes(max_context, max_queries, input_size) -> None:
+    """Raises InvalidInputError unless a server can take requests of these sizes:
+    max_context and max_queries whole numbers >= 1, and one episode at both
+    maxima at most MAX_EPISODE_NUMBERS numbers. Checked at export and again when
+    the server loads a version."""
+    for key, value in (("max_context", max_context), ("max_queries", max_queries)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidInputError(f"{key}={value!r} must be a whole number >= 1")
+    numbers = max_context * (int(input_size) + 1) + max_queries * int(input_size)
+    if numbers > MAX_EPISODE_NUMBERS:
+        raise InvalidInputError(
+            f"max_context={max_context} and max_queries={max_queries} with {input_size} "
+            f"features make one episode of {numbers:,} numbers, more than the "
+            f"{MAX_EPISODE_NUMBERS:,} a request may carry (about 1 GiB of JSON); export "
+            "smaller bounds")
 
 
 def serving_function(model: keras.Model, schema: EpisodeSchema, max_context: int,
@@ -168,6 +188,7 @@ def export_model(model: keras.Model, config: dict, base: str, name: str,
             f"max_context={max_context} beyond the meta-training context ({trained}) needs a "
             f"Transformer; this model is {config.get('model', {}).get('arch')!r}")
     max_context = max_context or trained
+    check_request_sizes(max_context, max_queries, schema.input_size)
 
     def write(tmp: str) -> None:
         serve, signature = serving_function(model, schema, max_context, max_queries)
@@ -196,6 +217,14 @@ def write_version(base: str, name: str, write) -> str:
     and rewrites BASE/models.config."""
     if not name or not name.replace("_", "").replace("-", "").isalnum():
         raise InvalidInputError(f"model name {name!r} must be letters, digits, '-' or '_'")
+    inside = os.path.abspath(base)
+    while True:   # TF Serving would read an export inside a version as part of it
+        if os.path.exists(os.path.join(inside, "saved_model.pb")):
+            raise InvalidInputError(f"export base {base!r} is inside the model version "
+                                    f"{inside!r}; choose a folder outside it")
+        if os.path.dirname(inside) == inside:
+            break
+        inside = os.path.dirname(inside)
     model_dir = os.path.join(base, name)
     os.makedirs(model_dir, exist_ok=True)
     storage.remove_stale_temporaries(model_dir)

@@ -1,8 +1,14 @@
 """Loads SavedModel versions from a TF Serving model base path and follows new ones.
 
-Like TF Serving's default version policy, the newest version is served; a new
-version is loaded completely before it replaces the old one, so requests in
-flight finish on the version they started with and none is dropped.
+Like TF Serving's default version policy, the newest loadable version on disk is
+served; a new version is loaded completely before it replaces the old one, so
+requests in flight finish on the version they started with and none is dropped.
+Each poll also follows what left or changed on disk: a served version whose
+folder is deleted is unloaded (the newest older loadable one is served, or none:
+404), one whose files changed (a replaced base directory) is loaded again, and a
+version that failed to load is tried again once its files change. Status reports
+the served version AVAILABLE and every version on disk that failed to load as
+END with its error.
 """
 
 from __future__ import annotations
@@ -30,14 +36,30 @@ class BadRequest(ValueError):
     """A request the model cannot answer; the message names the problem (400)."""
 
 
+def fingerprint(path: str) -> tuple:
+    """What identifies a version folder's contents: every file's relative path,
+    size, modification time and inode (a copied or replaced folder differs)."""
+    entries = [os.stat(path).st_ino]
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            st = os.stat(os.path.join(root, name))
+            entries.append((os.path.relpath(os.path.join(root, name), path), st.st_size,
+                            st.st_mtime_ns, st.st_ino))
+    return tuple(entries)
+
+
 class LoadedVersion:
     """One loaded version: its serving function, its metadata and config."""
 
     def __init__(self, path: str):
         self.path = path
+        self.fingerprint = fingerprint(path)   # before loading: a change during it shows
         self.version = int(os.path.basename(path))
         with open(os.path.join(path, saved_model.CONFIG_FILE)) as f:
             self.meta = json.load(f)
+        saved_model.check_request_sizes(self.meta["max_context"], self.meta["max_queries"],
+                                        self.input_size)   # e.g. an export of an older release
         self._loaded = tf.saved_model.load(path)
         self.fn = self._loaded.signatures[saved_model.SIGNATURE]
         with open(os.path.join(path, "saved_model.pb"), "rb") as f:
@@ -66,7 +88,8 @@ class ModelRepository:
         self.base_path, self.name, self.poll_seconds = base_path, name, poll_seconds
         self._lock = threading.Lock()
         self._current: LoadedVersion | None = None
-        self._failed: dict[int, str] = {}   # version -> why it could not be loaded
+        # version -> (fingerprint of its folder, why it could not be loaded)
+        self._failed: dict[int, tuple[tuple, str]] = {}
         self._last_problem = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -74,7 +97,7 @@ class ModelRepository:
             raise MissingFileError(f"model base path {base_path!r} does not exist")
         self.poll()
         if self._current is None:
-            why = "; ".join(f"version {v}: {e}" for v, e in sorted(self._failed.items()))
+            why = "; ".join(f"version {v}: {e}" for v, (_, e) in sorted(self._failed.items()))
             raise MissingFileError(
                 f"no loadable model version (a numbered directory) in "
                 f"{base_path!r}" + (f" ({why})" if why else ""))
@@ -92,41 +115,92 @@ class ModelRepository:
             self._last_problem = problem
 
     def poll(self) -> None:
-        """Loads the newest loadable version newer than the one served. Never raises:
-        a missing folder, an odd name or a broken version is logged once, and the
-        next poll tries again; a version that fails to load is skipped for the
-        next older one, so a bad export never hides a good one."""
+        """Serves the newest loadable version on disk: loads a newer one, unloads a
+        served one that was deleted, reloads one whose files changed. Never raises:
+        a missing folder, an odd name or a broken version is logged once; a version
+        that fails to load is skipped for the next older one (a bad export never
+        hides a good one) and tried again once its files change."""
         try:
             self._poll()
         except Exception as e:  # noqa: BLE001  (the poller must outlive every error)
             self._report(f"polling {self.base_path!r} failed: {type(e).__name__}: {e}")
 
     def _poll(self) -> None:
-        for version in reversed(self.available_versions()):
-            if self._current and version <= self._current.version:
-                return
-            if version in self._failed:
-                continue
+        versions = self.available_versions()   # raises (and changes nothing) if unreadable
+        for version in [v for v in self._failed if v not in versions]:
+            del self._failed[version]
+        current = self._current
+        if current is not None:
+            why = None
+            if current.version not in versions:
+                why = "was removed from disk"
+            else:
+                try:
+                    if fingerprint(current.path) != current.fingerprint:
+                        why = "changed on disk"
+                except OSError:
+                    why = "was removed from disk"
+            if why:
+                logging.warning("%s version %d %s; unloading it", self.name, current.version,
+                                why)
+                current = None
+        for version in reversed(versions):
+            if current is not None and version <= current.version:
+                break
             path = os.path.join(self.base_path, str(version))
+            try:
+                files = fingerprint(path)
+            except OSError:
+                continue     # vanished while listed
+            if version in self._failed and self._failed[version][0] == files:
+                continue     # unchanged since it failed: not tried again
             try:
                 loaded = LoadedVersion(path)  # load fully before swapping
             except Exception as e:  # noqa: BLE001  (a broken version must not stop serving)
-                self._failed[version] = f"{type(e).__name__}: {e}"
-                self._report(f"cannot load {path}: {self._failed[version]}; trying older "
+                self._failed[version] = (files, f"{type(e).__name__}: {e}")
+                self._report(f"cannot load {path}: {self._failed[version][1]}; trying older "
                              "versions")
                 continue
-            with self._lock:
-                self._current = loaded
+            self._failed.pop(version, None)
+            current = loaded
             self._last_problem = ""
             logging.info("serving %s version %d", self.name, loaded.version)
-            return
+            break
+        if current is None and self._current is not None:
+            self._report(f"no loadable version of {self.name} left in {self.base_path!r}")
+        with self._lock:
+            self._current = current
 
-    def get(self, name: str, version: int | None = None) -> LoadedVersion:
+    def version_status(self, name: str, version: int | None = None) -> list[dict]:
+        """TF Serving's model_version_status: the served version AVAILABLE, versions on
+        disk that failed to load END with their error; NotFound for any other."""
+        self._check_name(name)
+        with self._lock:
+            current, failed = self._current, dict(self._failed)
+        rows = []
+        if current is not None and version in (None, current.version):
+            rows.append({"version": current.version, "state": "AVAILABLE", "error_code": "OK",
+                         "error_message": ""})
+        for v, (_, why) in sorted(failed.items(), reverse=True):
+            if version in (None, v):
+                rows.append({"version": v, "state": "END", "error_code": "UNKNOWN",
+                             "error_message": f"failed to load: {why}"})
+        if not rows:
+            self.get(name, version)   # raises NotFound naming what is served
+        return rows
+
+    def _check_name(self, name: str) -> None:
         if name != self.name:
             raise NotFound(f"Servable not found for request: model {name!r} is not served "
                            f"(this server serves {self.name!r})")
+
+    def get(self, name: str, version: int | None = None) -> LoadedVersion:
+        self._check_name(name)
         with self._lock:
             current = self._current
+        if current is None:
+            raise NotFound(f"Servable not found for request: no version of {name!r} is "
+                           f"available (none loadable in {self.base_path!r})")
         if version is not None and version != current.version:
             raise NotFound(f"Servable not found for request: {name!r} version {version} is "
                            f"not loaded (version {current.version} is)")

@@ -11,10 +11,14 @@ Errors are always {"error": message}: 400 for a bad request (naming the
 problem), 404 for an unknown model, version or path (as TF Serving answers),
 405 for a wrong method, 413 for a body over the size limit (refused from its
 Content-Length before it is read, or as soon as a streamed body passes the
-limit), 503 with Retry-After when `max_in_flight` predictions run and
-`max_queued` more wait. Request bodies are parsed and checked on a worker
-thread, never on the event loop; a batch holds at most `max_batch` episodes.
-Memory for request bodies is so bounded by max_in_flight x the body limit.
+limit), 408 for a body not received within `body_timeout_s`, 503 with
+Retry-After when `max_in_flight` predictions run and `max_queued` more wait (or
+when `max_in_flight + max_queued` bodies are already being received). A
+prediction slot is taken only once the body is read, so slow or half-sent
+bodies never hold one; a client that disconnects mid-body is one log line.
+Request bodies are parsed and checked on a worker thread, never on the event
+loop; a batch holds at most `max_batch` episodes. Memory for request bodies is
+so bounded by 2 x (max_in_flight + max_queued) x the body limit.
 """
 
 from __future__ import annotations
@@ -22,13 +26,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import math
 
 import numpy as np
+from absl import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from gpicl_tf.errors import InvalidInputError
 from gpicl_tf.export.saved_model import INPUT_NAMES, SIGNATURE
@@ -38,6 +45,7 @@ from gpicl_tf.serving.repository import BadRequest, LoadedVersion, ModelReposito
 MAX_BATCH = 64
 TOP_LEVEL_KEYS = ("signature_name", "instances", "inputs")
 BYTES_PER_NUMBER = 32   # a float32 as JSON text ("-0.12345678901234567, ") with room to spare
+MAX_BODY_BYTES = 2 ** 31 - 1   # gRPC's message size limit is a 32-bit int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +59,7 @@ class Limits:
         max_in_flight: predictions parsed or run at once.
         max_queued: requests waiting for a slot; beyond, 503 with Retry-After.
         retry_after_s: the Retry-After a 503 carries.
+        body_timeout_s: seconds to receive a request body; beyond, 408.
     """
 
     max_batch: int = MAX_BATCH
@@ -58,25 +67,31 @@ class Limits:
     max_in_flight: int = 4
     max_queued: int = 16
     retry_after_s: int = 1
+    body_timeout_s: float = 30.0
 
     def __post_init__(self):
+        if not (math.isfinite(self.body_timeout_s) and self.body_timeout_s > 0):
+            raise InvalidInputError(f"body_timeout_s={self.body_timeout_s} must be > 0")
         for key in ("max_batch", "max_in_flight", "retry_after_s"):
             if getattr(self, key) < 1:
                 raise InvalidInputError(f"{key}={getattr(self, key)} must be >= 1")
         for key in ("max_body_bytes", "max_queued"):
             if getattr(self, key) < 0:
                 raise InvalidInputError(f"{key}={getattr(self, key)} must be >= 0")
+        if self.max_body_bytes > MAX_BODY_BYTES:
+            raise InvalidInputError(f"max_body_bytes={self.max_body_bytes} must be at most "
+                                    f"{MAX_BODY_BYTES} (2 GiB)")
 
 
 def body_limit(model: LoadedVersion, limits: Limits) -> int:
     """The largest request body accepted: the configured limit, or one that fits
     the largest valid request (max_batch episodes of the model's maximum context
-    and queries) as JSON numbers, plus 64 KiB."""
+    and queries) as JSON numbers, plus 64 KiB, at most 2 GiB."""
     if limits.max_body_bytes:
         return limits.max_body_bytes
     d = model.input_size
     numbers = model.meta["max_context"] * (d + 1) + model.meta["max_queries"] * d
-    return limits.max_batch * numbers * BYTES_PER_NUMBER + 64 * 1024
+    return min(limits.max_batch * numbers * BYTES_PER_NUMBER + 64 * 1024, MAX_BODY_BYTES)
 
 
 class PayloadTooLarge(Exception):
@@ -85,6 +100,14 @@ class PayloadTooLarge(Exception):
 
 class Overloaded(Exception):
     """Every prediction slot busy and the queue full (503)."""
+
+
+class BodyTimeout(Exception):
+    """A request body not received within the deadline (408)."""
+
+
+class ClientGone(Exception):
+    """The client disconnected before its request body was read."""
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -234,15 +257,15 @@ def parse_request(raw: bytes, model: LoadedVersion, max_batch: int = MAX_BATCH):
 def create_app(repo: ModelRepository, limits: Limits = Limits()) -> FastAPI:
     app = FastAPI(title="gpicl_tf local model server (TF Serving REST API)")
     slots = asyncio.Semaphore(limits.max_in_flight)
-    waiting = [0]
+    waiting, reading = [0], [0]
 
     def status(name: str, version: int | None):
         if name.endswith(":predict"):
             raise MethodNotAllowed(f"{name!r}: predict takes POST with a JSON body, not GET")
-        model = repo.get(name, version)
         return {"model_version_status": [{
-            "version": str(model.version), "state": "AVAILABLE",
-            "status": {"error_code": "OK", "error_message": ""}}]}
+            "version": str(row["version"]), "state": row["state"],
+            "status": {"error_code": row["error_code"], "error_message": row["error_message"]}}
+            for row in repo.version_status(name, version)]}
 
     def metadata(name: str, version: int | None):
         model = repo.get(name, version)
@@ -251,6 +274,20 @@ def create_app(repo: ModelRepository, limits: Limits = Limits()) -> FastAPI:
 
     async def predict(name: str, version: int | None, request: Request):
         model = repo.get(name, version)
+        if reading[0] >= limits.max_in_flight + limits.max_queued:
+            raise Overloaded(f"{reading[0]} request bodies being received; retry after "
+                             f"{limits.retry_after_s} s")
+        reading[0] += 1
+        try:   # the body is read before a slot is taken, within a deadline
+            raw = await asyncio.wait_for(read_body(request, body_limit(model, limits)),
+                                         limits.body_timeout_s)
+        except asyncio.TimeoutError:
+            raise BodyTimeout(f"the request body was not received within "
+                              f"{limits.body_timeout_s:g} s") from None
+        except ClientDisconnect:
+            raise ClientGone() from None
+        finally:
+            reading[0] -= 1
         if slots.locked() and waiting[0] >= limits.max_queued:
             raise Overloaded(f"{limits.max_in_flight} predictions running and "
                              f"{waiting[0]} waiting; retry after {limits.retry_after_s} s")
@@ -260,7 +297,6 @@ def create_app(repo: ModelRepository, limits: Limits = Limits()) -> FastAPI:
         finally:
             waiting[0] -= 1
         try:
-            raw = await read_body(request, body_limit(model, limits))
             rows, inputs = await run_in_threadpool(parse_request, raw, model, limits.max_batch)
             out = await run_in_threadpool(model.predict, inputs)
         finally:
@@ -288,6 +324,17 @@ def create_app(repo: ModelRepository, limits: Limits = Limits()) -> FastAPI:
     @app.exception_handler(PayloadTooLarge)
     async def too_large(_, exc):
         return _error(413, str(exc), {"Connection": "close"})
+
+    @app.exception_handler(BodyTimeout)
+    async def body_timeout(request, exc):
+        logging.warning("client %s: %s", _peer(request), exc)
+        return _error(408, str(exc), {"Connection": "close"})
+
+    @app.exception_handler(ClientGone)
+    async def client_gone(request, _):
+        logging.warning("client %s disconnected before sending its whole request body "
+                        "(%s %s)", _peer(request), request.method, request.url.path)
+        return _error(400, "client disconnected", {"Connection": "close"})
 
     @app.exception_handler(Overloaded)
     async def overloaded(_, exc):
@@ -335,6 +382,10 @@ def create_app(repo: ModelRepository, limits: Limits = Limits()) -> FastAPI:
         return await predict(name, _version(version), request)
 
     return app
+
+
+def _peer(request: Request) -> str:
+    return f"{request.client.host}:{request.client.port}" if request.client else "?"
 
 
 class MethodNotAllowed(Exception):

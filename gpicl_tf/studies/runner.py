@@ -168,11 +168,18 @@ def train_command(grid: str, cfg_sets: list[str], episodes_dir: str, run_dir: st
             f"--workdir {run_dir}" + "".join(f" --set {s}" for s in cfg_sets))
 
 
-def run_study(study: Study, grid: str, workdir: str, *, episode_root: str | None = None,
-              user_sets: list[str] | tuple[str, ...] = (), verbose=2,
-              log: Callable[[str], None] = print) -> list[dict]:
+def run_study(study: Study, grid: str, workdir: str, **kwargs) -> list[dict]:
     """Trains and measures every unfinished cell of `study`'s `grid`; writes the
-    results files and figures after each cell. Returns the rows, in grid order."""
+    results files and figures after each cell. Returns the rows, in grid order.
+    The workdir is held meanwhile: a second study in it is an error naming this
+    one's pid."""
+    with storage.directory_lock(workdir, "study"):
+        return _run_study(study, grid, workdir, **kwargs)
+
+
+def _run_study(study: Study, grid: str, workdir: str, *, episode_root: str | None = None,
+               user_sets: list[str] | tuple[str, ...] = (), verbose=2,
+               log: Callable[[str], None] = print) -> list[dict]:
     base = base_config(study, grid, user_sets)
     cells = cells_of(study, grid, user_sets)
     episode_root = episode_root or os.path.join(workdir, "episodes")
@@ -253,8 +260,12 @@ def to_markdown(study: Study, rows: list[dict]) -> str:
 
 def write_results(study: Study, rows: list[dict], workdir: str) -> list[str]:
     """results.json, results.csv, results.md and the figures, each replaced
-    atomically; returns the figures' paths."""
-    storage.write_json(os.path.join(workdir, RESULTS), rows)
+    atomically; returns the figures' paths. results.json keeps each row's key
+    order, so a resumed study's results.csv has the columns of an uninterrupted one."""
+    with storage.atomic_path(os.path.join(workdir, RESULTS)) as tmp:
+        with open(tmp, "w") as f:
+            json.dump(rows, f, indent=2)
+            f.write("\n")
     for name, text in (("results.csv", to_csv(rows)),
                        ("results.md", to_markdown(study, rows))):
         with storage.atomic_path(os.path.join(workdir, name)) as tmp:

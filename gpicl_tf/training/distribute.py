@@ -64,10 +64,12 @@ def parse_tf_config(text: str | None) -> Cluster:
             "(the chief is worker 0; no parameter servers)")
     workers = cluster.get("worker")
     if not isinstance(workers, list) or not workers or not all(
-            isinstance(w, str) and w.rpartition(":")[2].isdigit() for w in workers):
+            isinstance(w, str) and w.rpartition(":")[0] and w.rpartition(":")[2].isascii()
+            and w.rpartition(":")[2].isdigit() and 0 < int(w.rpartition(":")[2]) < 65536
+            for w in workers):
         raise InvalidInputError(
             f"TF_CONFIG cluster.worker={workers!r} must be a non-empty list of "
-            "'host:port' strings")
+            "'host:port' strings, each port in [1, 65535]")
     if len(set(workers)) != len(workers):
         raise InvalidInputError(f"TF_CONFIG cluster.worker={workers!r} repeats an address")
     if not isinstance(task, dict) or task.get("type") != "worker":

@@ -59,9 +59,18 @@ def _history_rows(workdir: str) -> list[dict]:
 
 
 def _check_resume(workdir: str, config: Config) -> None:
-    """A workdir belongs to one config: resuming with another is an error."""
+    """A workdir belongs to one config once its run has finished an epoch: resuming
+    with another is an error. A run that failed before (a diverging learning rate,
+    a bad seed) binds nothing: its config is replaced."""
     path = os.path.join(workdir, CONFIG_FILE)
     if not os.path.exists(path):
+        return
+    progress = os.path.exists(os.path.join(workdir, SUMMARY_FILE)) or \
+        os.path.exists(os.path.join(workdir, MODEL_FILE)) or \
+        callbacks_lib.backup_epoch(os.path.join(workdir, "backup")) > 0 or \
+        loop_lib.checkpoint_epoch(os.path.join(workdir, "loop_checkpoints")) > 0
+    if not progress:
+        logging.info("%s holds a run that never finished an epoch; replacing its config", path)
         return
     with open(path) as f:
         saved = json.load(f)["config"]
@@ -223,8 +232,19 @@ def run_callbacks(config: Config, workdir: str, bias, monitor: str, with_curricu
     return out
 
 
-def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "default",
-        cpu_devices: int = 0, tpu: str = "", data_service: str = "", verbose="auto") -> dict:
+def run(config: Config, workdir: str, episodes_dir: str, **kwargs) -> dict:
+    """`_train` holding `workdir` (its chief, under multi_worker): a second run in
+    the same workdir is an error naming this one's pid."""
+    if kwargs.get("strategy") == "multi_worker" and \
+            not distribute.parse_tf_config(os.environ.get("TF_CONFIG")).is_chief:
+        return _train(config, workdir, episodes_dir, **kwargs)
+    with storage.directory_lock(workdir, "training run"):
+        return _train(config, workdir, episodes_dir, **kwargs)
+
+
+def _train(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "default",
+           cpu_devices: int = 0, tpu: str = "", data_service: str = "", verbose="auto",
+           data_service_timeout_s: float = 30.0) -> dict:
     """Meta-trains `config.model` on the episodes in `episodes_dir`.
 
     Under strategy="multi_worker" every worker runs this with the same
@@ -233,7 +253,8 @@ def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "def
 
     `data_service`: a tf.data service dispatcher ("host:port") whose workers
     read and project the training episodes (`pipeline.make_dataset(service=)`);
-    the curriculum's label permutations are applied here.
+    the curriculum's label permutations are applied here. It must answer within
+    `data_service_timeout_s` (an error naming it, before anything is written).
 
     Returns:
         the summary also written to workdir/summary.json: final training and
@@ -258,6 +279,10 @@ def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "def
         raise InvalidInputError(
             "train.episodes_on_device=True needs train.loop=custom and no --data_service "
             f"(here: loop {loop!r}, data service {data_service or 'none'})")
+    if data_service:
+        from gpicl_tf.data import service
+
+        service.check_dispatcher(data_service, data_service_timeout_s)
     strat = distribute.make_strategy(strategy, cpu_devices, tpu)
     cluster = distribute.cluster_of(strat)
     is_chief = cluster is None or cluster.is_chief

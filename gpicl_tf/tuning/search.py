@@ -24,7 +24,7 @@ import time
 import keras_tuner
 from absl import logging
 
-from gpicl_tf.config import Config
+from gpicl_tf.config import Config, override
 from gpicl_tf.data import pipeline, storage
 from gpicl_tf.errors import InvalidInputError
 from gpicl_tf.training import train as training
@@ -177,10 +177,13 @@ def is_chief() -> bool:
 def run_search(config: Config, workdir: str, episodes_dir: str, *, tuner: str = "random",
                max_trials: int | None = None, verbose="auto") -> list[dict]:
     """Runs (or resumes) a search; the chief (or a process alone) writes the
-    results and returns the rows, best first; a worker returns []."""
+    results and returns the rows, best first; a worker returns []. `max_trials`
+    (None: tune.max_trials) is checked as tune.max_trials is."""
+    if max_trials is not None:
+        config = override(config, [f"tune.max_trials={max_trials}"])
     os.makedirs(workdir, exist_ok=True)
     hypermodel = GPICLHyperModel(config, episodes_dir)
-    t = make_tuner(tuner, hypermodel, workdir, max_trials or config.tune.max_trials)
+    t = make_tuner(tuner, hypermodel, workdir, config.tune.max_trials)
     stop = threading.Event()
     if is_chief():
         threading.Thread(target=_watchdog, args=(t.oracle, config.tune.trial_timeout_s, stop),

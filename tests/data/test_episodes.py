@@ -258,3 +258,14 @@ def test_manifest_schema_that_disagrees_with_the_records_is_named(fresh_episodes
                        match=r"the records of .*episodes-.*\.tfrecord\.gz do not match the "
                              r"schema in .*manifest.json \(episode_length=50"):
         pipeline.open_episodes(fresh_episodes)
+
+
+def test_an_output_path_that_cannot_be_a_directory_is_a_named_error(smoke_config, tmp_path):
+    (tmp_path / "file").write_text("x")
+    for out, error, message in [
+            ("", ValueError, "--out\\) is an empty string"),
+            (str(tmp_path / "file"), FileExistsError, "'.*file' is a file, not a directory"),
+            (str(tmp_path / "file" / "sub"), FileExistsError, "'.*file' is a file, not a")]:
+        with pytest.raises(error, match=message):
+            episodes.write_episodes(smoke_config.data, out)
+    assert (tmp_path / "file").read_text() == "x"

@@ -209,3 +209,25 @@ def test_a_mixture_trains_and_its_settings_come_from_the_manifest(tmp_path):
         saved = json.load(f)["config"]
     assert saved["data"]["mixture"] == ["digits:1", "prior:1"]
     assert saved["prior"]["max_features"] == 6
+
+
+def test_a_mixture_does_not_replace_a_components_episode_set_without_overwrite(tmp_path):
+    out = str(tmp_path / "mix")
+    cfg = _data(source="mixture", mixture=("digits:1", "prior:1"), train_episodes=64,
+                test_episodes=16)
+    name = episodes.mixture_components(cfg)[0][0]
+    episodes.write_episodes(_data(train_episodes=200), os.path.join(out, name))   # the user's
+    with pytest.raises(FileExistsError, match=f"{name}' already holds an episode set .*"
+                                              "--overwrite"):
+        episodes.write_episodes(cfg, out, prior_config=SMALL)
+    assert storage.read_manifest(os.path.join(out, name))["splits"]["train"]["episodes"] == 200
+    assert not os.path.exists(os.path.join(out, storage.MANIFEST))
+    episodes.write_episodes(cfg, out, prior_config=SMALL, overwrite=True)
+    assert storage.read_manifest(os.path.join(out, name))["splits"]["train"]["episodes"] == 32
+    # a mixture writer that died before its manifest: the same command writes it again
+    os.remove(os.path.join(out, storage.MANIFEST))
+    episodes.write_episodes(cfg, out, prior_config=SMALL)
+    assert pipeline.open_episodes(out).mixture
+    sizes = episodes.split_sizes(out, storage.read_manifest(out))   # make_episodes' summary
+    assert sizes["train"]["episodes"] == 64 and sizes["train"]["shards"] >= 2
+    assert sizes["train"]["bytes"] > 0

@@ -66,6 +66,39 @@ def test_bad_addresses_are_named():
         service.start_dispatcher(70000)
 
 
+@pytest.mark.parametrize("address, error, message", [
+    ("bogus:notaport", ValueError, "'bogus:notaport' must be host:port"),
+    ("127.0.0.1:0", ValueError, "port in \\[1, 65535\\]"),
+    ("127.0.0.1:99999", ValueError, "port in \\[1, 65535\\]"),
+    ("127.0.0.1:{free}", RuntimeError, "no tf.data service dispatcher answers at "
+                                       "'127.0.0.1:\\d+' within 2 s"),
+    ("no-such-host.invalid:5050", RuntimeError, "'no-such-host.invalid:5050' within 2 s"),
+])
+def test_a_dead_or_malformed_dispatcher_is_an_error_naming_it(address, error, message):
+    address = address.format(free=free_ports(1)[0])
+    start = time.time()
+    with pytest.raises(error, match=message):
+        service.check_dispatcher(address, timeout_s=2)
+    assert time.time() - start < 10
+
+
+def test_a_live_dispatcher_passes_the_check(local_service):
+    service.check_dispatcher(local_service, timeout_s=10)
+
+
+@pytest.mark.slow
+def test_training_with_a_dead_data_service_exits_2_naming_it(smoke_episodes, tmp_path):
+    port = free_ports(1)[0]
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.train", "--preset", "smoke", "--episodes",
+         smoke_episodes, "--workdir", str(tmp_path / "run"), "--data_service",
+         f"127.0.0.1:{port}", "--connect_timeout_s", "3"],
+        capture_output=True, text=True, env={**os.environ, "GPICL_TCMALLOC": "0"}, timeout=120)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert f"no tf.data service dispatcher answers at '127.0.0.1:{port}'" in done.stderr
+    assert not os.path.exists(tmp_path / "run" / "config.json")
+
+
 @pytest.mark.slow
 def test_a_dispatcher_with_two_workers_feeds_training(smoke_episodes, tmp_path):
     port = free_ports(1)[0]

@@ -184,3 +184,25 @@ def test_a_longer_context_can_be_exported_for_a_transformer(exported, tmp_path):
     lstm = {**config, "model": {**config["model"], "arch": "lstm"}}
     with pytest.raises(ValueError, match="needs a Transformer; this model is 'lstm'"):
         saved_model.export_model(model, lstm, str(tmp_path), "lstm", max_context=40)
+
+
+@pytest.mark.parametrize("sizes, message", [
+    ({"max_queries": 0}, "max_queries=0 must be a whole number >= 1"),
+    ({"max_queries": -5}, "max_queries=-5 must be"),
+    ({"max_context": 2_000_000_000}, "one episode of 34,000,004,096 numbers, more than"),
+    ({"max_queries": 10 ** 7}, "more than the 33,554,432"),
+])
+def test_export_refuses_sizes_a_server_cannot_take(exported, tmp_path, sizes, message):
+    path, model, _ = exported
+    config = json.load(open(os.path.join(path, saved_model.CONFIG_FILE)))["config"]
+    with pytest.raises(ValueError, match=message):
+        saved_model.export_model(model, config, str(tmp_path), "gpicl", **sizes)
+    assert not os.path.exists(tmp_path / "gpicl" / "1")
+
+
+def test_export_refuses_a_base_inside_a_model_version(exported):
+    path, model, _ = exported
+    config = json.load(open(os.path.join(path, saved_model.CONFIG_FILE)))["config"]
+    with pytest.raises(ValueError, match="is inside the model version"):
+        saved_model.export_model(model, config, os.path.join(path, "assets"), "gpicl")
+    assert not os.path.exists(os.path.join(path, "assets", "gpicl"))

@@ -33,7 +33,8 @@ def test_serving_soak_benchmark_runs(trained_run):
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "0 failed" in done.stdout and "every bad request a 4xx: True" in done.stdout
-    assert "serving version 3 at the end" in done.stdout and "peak" in done.stdout
+    assert "serving version 2 at the end" in done.stdout and "peak" in done.stdout
+    assert "slow clients: 4 at a time" in done.stdout
 
 
 @pytest.mark.slow

@@ -168,6 +168,7 @@ def test_a_large_body_is_parsed_off_the_event_loop_and_a_busy_server_says_503(bo
     time.sleep(0.3)   # the body is on its way
     assert requests.get(f"{server['url']}/v1/models/gpicl", timeout=60).status_code == 200
     order.append("status")
+    time.sleep(1.5)   # the body is read (the slot is taken only then) and being parsed
     busy = requests.post(f"{server['url']}/v1/models/gpicl:predict", json=_body(*_request()),
                          timeout=60)
     assert busy.status_code == 503 and busy.headers["Retry-After"] == "1", busy.text
@@ -227,3 +228,164 @@ def test_load_and_new_version_without_dropped_requests(server, trained_run):
         pytest.fail("the server did not pick up the new version within 60 s")
     out = client.predict(cx, cy, qx, version=int(os.path.basename(version)))
     assert out["classes"].shape == (2, 3)
+
+
+class _FakeModel:
+    """What request_arrays reads of a LoadedVersion: the smoke model's sizes."""
+    input_size = 16
+    meta = {"max_context": 11, "max_queries": 5, "schema": {"input_size": 16}}
+
+
+def _protos(**changes):
+    cx, cy, qx = _request()
+    protos = {"context_x": tf.make_tensor_proto(cx), "context_y": tf.make_tensor_proto(cy),
+              "query_x": tf.make_tensor_proto(qx[:, :3])}
+    for name, change in changes.items():
+        change(protos[name])
+    return protos
+
+
+def _shape(*dims):
+    def change(proto):
+        proto.ClearField("tensor_content")
+        proto.tensor_shape.ClearField("dim")
+        for d in dims:
+            proto.tensor_shape.dim.add().size = d
+    return change
+
+
+GRPC_BAD = {
+    "huge feature size, no values": ({"query_x": _shape(1, 1, 50_000_000)},
+                                     "feature size 50000000"),
+    "2e9 features": ({"query_x": _shape(1, 1, 2_000_000_000)}, "feature size 2000000000"),
+    "huge batch": ({"context_x": _shape(10 ** 12, 1, 16)}, "batch of 1000000000000"),
+    "huge context": ({"context_y": _shape(2, 10 ** 9)}, "more than the model's maximum 11"),
+    "negative dimension": ({"query_x": _shape(2, -3, 16)}, "negative dimension"),
+    "content shorter than the shape": (
+        {"query_x": lambda p: setattr(p, "tensor_content", p.tensor_content[:-4])},
+        "bytes of tensor_content; its shape \\[2, 3, 16\\] needs 384"),
+    "no values for a shape": ({"query_x": _shape(2, 3, 16)}, "holds 0 values in float_val"),
+    "DT_INVALID": ({"context_y": lambda p: setattr(p, "dtype", 0)}, "dtype DT_INVALID"),
+    "strings": ({"context_y": lambda p: setattr(p, "dtype", 7)}, "dtype DT_STRING"),
+    "rank 1": ({"context_y": _shape(12)}, "rank 1"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GRPC_BAD))
+def test_grpc_tensors_are_checked_before_they_are_built(case):
+    from gpicl_tf.serving.grpc_server import request_arrays
+    from gpicl_tf.serving.repository import BadRequest
+
+    changes, message = GRPC_BAD[case]
+    with pytest.raises(BadRequest, match=message):
+        request_arrays(_protos(**changes), _FakeModel(), 64)
+    good = request_arrays(_protos(), _FakeModel(), 64)
+    assert good["query_x"].shape == (2, 3, 16)
+
+
+def _rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(line for line in f if line.startswith("VmRSS")).split()[1]) / 1024
+
+
+def test_a_tiny_grpc_request_with_a_huge_shape_allocates_nothing(server):
+    import grpc
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    channel = grpc.insecure_channel(server["grpc"])
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    before = _rss_mb(server["pid"])
+    for change, message in [(_shape(1, 1, 50_000_000), "feature size 50000000"),
+                            (_shape(2, 3, 16), "holds 0 values"),
+                            (lambda p: setattr(p, "dtype", 0), "DT_INVALID")]:
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "gpicl"
+        for name, proto in _protos(query_x=change).items():
+            request.inputs[name].CopyFrom(proto)
+        with pytest.raises(grpc.RpcError) as e:
+            stub.Predict(request, 60)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value.details()
+        assert message in e.value.details()
+        assert _rss_mb(server["pid"]) - before < 100   # was 600 MB for the first
+    channel.close()
+
+
+def _half_sent(url, length=100_000):
+    """A socket that sent a :predict's headers and one byte of its body."""
+    import socket
+    from urllib.parse import urlparse
+
+    u = urlparse(url)
+    s = socket.create_connection((u.hostname, u.port))
+    s.sendall(f"POST /v1/models/gpicl:predict HTTP/1.1\r\nHost: x\r\nContent-Type: "
+              f"application/json\r\nContent-Length: {length}\r\n\r\n{{".encode())
+    return s
+
+
+def test_half_sent_bodies_hold_no_prediction_slot_and_time_out(model_base):
+    """Four sockets that send headers and one byte of body (the default four
+    prediction slots) do not delay a valid request; they get 408 after the
+    body deadline; a client that disconnects mid-body is one log line."""
+    from tests.serving.conftest import start_server
+
+    proc, server = start_server(model_base, "--body_timeout_s", "4")
+    try:
+        slow = [_half_sent(server["url"]) for _ in range(4)]
+        time.sleep(0.5)
+        r = requests.post(f"{server['url']}/v1/models/gpicl:predict", json=_body(*_request()),
+                          timeout=10)
+        assert r.status_code == 200, r.text
+        for s in slow:
+            s.settimeout(20)
+            answer = b""
+            while chunk := s.recv(4096):   # until the server closes the connection
+                answer += chunk
+            answer = answer.decode()
+            assert answer.startswith("HTTP/1.1 408") and "not received within 4 s" in answer
+            s.close()
+        for _ in range(3):   # clients that give up mid-body
+            _half_sent(server["url"]).close()
+        time.sleep(1)
+        r = requests.post(f"{server['url']}/v1/models/gpicl:predict", json=_body(*_request()),
+                          timeout=10)
+        assert r.status_code == 200, r.text
+    finally:
+        proc.terminate()
+        log = proc.communicate(timeout=30)[0]
+    assert "Traceback" not in log, log[-3000:]
+    assert log.count("disconnected before sending its whole request body") == 3, log[-3000:]
+
+
+def test_status_follows_versions_that_fail_or_go(model_base, tmp_path):
+    """Over REST and gRPC: a broken newer version is reported END with its error
+    (the older one served); deleting the served version serves the older one."""
+    import shutil
+
+    from tests.serving.conftest import start_server
+
+    base = tmp_path / "models"
+    shutil.copytree(os.path.join(model_base, "gpicl", "1"), base / "gpicl" / "1")
+    shutil.copytree(base / "gpicl" / "1", base / "gpicl" / "2")
+    (base / "gpicl" / "3").mkdir()                     # broken: no SavedModel
+    proc, server = start_server(str(base))
+    try:
+        rest, grpc_client = RestClient(server["url"], "gpicl"), GrpcClient(server["grpc"],
+                                                                            "gpicl")
+        rows = rest.status()["model_version_status"]
+        assert [(r["version"], r["state"]) for r in rows] == [("2", "AVAILABLE"), ("3", "END")]
+        assert "failed to load" in rows[1]["status"]["error_message"]
+        assert [(r["version"], r["state"]) for r in grpc_client.status()] == [
+            (2, "AVAILABLE"), (3, "END")]
+        shutil.rmtree(base / "gpicl" / "2")
+        deadline = time.time() + 30
+        while rest.status()["model_version_status"][0]["version"] != "1":
+            assert time.time() < deadline, "version 2 still served after its deletion"
+            time.sleep(0.3)
+        r = requests.post(f"{server['url']}/v1/models/gpicl/versions/2:predict",
+                          json=_body(*_request()), timeout=30)
+        assert r.status_code == 404
+        assert rest.predict(*_request(), version=1)["classes"].shape == (2, 3)
+        grpc_client.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -235,3 +235,37 @@ def test_the_released_general_model_reduces_to_its_priors_width():
     clf = GPICLClassifier(os.path.join(sk.GENERAL_MODEL_DIR, "1"), n_ensemble=1).fit(X, y)
     assert clf.max_features_ == 32 and clf._width() == 32
     assert clf.predict_proba(X[:3]).shape == (3, 3)
+
+
+def test_parameters_are_read_as_scikit_learn_reads_them(version):
+    """random_state as check_random_state takes it, categorical_features as a mask,
+    indices or a DataFrame's column names; anything else a clear error."""
+    import pandas as pd
+
+    X, y = _data(n=11)
+    X[:, 1] = np.arange(11) % 3
+    for seed in (None, np.random.RandomState(3)):
+        proba = GPICLClassifier(version, n_ensemble=2, random_state=seed).fit(X, y) \
+            .predict_proba(X[:3])
+        np.testing.assert_allclose(proba.sum(1), 1.0, rtol=1e-5)
+    by_index = GPICLClassifier(version, 2, categorical_features=[1]).fit(X, y)
+    by_mask = GPICLClassifier(version, 2, categorical_features=[False, True] + [False] * 3) \
+        .fit(X, y)
+    frame = pd.DataFrame(X, columns=list("abcde"))
+    by_name = GPICLClassifier(version, 2, categorical_features=["b"]).fit(frame, y)
+    for clf in (by_mask, by_name):
+        assert list(clf.categories_) == [1]
+        np.testing.assert_array_equal(clf.train_x_, by_index.train_x_)
+    for spec, message in [([1.7], "must be column indices \\(integers\\), a boolean mask"),
+                          ([True, False], "boolean mask of 2 entries; X has 5 columns"),
+                          (["b"], "names columns, but X has no column names"),
+                          ([7], "outside \\[0, 5\\)")]:
+        with pytest.raises(ValueError, match=message):
+            GPICLClassifier(version, categorical_features=spec).fit(X, y)
+    with pytest.raises(ValueError, match="unknown column\\(s\\) \\['z'\\]"):
+        GPICLClassifier(version, categorical_features=["z"]).fit(frame, y)
+    with pytest.raises(ValueError, match="n_ensemble=2.5 must be an integer"):
+        GPICLClassifier(version, n_ensemble=2.5).fit(X, y)
+    text = frame.assign(b=np.array(["x", "y", "z"])[np.arange(11) % 3])
+    with pytest.raises(ValueError, match="not numbers .*encode text columns as numbers"):
+        GPICLClassifier(version, categorical_features=["b"]).fit(text, y)

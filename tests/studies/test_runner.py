@@ -141,3 +141,23 @@ def _figure(out_dir, n):
     with open(path, "w") as f:
         f.write(f"{n} rows")
     return path
+
+
+def test_a_second_study_in_a_held_workdir_is_an_error_naming_the_holder(tmp_path,
+                                                                         fake_training):
+    import subprocess
+    import sys
+
+    from gpicl_tf.data import storage
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        (tmp_path / storage.LOCK_FILE).write_text(str(other.pid))
+        with pytest.raises(FileExistsError, match=f"in use by another study \\(pid {other.pid}\\)"):
+            runner.run_study(_study([]), "smoke", str(tmp_path), log=lambda s: None)
+        assert not fake_training
+    finally:
+        other.kill()
+        other.wait()
+    assert len(runner.run_study(_study([]), "smoke", str(tmp_path), log=lambda s: None)) == 3
+    assert not (tmp_path / storage.LOCK_FILE).exists()

@@ -131,3 +131,19 @@ def test_a_killed_study_process_resumes(tmp_path):
     rows = json.load(open(results))
     assert len(rows) == 4 and rows[0] == first[0]
     assert "finished before, kept" in done.stdout
+
+
+def test_results_csv_keeps_its_column_order_across_a_resume(tmp_path):
+    """A resumed study reads its finished rows back from results.json: the csv
+    written then has the columns in the order an uninterrupted run writes."""
+    from types import SimpleNamespace
+
+    study = SimpleNamespace(name="s", description="", columns=["zeta", "alpha"], notes=None,
+                            figures=lambda rows, workdir: [])
+    row = {"cell": "c0", "axes": ["tasks"], "tasks": 4, "steps": 10, "wall_s": 1.0,
+           "zeta": 0.5, "alpha": 0.25, "sets": [], "command": "x", "run_dir": "d"}
+    runner.write_results(study, [row], str(tmp_path))
+    before = (tmp_path / "results.csv").read_text()
+    runner.write_results(study, runner.read_rows(str(tmp_path)), str(tmp_path))   # resumed
+    assert (tmp_path / "results.csv").read_text() == before
+    assert before.splitlines()[0] == "cell,axes,tasks,steps,wall_s,zeta,alpha,command,run_dir"

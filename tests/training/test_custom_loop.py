@@ -52,6 +52,10 @@ def test_parse_tf_config_names_what_is_wrong():
             ('{"cluster": {"worker": ["a:1"], "ps": ["c:3"]}, "task": {}}', "cluster="),
             ('{"cluster": {"worker": ["a"]}, "task": {"type": "worker", "index": 0}}',
              "host:port"),
+            ('{"cluster": {"worker": ["a:1", "b:99999"]}, "task": {"type": "worker", '
+             '"index": 0}}', r"each port in \[1, 65535\]"),
+            ('{"cluster": {"worker": [":5000"]}, "task": {"type": "worker", "index": 0}}',
+             "host:port"),
             ('{"cluster": {"worker": ["a:1", "a:1"]}, "task": {"type": "worker", "index": 0}}',
              "repeats"),
             ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}',

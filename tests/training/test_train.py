@@ -339,3 +339,38 @@ def test_mixed_precision_learns_with_float32_logits(smoke_config, smoke_episodes
 def test_precision_choices_are_checked(smoke_config):
     with pytest.raises(ValueError, match="train.precision='fp8' must be one of"):
         override(smoke_config, ["train.precision=fp8"])
+
+
+def test_a_second_run_in_a_held_workdir_is_an_error_naming_the_holder(smoke_config,
+                                                                       smoke_episodes, tmp_path):
+    from gpicl_tf.data import storage
+
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        (workdir / storage.LOCK_FILE).write_text(str(other.pid))
+        with pytest.raises(FileExistsError, match=f"in use by another training run "
+                                                  f"\\(pid {other.pid}\\)"):
+            train.run(smoke_config, str(workdir), smoke_episodes, verbose=0)
+        assert not os.path.exists(workdir / train.CONFIG_FILE)   # nothing touched
+    finally:
+        other.kill()
+        other.wait()
+    with storage.directory_lock(str(workdir), "training run"):   # a dead holder's lock
+        assert (workdir / storage.LOCK_FILE).read_text() == str(os.getpid())
+    assert not os.path.exists(workdir / storage.LOCK_FILE)
+
+
+@pytest.mark.slow
+def test_a_run_that_never_finished_an_epoch_does_not_bind_its_workdir(smoke_config,
+                                                                       smoke_episodes, tmp_path):
+    workdir = str(tmp_path / "run")
+    bad = override(smoke_config, ["train.learning_rate=1e30", "train.clip_norm=0",
+                                  "train.warmup_steps=0"])
+    with pytest.raises(callbacks.NonFiniteError):
+        train.run(bad, workdir, smoke_episodes, verbose=0)
+    good = override(smoke_config, ["train.steps=2", "train.steps_per_epoch=2"])
+    assert train.run(good, workdir, smoke_episodes, verbose=0)["steps"] == 2
+    with pytest.raises(ValueError, match="holds a run with train.learning_rate=0.001"):
+        train.run(override(good, ["train.learning_rate=0.01"]), workdir, smoke_episodes)

@@ -101,3 +101,12 @@ def test_distributed_chief_and_two_workers_run_every_trial_once(smoke_episodes, 
     starts = {tid: out.count("curriculum: step 0 ") for tid, out in outputs.items()}
     assert starts["chief"] == 0 and starts["tuner0"] + starts["tuner1"] == 4, starts
     assert os.path.exists(os.path.join(workdir, "results.md"))
+
+
+@pytest.mark.parametrize("trials", [0, -3])
+def test_max_trials_is_checked_like_the_config_key(smoke_config, smoke_episodes, tmp_path,
+                                                   trials):
+    with pytest.raises(ValueError, match=f"tune.max_trials={trials}"):
+        search.run_search(smoke_config, str(tmp_path / "tune"), smoke_episodes,
+                          max_trials=trials)
+    assert not os.path.exists(tmp_path / "tune")
