@@ -53,7 +53,24 @@ def _section_classes() -> dict[str, type]:
             "tune": TuneConfig, "functions": FunctionConfig, "prior": PriorConfig}
 
 
+# Keys that older files hold and configs no longer have: each loads only at the
+# value that meant "off" (dropped); any other value is an error naming what replaced it.
+RETIRED = {"train": {"mixed_precision": (False, "train.precision=mixed_bfloat16 (CPU, TPU) "
+                                                "or mixed_float16 (GPU)")}}
+
+
+def _drop_retired(name: str, d: dict[str, Any]) -> dict[str, Any]:
+    retired = RETIRED.get(name, {})
+    for key in set(d) & set(retired):
+        off, instead = retired[key]
+        if _coerce(type(off), d[key], f"{name}.{key}") != off:
+            raise InvalidInputError(f"{name}.{key}={d[key]!r} is no longer a setting; "
+                                    f"set {instead}")
+    return {k: v for k, v in d.items() if k not in retired}
+
+
 def _section_from_dict(section_cls: type, d: dict[str, Any], name: str):
+    d = _drop_retired(name, d)
     hints = typing.get_type_hints(section_cls)
     unknown = sorted(set(d) - set(hints))
     if unknown:

@@ -132,8 +132,7 @@ class TrainConfig:
     `precision`: Keras' dtype policy for the run: "float32", "mixed_bfloat16"
     (TPUs, recent GPUs and CPUs with AVX512-BF16) or "mixed_float16" (GPUs;
     `fit` and the custom loop then scale the loss: Keras' LossScaleOptimizer).
-    Logits and losses stay float32. `mixed_precision=True` (older configs) means
-    mixed_float16 on a GPU and mixed_bfloat16 elsewhere.
+    Logits and losses stay float32.
 
     `episodes_on_device`: the host ships only records (example indices, task id,
     bias flag) and the train step builds the episodes on the device
@@ -161,7 +160,6 @@ class TrainConfig:
     adam_epsilon: float = 1e-8
     weight_decay: float = 0.0
     clip_norm: float = 1.0
-    mixed_precision: bool = False
     jit_compile: bool = True
     shuffle_buffer: int = 2_048
     bias_fraction: float = 0.0

@@ -204,16 +204,6 @@ def curriculum(tcfg, bias: tf.Variable, num_classes: int, monitor: str = "val_lo
         max(num_classes, 2), tcfg.plateau_drop, monitor=monitor, left_plateau=left_plateau)
 
 
-def dtype_policy(tcfg) -> str:
-    """The Keras dtype policy of a run: train.precision, or for the older
-    `mixed_precision=True` mixed_float16 on a GPU and mixed_bfloat16 elsewhere."""
-    if tcfg.precision != "float32":
-        return tcfg.precision
-    if tcfg.mixed_precision:
-        return "mixed_float16" if tf.config.list_logical_devices("GPU") else "mixed_bfloat16"
-    return "float32"
-
-
 def run_callbacks(config: Config, workdir: str, bias, monitor: str, with_curriculum: bool,
                loop: str, is_chief: bool) -> list[keras.callbacks.Callback]:
     """The callbacks of a run: curriculum, guards, and (chief only) the files."""
@@ -292,7 +282,7 @@ def run(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "def
                            {"config": config.to_dict(), "episodes": os.path.abspath(episodes_dir)})
     jit = distribute.use_xla(strat, tcfg.jit_compile)
     previous_policy = keras.config.dtype_policy()
-    policy = dtype_policy(tcfg)
+    policy = tcfg.precision
     if policy != "float32":
         keras.config.set_dtype_policy(policy)
     if tcfg.deterministic:
