@@ -180,8 +180,8 @@ def loop_step_rate(config, steps: int, episodes_dir: str, on_device: bool) -> di
     with tempfile.TemporaryDirectory() as tmp:
         spec = loop_lib.LoopSpec(
             steps=steps, steps_per_epoch=steps, global_batch=tcfg.batch_size, val_steps=0,
-            objective=objectives.of(eps.schema), window=min(10, config.data.episode_length), jit=True,
-            checkpoint_dir=tmp, builder=device_episodes.EpisodeBuilder(
+            objective=objectives.of(eps.schema), window=min(10, config.data.episode_length),
+            jit=True, checkpoint_dir=tmp, builder=device_episodes.EpisodeBuilder(
                 eps, "train", tcfg.bias_mode) if on_device else None)
         step = loop_lib.Steps(model, strategy, spec)
         it = iter(strategy.distribute_datasets_from_function(make_train))

@@ -229,9 +229,10 @@ def make_dataset(episodes: EpisodeSet, split: str, batch_size: int, *, shuffle: 
             ds = ds.repeat()
         if skip:
             ds = ds.skip(skip)
-        ds = ds.enumerate(start=skip).map(
-            kinds.of(episodes.schema).trainer_stage(episodes.schema, episodes.seed, batch_size, bias),
-            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        finish = kinds.of(episodes.schema).trainer_stage(episodes.schema, episodes.seed,
+                                                         batch_size, bias)
+        ds = ds.enumerate(start=skip).map(finish, num_parallel_calls=tf.data.AUTOTUNE,
+                                          deterministic=True)
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
         return ds.prefetch(prefetch)
     build = kinds.of(episodes.schema).feature_builder(episodes, split, batch_size, bias, bias_mode)
@@ -353,6 +354,7 @@ def _service_stage(episodes: EpisodeSet, split: str, files, shuffle: bool,
                 num_parallel_calls=tf.data.AUTOTUNE)
     return ds.apply(tf.data.experimental.service.distribute(
         processing_mode=tf.data.experimental.service.ShardingPolicy.DYNAMIC, service=address))
+
 
 def read_records(episodes: EpisodeSet, split: str) -> list[dict]:
     """Every stored record of a split, in file order, as numpy dicts (for tools)."""
