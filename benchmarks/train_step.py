@@ -170,7 +170,7 @@ def loop_step_rate(config, steps: int, episodes_dir: str, on_device: bool) -> di
     by the input pipeline or (on_device) in the step from records
     (`train.episodes_on_device`)."""
     from gpicl_tf.data import device_episodes, pipeline
-    from gpicl_tf.training import loop as loop_lib, train
+    from gpicl_tf.training import loop as loop_lib, objectives, train
 
     eps = pipeline.open_episodes(episodes_dir)
     tcfg = dataclasses.replace(config.train, episodes_on_device=on_device)
@@ -180,8 +180,8 @@ def loop_step_rate(config, steps: int, episodes_dir: str, on_device: bool) -> di
     with tempfile.TemporaryDirectory() as tmp:
         spec = loop_lib.LoopSpec(
             steps=steps, steps_per_epoch=steps, global_batch=tcfg.batch_size, val_steps=0,
-            task=eps.schema.kind, window=min(10, config.data.episode_length), jit=True,
-            checkpoint_dir=tmp, builder=device_episodes.EpisodeBuilder(
+            objective=objectives.of(eps.schema), window=min(10, config.data.episode_length),
+            jit=True, checkpoint_dir=tmp, builder=device_episodes.EpisodeBuilder(
                 eps, "train", tcfg.bias_mode) if on_device else None)
         step = loop_lib.Steps(model, strategy, spec)
         it = iter(strategy.distribute_datasets_from_function(make_train))

@@ -43,11 +43,12 @@ def _pairs(items, flag):
 def main(argv):
     del argv
     common.quiet_tensorflow()
+    from gpicl_tf import tasks
     from gpicl_tf.data import pipeline
     from gpicl_tf.training.train import MODEL_FILE
 
     config = common.resolve_config()
-    task = pipeline.open_episodes(FLAGS.episodes, verify="size").schema.kind
+    task = tasks.get(pipeline.open_episodes(FLAGS.episodes, verify="size").schema.task)
     if FLAGS.baseline and not task.sequence_baselines:
         raise InvalidInputError(
             f"--baseline {FLAGS.baseline}: {task.name} learners are compared with the "

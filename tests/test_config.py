@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 
@@ -98,3 +99,21 @@ def test_older_files_with_comma_strings_still_load_and_compare():
     assert cfg.eval.positions == (1, 2, 5) and cfg.functions == get_preset("functions_smoke").functions
     assert normalize_section("functions", old["functions"])["mlp_activations"] == (
         "tanh", "swish", "relu")
+
+
+def test_retired_keys_load_at_their_off_value_only():
+    from gpicl_tf.config import Config, get_preset, override
+
+    old = get_preset("smoke").to_dict()
+    old["train"]["mixed_precision"] = False          # what every older config.json holds
+    assert Config.from_dict(old) == get_preset("smoke")
+    old["train"]["mixed_precision"] = True
+    with pytest.raises(ValueError, match="train.mixed_precision=True is no longer a setting; "
+                                         "set train.precision=mixed_bfloat16"):
+        Config.from_dict(old)
+    with pytest.raises(KeyError, match="unknown config key 'train.mixed_precision'"):
+        override(get_preset("smoke"), ["train.mixed_precision=false"])
+    with open(os.path.join(os.path.dirname(__file__), "..", "saved_models", "general", "1",
+                           "gpicl_config.json")) as f:
+        released = json.load(f)
+    Config.from_dict(released["config"])    # a released model's config still loads

@@ -1,20 +1,10 @@
-"""The task registry, and that stages ask their task instead of branching."""
-
-import os
-import re
+"""The task registry, the episode kinds and layouts below it (layering: tests/test_layers.py)."""
 
 import pytest
 
 from gpicl_tf import tasks
 from gpicl_tf.config import get_preset
 from gpicl_tf.data.schema import EpisodeSchema
-
-ROOT = os.path.join(os.path.dirname(__file__), "..")
-# modules that implement one task kind: the task modules and what only they call
-TASK_MODULES = ("gpicl_tf/tasks/", "gpicl_tf/data/functions.py", "gpicl_tf/eval/regression.py",
-                "gpicl_tf/eval/regression_report.py")
-BRANCHES = re.compile(r'\.regression\b|startswith\("functions:"\)|family_of\(|\.task [!=]= |'
-                      r'schema\.task\b.*[!=]=')
 
 
 def test_sources_map_to_their_task():
@@ -52,20 +42,3 @@ def test_schemas_take_their_shapes_from_the_task():
         EpisodeSchema(12, 2, 0, task="regression")
     with pytest.raises(ValueError, match="num_classes=1 must be at least 2"):
         EpisodeSchema(12, 2, 1)
-
-
-def test_no_stage_outside_the_task_modules_branches_on_the_task_kind():
-    found = []
-    for base in ("gpicl_tf", "pipelines"):
-        for dirpath, _, names in os.walk(os.path.join(ROOT, base)):
-            for name in names:
-                if not name.endswith(".py"):
-                    continue
-                path = os.path.relpath(os.path.join(dirpath, name), ROOT)
-                if path.startswith(TASK_MODULES):
-                    continue
-                with open(os.path.join(ROOT, path)) as f:
-                    for i, line in enumerate(f, 1):
-                        if BRANCHES.search(line):
-                            found.append(f"{path}:{i}: {line.strip()}")
-    assert found == []

@@ -19,8 +19,9 @@ import json
 import typing
 from typing import Any
 
-from gpicl_tf.config import (PriorConfig, _all, _at_least, _between, _check, _coerce, _in,
-                             _POSITIVE, _tuple_fields)
+from gpicl_tf.config import PriorConfig
+from gpicl_tf.config.checks import (_at_least, _between, _check, _coerce, _in,
+                                    _POSITIVE, _tuple_fields)
 from gpicl_tf.errors import InvalidInputError, UnknownKeyError
 
 OPTIMIZERS = ("adamw", "muon")

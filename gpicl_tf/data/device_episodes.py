@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from gpicl_tf.data import augment, pipeline, schema as schema_lib
+from gpicl_tf.data import augment, kinds, pipeline, schema as schema_lib
+from gpicl_tf.data.kinds.base import base_tables, bias_flag
 from gpicl_tf.errors import InvalidInputError
 
 INDICES, TASK_ID, BIASED = "indices", "task_id", "biased"
@@ -33,7 +34,7 @@ def record_dataset(episodes: pipeline.EpisodeSet, split: str, batch_size: int, *
     """Batches of {"indices": int64 [B, N], "task_id": int64 [B], "biased": bool [B]}:
     the records in the host pipeline's order (same shuffle, skip and shards), with
     the bias flag the host pipeline would use. Parsed per batch (`parse_example`)."""
-    if not episodes.schema.kind.device_episodes:
+    if not kinds.of(episodes.schema).device_episodes:
         raise InvalidInputError(f"{episodes.directory} holds {episodes.schema.task} episodes; "
                                 "device-side construction builds indexed ones only")
     if episodes.mixture or episodes.schema.stored_dim:
@@ -52,7 +53,7 @@ def record_dataset(episodes: pipeline.EpisodeSet, split: str, batch_size: int, *
         rec = tf.io.parse_example(raw, spec)
         positions = start + batch_number * batch_size + tf.range(batch_size, dtype=tf.int64)
         return {INDICES: rec["indices"], TASK_ID: rec["task_id"],
-                BIASED: pipeline.bias_flag(positions, batch_size, bias)}
+                BIASED: bias_flag(positions, batch_size, bias)}
 
     ds = ds.enumerate().map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(prefetch)
@@ -72,7 +73,7 @@ class EpisodeBuilder(tf.Module):
                  bias_mode: str = "permutation"):
         super().__init__(name="episode_builder")
         self.schema: schema_lib.EpisodeSchema = episodes.schema
-        x, y, self.mean, self.std = pipeline.base_tables(episodes, split)
+        x, y, self.mean, self.std = base_tables(episodes, split)
         self.x_table, self.y_table = x, y
         self.seed, self.bias_mode = episodes.seed, bias_mode
         self.d_in = int(x.shape[-1])

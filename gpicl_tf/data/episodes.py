@@ -20,14 +20,13 @@ import dataclasses
 import json
 import os
 import re
-import zlib
 
 import numpy as np
 from absl import logging
 
 from gpicl_tf.config import DataConfig, FunctionConfig, PriorConfig
-from gpicl_tf import tasks
-from gpicl_tf.data import augment, prior, schema as schema_lib, storage
+from gpicl_tf.data import augment, kinds, prior, schema as schema_lib, storage
+from gpicl_tf.data.kinds.base import split_salt
 from gpicl_tf.errors import ExistingFileError, InvalidInputError
 
 
@@ -58,12 +57,6 @@ def split_plans(config: DataConfig) -> list[SplitPlan]:
         SplitPlan("valid", "train", augment.VALID_TASK_OFFSET,
                   augment.VALID_TASK_OFFSET + 2**31, config.test_episodes),
     ]
-
-
-def split_salt(name: str) -> int:
-    """A stable number for a split's name (its CRC-32): seeds do not depend on
-    the order or the spelling of anything else."""
-    return zlib.crc32(name.encode("utf-8"))
 
 
 def draw_without_replacement(pool_size: int, count: int, seed: int, name: str) -> np.ndarray:
@@ -185,7 +178,7 @@ def write_episodes(config: DataConfig, out_dir: str, *, overwrite: bool = False,
                    prior_config: PriorConfig | None = None) -> dict:
     """Writes the episode directory for `config` and returns its manifest.
 
-    The source's task (`tasks.for_source`) writes the records: a dataset's
+    The source's kind (`kinds.for_source`) writes the records: a dataset's
     episodes index its stored base data; "prior" tables (`prior_config`, default
     PriorConfig()) and "functions:FAMILY" episodes (`functions_config`, default
     FunctionConfig()) store their values. "mixture" writes one episode set per
@@ -202,7 +195,7 @@ def write_episodes(config: DataConfig, out_dir: str, *, overwrite: bool = False,
             f"data.mixture={list(config.mixture)} is set but data.source={config.source!r}; "
             f"a mixture needs data.source={MIXTURE!r}")
     plans = split_plans(config)
-    schema, prepare = tasks.for_source(config.source).writer(config, plans, functions_config,
+    schema, prepare = kinds.for_source(config.source).writer(config, plans, functions_config,
                                                              prior_config)
     task_ids = task_assignments(plans, config.seed)
     if 0 < config.train_episodes < 2**config.log2_num_tasks:
@@ -264,11 +257,11 @@ def parse_mixture(config: DataConfig) -> list[tuple[str, float]]:
         if not sep or not source or not (w > 0 and np.isfinite(w)):
             raise InvalidInputError(
                 f"data.mixture item {item!r} is not SOURCE:WEIGHT with a positive weight")
-        if source == MIXTURE or not tasks.for_source(source).curriculum:
+        if source == MIXTURE or not kinds.for_source(source).curriculum:
             raise InvalidInputError(
                 f"data.mixture item {item!r}: a component is a source whose episodes take "
                 "label permutations (a dataset or 'prior'), not a mixture or "
-                f"{tasks.for_source(source).name} episodes")
+                f"{kinds.for_source(source).name} episodes")
         if source in [s for s, _ in out]:
             raise InvalidInputError(f"data.mixture names {source!r} twice")
         out.append((source, w))

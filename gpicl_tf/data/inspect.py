@@ -7,7 +7,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from gpicl_tf.data import storage
+from gpicl_tf.data import kinds, storage
 from gpicl_tf.data.schema import EpisodeSchema
 
 
@@ -48,7 +48,7 @@ def inspect_directory(directory: str) -> dict:
             problems.append(problem)
     spec = schema.record_spec()
     for split, info in manifest["splits"].items():
-        check = schema.kind.record_check(schema, manifest, info)
+        check = kinds.of(schema).record_check(schema, manifest, info)
         for entry in info["shards"]:
             problem = _check_shard(directory, entry, spec, check)
             if problem:

@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from gpicl_tf.config import BIAS_MODES
-from gpicl_tf.data import schema as schema_lib, storage
+from gpicl_tf.data import kinds, schema as schema_lib, storage
 from gpicl_tf.errors import InvalidInputError, UnknownKeyError
 
 _EXPECTABLE = ("episode_length", "input_size", "num_classes", "source", "format")
@@ -229,12 +229,13 @@ def make_dataset(episodes: EpisodeSet, split: str, batch_size: int, *, shuffle: 
             ds = ds.repeat()
         if skip:
             ds = ds.skip(skip)
-        ds = ds.enumerate(start=skip).map(
-            episodes.schema.kind.trainer_stage(episodes.schema, episodes.seed, batch_size, bias),
-            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        finish = kinds.of(episodes.schema).trainer_stage(episodes.schema, episodes.seed,
+                                                         batch_size, bias)
+        ds = ds.enumerate(start=skip).map(finish, num_parallel_calls=tf.data.AUTOTUNE,
+                                          deterministic=True)
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
         return ds.prefetch(prefetch)
-    build = episodes.schema.kind.feature_builder(episodes, split, batch_size, bias, bias_mode)
+    build = kinds.of(episodes.schema).feature_builder(episodes, split, batch_size, bias, bias_mode)
     ds = record_stream(episodes, files, shuffle=shuffle, repeat=repeat, seed=seed,
                        shuffle_buffer=shuffle_buffer, skip=skip,
                        shard=shard if shard_by == "records" else (1, 0))
@@ -283,14 +284,14 @@ def _mixture_dataset(episodes: EpisodeSet, split: str, batch_size: int, *, shuff
         ds = record_stream(component, files, shuffle=shuffle, repeat=repeat, seed=seed + i,
                            shuffle_buffer=shuffle_buffer,
                            shard=shard if shard_by == "records" else (1, 0))
-        streams.append(ds.map(component.schema.kind.served_stage(component, split),
+        streams.append(ds.map(kinds.of(component.schema).served_stage(component, split),
                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
     ds = tf.data.Dataset.choose_from_datasets(
         streams, component_choices(episodes.weights, seed), stop_on_empty_dataset=False)
     if skip:
         ds = ds.skip(skip)
     ds = ds.enumerate(start=skip).map(
-        episodes.schema.kind.trainer_stage(episodes.schema, episodes.seed, batch_size, bias),
+        kinds.of(episodes.schema).trainer_stage(episodes.schema, episodes.seed, batch_size, bias),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(prefetch)
 
@@ -342,15 +343,6 @@ def record_stream(episodes: EpisodeSet, files, *, shuffle: bool, repeat: bool, s
     return ds
 
 
-def bias_flag(position, batch_size: int, bias: tf.Variable | None) -> tf.Tensor:
-    """Whether the episode at `position` of the stream takes the curriculum's fixed
-    task: the first round(bias x batch) episodes of every batch do."""
-    if bias is None:
-        return tf.constant(False)
-    fixed = tf.cast(tf.round(bias.read_value() * batch_size), tf.int64)
-    return position % batch_size < fixed
-
-
 def _service_stage(episodes: EpisodeSet, split: str, files, shuffle: bool,
                    shuffle_buffer: int, seed: int, address: str) -> tf.data.Dataset:
     """What the tf.data service's workers compute: records -> the task's served
@@ -358,17 +350,10 @@ def _service_stage(episodes: EpisodeSet, split: str, files, shuffle: bool,
     trainer applies the permutations)."""
     ds = record_stream(episodes, files, shuffle=shuffle, repeat=False, seed=seed,
                        shuffle_buffer=shuffle_buffer)
-    ds = ds.map(episodes.schema.kind.served_stage(episodes, split),
+    ds = ds.map(kinds.of(episodes.schema).served_stage(episodes, split),
                 num_parallel_calls=tf.data.AUTOTUNE)
     return ds.apply(tf.data.experimental.service.distribute(
         processing_mode=tf.data.experimental.service.ShardingPolicy.DYNAMIC, service=address))
-
-def base_tables(episodes: EpisodeSet, split: str):
-    """The split's base examples as constants: x [M, dim], y int32 [M], mean, std."""
-    manifest = episodes.manifest
-    base_x, base_y = episodes.base(manifest["splits"][split]["data_split"])
-    return (tf.constant(base_x), tf.constant(base_y.astype(np.int32)),
-            float(manifest["source"]["mean"]), float(manifest["source"]["std"]))
 
 
 def read_records(episodes: EpisodeSet, split: str) -> list[dict]:

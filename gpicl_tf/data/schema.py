@@ -31,8 +31,9 @@ a function episode has no base data to index:
     targets:  float32 [N, 2]           (y_j, query_j): the loss scores queries only
 
 The writer, the reader, the models' named inputs and the serving signatures
-all take their keys, shapes and dtypes from `EpisodeSchema`, which asks its
-task (`gpicl_tf.tasks`) for them.
+all take their keys, shapes and dtypes from `EpisodeSchema`; the layout of each
+kind of episode (`EpisodeSchema.task`) is a `Layout` here, and how each kind is
+written and read is its `gpicl_tf.data.kinds` module.
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ import dataclasses
 
 import tensorflow as tf
 
-from gpicl_tf import tasks
 from gpicl_tf.errors import InvalidInputError
 
 FORMAT = "gpicl_tf.episodes/1"
@@ -50,6 +50,99 @@ LABELS = "labels"
 TARGETS = "targets"
 VALUES = "values"
 QUERY = "query"
+_IDS = {"episode_id": tf.io.FixedLenFeature([], tf.int64),
+        "task_id": tf.io.FixedLenFeature([], tf.int64)}
+
+
+class Layout:
+    """The keys, shapes and dtypes of one kind of episode."""
+
+    def check(self, schema: "EpisodeSchema") -> None:
+        """Raises naming the field when `schema` is not a valid episode of this kind."""
+
+    def token_size(self, schema: "EpisodeSchema") -> int:
+        """Size of one model token: x and what the kind appends to it."""
+        raise NotImplementedError
+
+    def record_spec(self, schema: "EpisodeSchema") -> dict[str, tf.io.FixedLenFeature]:
+        raise NotImplementedError
+
+    def feature_specs(self, schema: "EpisodeSchema", length) -> dict[str, tf.TensorSpec]:
+        raise NotImplementedError
+
+    def target_spec(self, schema: "EpisodeSchema", length) -> tf.TensorSpec:
+        raise NotImplementedError
+
+
+class ClassificationLayout(Layout):
+    """Indexed (`stored_dim` 0) or stored (prior tables) examples; int labels."""
+
+    def check(self, schema):
+        if not isinstance(schema.num_classes, int) or schema.num_classes < 2:
+            raise InvalidInputError(f"num_classes={schema.num_classes!r} must be at least 2")
+        if not isinstance(schema.stored_dim, int) or schema.stored_dim < 0:
+            raise InvalidInputError(
+                f"stored_dim={schema.stored_dim!r} must be a non-negative integer")
+
+    def token_size(self, schema):
+        return schema.input_size + schema.num_classes   # x and a one-hot label
+
+    def record_spec(self, schema):
+        n = schema.episode_length
+        if schema.stored_dim:
+            return {**_IDS, "x": tf.io.FixedLenFeature([n * schema.stored_dim], tf.float32),
+                    "labels": tf.io.FixedLenFeature([n], tf.int64)}
+        return {**_IDS, "indices": tf.io.FixedLenFeature([n], tf.int64)}
+
+    def feature_specs(self, schema, length):
+        return {INPUTS: tf.TensorSpec([None, length, schema.input_size], tf.float32, name=INPUTS),
+                LABELS: tf.TensorSpec([None, length], tf.int32, name=LABELS)}
+
+    def target_spec(self, schema, length):
+        return tf.TensorSpec([None, length], tf.int32, name=TARGETS)
+
+
+class RegressionLayout(Layout):
+    """Function values stored in the record; M of the N points are queries."""
+
+    def check(self, schema):
+        if not 1 <= schema.num_queries < schema.episode_length:
+            raise InvalidInputError(
+                f"num_queries={schema.num_queries} must be in "
+                f"[1, episode_length={schema.episode_length})")
+        if schema.stored_dim:
+            raise InvalidInputError(
+                f"stored_dim={schema.stored_dim!r}: function episodes store x itself (set 0)")
+
+    def token_size(self, schema):
+        return schema.input_size + 2     # x, the value, the query flag
+
+    def record_spec(self, schema):
+        n = schema.episode_length
+        return {**_IDS, "x": tf.io.FixedLenFeature([n * schema.input_size], tf.float32),
+                "y": tf.io.FixedLenFeature([n], tf.float32),
+                "clean": tf.io.FixedLenFeature([n], tf.float32),
+                "query": tf.io.FixedLenFeature([n], tf.int64)}
+
+    def feature_specs(self, schema, length):
+        return {INPUTS: tf.TensorSpec([None, length, schema.input_size], tf.float32, name=INPUTS),
+                VALUES: tf.TensorSpec([None, length], tf.float32, name=VALUES),
+                QUERY: tf.TensorSpec([None, length], tf.float32, name=QUERY)}
+
+    def target_spec(self, schema, length):
+        return tf.TensorSpec([None, length, 2], tf.float32, name=TARGETS)
+
+
+LAYOUTS: dict[str, Layout] = {"classification": ClassificationLayout(),
+                              "regression": RegressionLayout()}
+DEFAULT_TASK = "classification"
+
+
+def layout_of(task: str) -> Layout:
+    """The layout of the episodes of `task`; an unknown one is an error naming the known ones."""
+    if task not in LAYOUTS:
+        raise InvalidInputError(f"task={task!r} is not one of {tuple(LAYOUTS)}")
+    return LAYOUTS[task]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,37 +152,37 @@ class EpisodeSchema:
     episode_length: int
     input_size: int
     num_classes: int
-    task: str = tasks.DEFAULT
+    task: str = DEFAULT_TASK
     num_queries: int = 0
     stored_dim: int = 0
 
     def __post_init__(self):
-        tasks.get(self.task)  # an unknown task is an error naming the known ones
+        layout_of(self.task)  # an unknown task is an error naming the known ones
         for name in ("episode_length", "input_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise InvalidInputError(f"{name}={value!r} must be a positive integer")
-        self.kind.check_schema(self)
+        self.layout.check(self)
 
     @property
-    def kind(self) -> tasks.Task:
-        """The task object of these episodes."""
-        return tasks.get(self.task)
+    def layout(self) -> Layout:
+        """The layout of these episodes' kind."""
+        return layout_of(self.task)
 
     @property
     def token_size(self) -> int:
-        return self.kind.token_size(self)
+        return self.layout.token_size(self)
 
     def record_spec(self) -> dict[str, tf.io.FixedLenFeature]:
         """Feature spec of a stored episode record."""
-        return self.kind.record_spec(self)
+        return self.layout.record_spec(self)
 
     def feature_specs(self, length: int | None = None) -> dict[str, tf.TensorSpec]:
         """Model input specs (batch-first); `length` None allows any length."""
-        return self.kind.feature_specs(self, length)
+        return self.layout.feature_specs(self, length)
 
     def target_spec(self, length: int | None = None) -> tf.TensorSpec:
-        return self.kind.target_spec(self, length)
+        return self.layout.target_spec(self, length)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -104,5 +197,5 @@ class EpisodeSchema:
     @classmethod
     def from_dict(cls, d: dict) -> "EpisodeSchema":
         return cls(episode_length=d["episode_length"], input_size=d["input_size"],
-                   num_classes=d["num_classes"], task=d.get("task", tasks.DEFAULT),
+                   num_classes=d["num_classes"], task=d.get("task", DEFAULT_TASK),
                    num_queries=d.get("num_queries", 0), stored_dim=d.get("stored_dim", 0))

@@ -20,9 +20,6 @@ import tensorflow as tf
 from gpicl_tf.errors import InvalidInputError
 from gpicl_tf.eval.grid import Axis, Result, search
 
-POSITIONS = (1, 2, 5, 10, 20, 50, 100)
-
-
 def check_positions(positions, length: int) -> tuple[int, ...]:
     positions = tuple(int(p) for p in positions)
     bad = [p for p in positions if not 1 <= p <= length]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import os
 
-from gpicl_tf.eval.report import _save, _write_files, slug
+from gpicl_tf.eval.report import save_figure, slug, write_files
 
 
 TARGET_COUNT = 20
@@ -140,7 +140,7 @@ def plot_mse_curve(name: str, entry: dict, path: str) -> None:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 
@@ -162,7 +162,7 @@ def plot_curves(name: str, curves: list[dict], path: str) -> None:
     axes[0][0].legend(fontsize=7)
     fig.suptitle(name)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 
@@ -180,6 +180,6 @@ def _plot_entry(name: str, entry: dict, out_dir: str) -> str:
 
 def write_report(report: dict, out_dir: str) -> dict:
     """report.json, report.md and, per set, mse_<set>.png and tasks_<set>.png."""
-    return _write_files(report, out_dir, _plot_entry, markdown)
+    return write_files(report, out_dir, _plot_entry, markdown)
 
 

@@ -105,7 +105,8 @@ def paired_table(report: dict) -> list[str]:
     return lines
 
 
-def _save(fig, path: str) -> None:
+def save_figure(fig, path: str) -> None:
+    """Writes `fig` to `path` (PNG, atomically: a reader never sees half a file) and closes it."""
     import matplotlib.pyplot as plt
 
     tmp = path + ".tmp.png"
@@ -134,7 +135,7 @@ def plot_dataset(name: str, entry: dict, path: str) -> None:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def slug(name: str) -> str:
@@ -148,7 +149,7 @@ def _plot_entry(name: str, entry: dict, out_dir: str) -> str:
     return path
 
 
-def _write_files(report: dict, out_dir: str, plot_entry, markdown) -> dict:
+def write_files(report: dict, out_dir: str, plot_entry, markdown) -> dict:
     """Plots every set (plot_entry records its files in the entry), then writes
     report.json and report.md atomically; returns {kind or set name: path}."""
     os.makedirs(out_dir, exist_ok=True)
@@ -165,4 +166,4 @@ def _write_files(report: dict, out_dir: str, plot_entry, markdown) -> dict:
 
 def write_report(report: dict, out_dir: str) -> dict:
     """Writes the files; returns {kind: path}."""
-    return _write_files(report, out_dir, _plot_entry, markdown_table)
+    return write_files(report, out_dir, _plot_entry, markdown_table)

@@ -95,10 +95,31 @@ def build_mlp(config: ModelConfig, schema: EpisodeSchema) -> keras.Model:
     return keras.Model(episode, _logits(h, schema), name="gpicl_mlp")
 
 
+def _check_function_model(config: ModelConfig) -> None:
+    if config.arch != "transformer":
+        raise InvalidInputError(
+            f"arch={config.arch!r}: function regression episodes are learned by "
+            "the transformer only")
+    if config.layout != "pfn":
+        raise InvalidInputError(
+            f"layout={config.layout!r}: function regression uses the PFN-style "
+            "layout (context tokens carry their values, queries attend to the "
+            "context); set model.layout=pfn")
+
+
+# The learners of each kind of episode (`EpisodeSchema.task`) by `ModelConfig.arch`,
+# and what else a model config must satisfy to learn that kind.
+LEARNERS = {
+    "classification": {"transformer": build_transformer, "lstm": build_lstm, "mlp": build_mlp},
+    "regression": {"transformer": build_function_transformer},
+}
+_KIND_CHECKS = {"classification": lambda config: None, "regression": _check_function_model}
+
+
 def check_model_config(config: ModelConfig, schema: EpisodeSchema) -> None:
     """Raises ValueError naming the value when `config` cannot learn `schema`'s
     episodes (ranges and choices are checked when the config loads)."""
-    schema.kind.check_model(config)
+    _KIND_CHECKS[schema.task](config)
     if config.arch == "lstm" and config.layout != "paper":
         raise InvalidInputError(f"layout={config.layout!r}: the LSTM reads the paper layout only")
     if config.arch == "transformer" and config.model_size % config.num_heads:
@@ -115,7 +136,7 @@ def build_model(config: ModelConfig, schema: EpisodeSchema) -> keras.Model:
                         config.key_size, config.num_heads, config.model_size,
                         config.head_size * config.num_heads, config.model_size,
                         config.model_size // config.num_heads)
-    return schema.kind.build_model(config, schema)
+    return LEARNERS[schema.task][config.arch](config, schema)
 
 
 def _transformer_parts(model: keras.Model):

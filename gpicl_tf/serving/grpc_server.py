@@ -13,7 +13,7 @@ from tensorflow_serving.apis import (get_model_status_pb2, model_service_pb2_grp
 
 from gpicl_tf.export.saved_model import INPUT_NAMES, SIGNATURE
 from gpicl_tf.serving.repository import BadRequest, ModelRepository, NotFound
-from gpicl_tf.serving.server import Limits, body_limit, validate
+from gpicl_tf.serving.validation import Limits, body_limit, validate
 
 
 def _model(repo: ModelRepository, spec, context):

@@ -77,7 +77,7 @@ def figures(rows: list[dict], out_dir: str) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from gpicl_tf.eval.report import _save
+    from gpicl_tf.eval.report import save_figure
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for r in rows:
@@ -91,7 +91,7 @@ def figures(rows: list[dict], out_dir: str) -> list[str]:
     ax.legend(fontsize=6)
     ax.grid(alpha=0.3)
     path = os.path.join(out_dir, "plateau_loss.png")
-    _save(fig, path)
+    save_figure(fig, path)
     return [path]
 
 

@@ -71,7 +71,7 @@ def figures(rows: list[dict], out_dir: str) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from gpicl_tf.eval.report import _save
+    from gpicl_tf.eval.report import save_figure
 
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for i, layout in enumerate(sorted({r["layout"] for r in rows})):
@@ -97,7 +97,7 @@ def figures(rows: list[dict], out_dir: str) -> list[str]:
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3, which="both")
     path = os.path.join(out_dir, "plateau_batch.png")
-    _save(fig, path)
+    save_figure(fig, path)
     return [path]
 
 

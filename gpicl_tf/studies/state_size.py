@@ -53,7 +53,7 @@ def figures(rows: list[dict], out_dir: str) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from gpicl_tf.eval.report import _save
+    from gpicl_tf.eval.report import save_figure
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for ax, key, label in zip(axes, ("state_size", "parameters"),
@@ -73,7 +73,7 @@ def figures(rows: list[dict], out_dir: str) -> list[str]:
     axes[0].set_ylabel("accuracy on unseen tasks, last 10 positions")
     axes[0].legend(fontsize=8)
     path = os.path.join(out_dir, "state_size.png")
-    _save(fig, path)
+    save_figure(fig, path)
     return [path]
 
 

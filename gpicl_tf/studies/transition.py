@@ -83,7 +83,7 @@ def figures(rows: list[dict], out_dir: str) -> list[str]:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from gpicl_tf.eval.report import _save
+    from gpicl_tf.eval.report import save_figure
 
     tasks, sizes = _order(rows)
     by = {(r["tasks"], r["model_size"]): r for r in rows}
@@ -106,7 +106,7 @@ def figures(rows: list[dict], out_dir: str) -> list[str]:
         ax.set_title(f"accuracy, last 10 positions: {title}", fontsize=9)
     fig.colorbar(im, ax=axes, shrink=0.8)
     path = os.path.join(out_dir, "transition_heatmaps.png")
-    _save(fig, path)
+    save_figure(fig, path)
     paths.append(path)
 
     largest = sizes[-1]
@@ -128,7 +128,7 @@ def figures(rows: list[dict], out_dir: str) -> list[str]:
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     path = os.path.join(out_dir, "transition_tasks.png")
-    _save(fig, path)
+    save_figure(fig, path)
     paths.append(path)
     return paths
 

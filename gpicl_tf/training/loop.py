@@ -35,7 +35,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from gpicl_tf.tasks import Task
+from gpicl_tf.training.objectives import Objective
 
 EPOCH_KEY = "epoch/.ATTRIBUTES/VARIABLE_VALUE"
 
@@ -49,7 +49,7 @@ class LoopSpec:
     steps_per_epoch: int
     global_batch: int
     val_steps: int
-    task: Task
+    objective: Objective
     window: int
     jit: bool
     checkpoint_dir: str
@@ -91,20 +91,20 @@ class Steps:
         model, spec = self.model, self.spec
         with tf.GradientTape() as tape:
             pred = model(features, training=True)
-            loss = tf.reduce_sum(spec.task.example_losses(targets, pred)) / \
+            loss = tf.reduce_sum(spec.objective.example_losses(targets, pred)) / \
                 spec.global_batch
             if model.losses:
                 loss += tf.add_n(model.losses) / self.replicas
             scaled = model.optimizer.scale_loss(loss)
         grads = tape.gradient(scaled, model.trainable_variables)
         model.optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return loss, spec.task.batch_sums(targets, pred, spec.window)
+        return loss, spec.objective.batch_sums(targets, pred, spec.window)
 
     def _replica_eval(self, features, targets):
         pred = self.model(features, training=False)
-        loss = tf.reduce_sum(self.spec.task.example_losses(targets, pred)) / \
+        loss = tf.reduce_sum(self.spec.objective.example_losses(targets, pred)) / \
             self.spec.global_batch
-        return loss, self.spec.task.batch_sums(targets, pred, self.spec.window)
+        return loss, self.spec.objective.batch_sums(targets, pred, self.spec.window)
 
     def _reduce(self, loss, sums):
         return (self.strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None),
@@ -128,7 +128,7 @@ class Steps:
 
 def _epoch_logs(loss_sum, sums, batches: int, spec: LoopSpec, prefix: str = "") -> dict:
     logs = {"loss": float(loss_sum) / max(batches, 1),
-            **spec.task.metric_logs(np.asarray(sums), spec.window)}
+            **spec.objective.metric_logs(np.asarray(sums), spec.window)}
     return {prefix + k: v for k, v in logs.items()}
 
 

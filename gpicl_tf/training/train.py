@@ -22,13 +22,14 @@ import tensorflow as tf
 from absl import logging
 
 from gpicl_tf.config import Config, normalize_section
-from gpicl_tf.data import device_episodes, pipeline, storage
+from gpicl_tf.data import device_episodes, kinds, pipeline, storage
 from gpicl_tf.errors import InvalidInputError
 from gpicl_tf.models import build_model
 from gpicl_tf.models.sequence_models import check_model_config
 from gpicl_tf.training import callbacks as callbacks_lib
 from gpicl_tf.training import distribute
 from gpicl_tf.training import loop as loop_lib
+from gpicl_tf.training import objectives
 
 CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
@@ -127,12 +128,29 @@ def _save_model(model: keras.Model, path: str) -> None:
     os.replace(tmp, path)
 
 
+def check_training(tcfg, kind: kinds.EpisodeKind) -> None:
+    """Raises naming the setting when the train config `tcfg` cannot apply to
+    episodes of `kind` (the curriculum and device-side episodes are not for all)."""
+    if tcfg.bias_fraction > 0 and not kind.curriculum:
+        raise InvalidInputError(
+            f"train.bias_fraction={tcfg.bias_fraction}: the curriculum biases label "
+            f"permutations; {kind.name} episodes take none (set 0)")
+    if tcfg.stop_at_plateau_exit and not kind.curriculum:
+        raise InvalidInputError(
+            "train.stop_at_plateau_exit=True: the plateau is a classification loss level "
+            f"(ln C); {kind.name} runs have none")
+    if tcfg.episodes_on_device and not kind.device_episodes:
+        raise InvalidInputError(
+            f"train.episodes_on_device=True: {kind.name} episodes are built on the host only")
+
+
 def compile_model(config: Config, schema, jit: bool) -> keras.Model:
-    """The learner of `config.model` for `schema`, compiled with the task's loss and
-    metrics (training, tuning and the benchmarks all build it here)."""
+    """The learner of `config.model` for `schema`, compiled with the loss and
+    metrics of its episodes (training, tuning and the benchmarks all build it here)."""
     model = build_model(config.model, schema)
-    model.compile(optimizer=make_optimizer(config.train), loss=schema.kind.loss(),
-                  metrics=schema.kind.metrics(schema), jit_compile=jit)
+    objective = objectives.of(schema)
+    model.compile(optimizer=make_optimizer(config.train), loss=objective.loss(),
+                  metrics=objective.metrics(schema), jit_compile=jit)
     return model
 
 
@@ -193,16 +211,6 @@ def curriculum(tcfg, bias: tf.Variable, num_classes: int, monitor: str = "val_lo
     return callbacks_lib.CurriculumCallback(
         bias, tcfg.bias_schedule, tcfg.bias_fraction, tcfg.bias_anneal_steps,
         max(num_classes, 2), tcfg.plateau_drop, monitor=monitor, left_plateau=left_plateau)
-
-
-def dtype_policy(tcfg) -> str:
-    """The Keras dtype policy of a run: train.precision, or for the older
-    `mixed_precision=True` mixed_float16 on a GPU and mixed_bfloat16 elsewhere."""
-    if tcfg.precision != "float32":
-        return tcfg.precision
-    if tcfg.mixed_precision:
-        return "mixed_float16" if tf.config.list_logical_devices("GPU") else "mixed_bfloat16"
-    return "float32"
 
 
 def run_callbacks(config: Config, workdir: str, bias, monitor: str, with_curriculum: bool,
@@ -271,8 +279,8 @@ def _train(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "
         with open(done) as f:
             return json.load(f)
     tcfg = config.train
-    task = episodes.schema.kind
-    task.check_training(tcfg)
+    kind = kinds.of(episodes.schema)
+    check_training(tcfg, kind)
     check_model_config(config.model, episodes.schema)  # fails before config.json is written
     loop = "custom" if strategy == "multi_worker" else tcfg.loop
     if tcfg.episodes_on_device and (loop != "custom" or data_service):
@@ -299,7 +307,7 @@ def _train(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "
                            {"config": config.to_dict(), "episodes": os.path.abspath(episodes_dir)})
     jit = distribute.use_xla(strat, tcfg.jit_compile)
     previous_policy = keras.config.dtype_policy()
-    policy = dtype_policy(tcfg)
+    policy = tcfg.precision
     if policy != "float32":
         keras.config.set_dtype_policy(policy)
     if tcfg.deterministic:
@@ -323,7 +331,7 @@ def _train(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "
         with strat.scope():
             model = compile_model(config, episodes.schema, jit)
         monitor = "val_loss" if val_steps else "loss"
-        callbacks = run_callbacks(config, workdir, bias, monitor, task.curriculum, loop, is_chief)
+        callbacks = run_callbacks(config, workdir, bias, monitor, kind.curriculum, loop, is_chief)
         logging.info("training %s (%d parameters) for %d steps on %s (%d replicas, global "
                      "batch %d, %d per replica), %s loop, XLA %s, input %s", config.model.arch,
                      model.count_params(), tcfg.steps, distribute.strategy_name(strat), replicas,
@@ -334,7 +342,8 @@ def _train(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "
         if loop == "custom":
             spec = loop_lib.LoopSpec(
                 steps=tcfg.steps, steps_per_epoch=tcfg.steps_per_epoch,
-                global_batch=tcfg.batch_size, val_steps=val_steps, task=task,
+                global_batch=tcfg.batch_size, val_steps=val_steps,
+                objective=objectives.of(episodes.schema),
                 window=min(10, config.data.episode_length), jit=jit,
                 checkpoint_dir=checkpoint_dir, is_chief=is_chief,
                 builder=device_episodes.EpisodeBuilder(episodes, "train", tcfg.bias_mode)

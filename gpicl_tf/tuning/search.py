@@ -24,6 +24,7 @@ import time
 import keras_tuner
 from absl import logging
 
+from gpicl_tf import tasks
 from gpicl_tf.config import Config, override
 from gpicl_tf.data import pipeline, storage
 from gpicl_tf.errors import InvalidInputError
@@ -63,7 +64,7 @@ class GPICLHyperModel(keras_tuner.HyperModel):
         self.config, self.episodes_dir = config, episodes_dir
         self.space = search_space(config)
         self.episodes = pipeline.open_episodes(episodes_dir)
-        if not self.episodes.schema.kind.tunable:
+        if not tasks.get(self.episodes.schema.task).tunable:
             raise InvalidInputError(
                 f"{episodes_dir} holds {self.episodes.schema.task} episodes; the search "
                 "scores accuracy (val_acc_last10)")

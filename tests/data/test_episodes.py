@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gpicl_tf.data import augment, episodes, pipeline, storage
-from gpicl_tf.tasks import classification
+from gpicl_tf.data.kinds import classification
 
 
 def _files(directory):

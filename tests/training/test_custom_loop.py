@@ -25,14 +25,13 @@ def _history(workdir):
 def test_metric_logs_match_the_keras_metrics():
     import keras
 
-    from gpicl_tf import tasks
-
+    from gpicl_tf.training import objectives
     from gpicl_tf.training.metrics import sequence_metrics
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, (4, 12)).astype("int32")
     logits = rng.standard_normal((4, 12, 3)).astype("float32")
-    task = tasks.get("classification")
+    task = objectives.OBJECTIVES["classification"]
     sums = task.batch_sums(y, logits, window=5).numpy()
     got = task.metric_logs(sums, window=5)
     for metric in sequence_metrics(5):

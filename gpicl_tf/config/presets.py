@@ -1,0 +1,159 @@
+"""Named configs (`PRESETS`, `get_preset`): `smoke` for tests, `cpu` and the
+other `*_cpu` presets for this machine, the `*_long` runs and `paper`.
+
+    python -m pipelines.run --preset NAME --workdir runs/NAME"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from gpicl_tf.config.run import Config
+from gpicl_tf.config.sections import (DataConfig, EvalConfig, FunctionConfig, ModelConfig,
+                                      PriorConfig, TrainConfig, TuneConfig)
+from gpicl_tf.errors import UnknownKeyError
+
+
+def _smoke() -> Config:
+    return Config(
+        data=DataConfig(
+            source="digits", input_size=16, episode_length=12, log2_num_tasks=4,
+            train_episodes=96, test_episodes=32, episodes_per_shard=32,
+        ),
+        model=ModelConfig(model_size=16, num_layers=1, num_heads=2, key_size=8,
+                          lstm_units=16, mlp_hidden=16),
+        train=TrainConfig(batch_size=8, steps=20, steps_per_epoch=10, warmup_steps=2,
+                          shuffle_buffer=64),
+        eval=EvalConfig(datasets=("random",), episodes=32, baseline_steps=20,
+                        sgd_tuning_episodes=16),
+        tune=TuneConfig(model_sizes=(8, 16), num_layers=(1,), num_heads=(2,), batch_sizes=(8,),
+                        bias_fractions=(0.0, 0.5), steps=10, max_trials=2,
+                        trial_timeout_s=300),
+    )
+
+
+def _cpu() -> Config:
+    """The main job's default (digits, at most 20 minutes here). From the plateau
+    study (docs/plateau_cpu.md): the PFN layout leaves the loss plateau after 800
+    steps where the paper layout does not within 1,000; with 90% of each batch on
+    one fixed label permutation until the unseen-task loss leaves the plateau, after
+    500 (and 0.695 against 0.610 accuracy over the last 10 positions at 1,000)."""
+    return Config(
+        model=ModelConfig(layout="pfn", model_size=64, num_layers=2, num_heads=4, key_size=16,
+                          lstm_units=128, mlp_hidden=128),
+        data=DataConfig(train_episodes=2**16),
+        train=TrainConfig(steps=1800, steps_per_epoch=100, warmup_steps=200, bias_fraction=0.9,
+                          bias_mode="permutation", bias_schedule="plateau"),
+    )
+
+
+def _fashion_cpu() -> Config:
+    """The cpu recipe on real FashionMNIST (Debian's IDX files, 784 pixels, each
+    task a random projection to 64 inputs)."""
+    cpu = _cpu()
+    return dataclasses.replace(
+        cpu, data=dataclasses.replace(cpu.data, source="fashion_mnist_idx"),
+        eval=dataclasses.replace(cpu.eval, datasets=("digits", "random")))
+
+
+def _long(cpu: Config) -> Config:
+    """A longer run of a cpu recipe (about an hour here): a 128-wide model, 4,500
+    steps and ten times the meta-training episodes, so that tasks rarely repeat."""
+    return dataclasses.replace(
+        cpu,
+        data=dataclasses.replace(cpu.data, train_episodes=200_000, episodes_per_shard=8_192),
+        model=dataclasses.replace(cpu.model, model_size=128, num_heads=8, key_size=16),
+        train=dataclasses.replace(cpu.train, steps=4_500, steps_per_epoch=250, warmup_steps=300,
+                                  shuffle_buffer=8_192))
+
+
+def _digits_long() -> Config:
+    return _long(_cpu())
+
+
+def _fashion_long() -> Config:
+    return _long(_fashion_cpu())
+
+
+def _functions_smoke() -> Config:
+    """Function regression end to end in about a minute."""
+    return Config(
+        data=DataConfig(source="functions:mlp", input_size=1, num_classes=0, episode_length=24,
+                        log2_num_tasks=8, train_episodes=256, test_episodes=32,
+                        episodes_per_shard=128),
+        model=ModelConfig(layout="pfn", model_size=16, num_layers=1, num_heads=2, key_size=8),
+        train=TrainConfig(batch_size=16, steps=30, steps_per_epoch=10, warmup_steps=2,
+                          shuffle_buffer=128),
+        eval=EvalConfig(datasets=("functions:sine", "functions:linear"), episodes=16,
+                        positions=(1, 2, 5, 10, 16), sequence_baselines=(),
+                        sgd_tuning_episodes=16),
+        functions=FunctionConfig(num_queries=8),
+    )
+
+
+def _functions_cpu() -> Config:
+    """Meta-trained on random MLP functions (1-D, 100 points, 16 queries), tested
+    on held-out MLP functions and on sine, linear, polynomial and GP functions;
+    at most 20 minutes here."""
+    return Config(
+        data=DataConfig(source="functions:mlp", input_size=1, num_classes=0,
+                        episode_length=100, log2_num_tasks=16, train_episodes=2**16,
+                        test_episodes=256, episodes_per_shard=8_192),
+        model=ModelConfig(layout="pfn", model_size=64, num_layers=3, num_heads=4, key_size=16),
+        train=TrainConfig(batch_size=64, steps=3_000, steps_per_epoch=250, warmup_steps=200,
+                          shuffle_buffer=8_192),
+        eval=EvalConfig(datasets=("functions:sine", "functions:linear", "functions:poly",
+                                  "functions:gp"),
+                        episodes=256, positions=(1, 2, 5, 10, 20, 50), sequence_baselines=(),
+                        sgd_tuning_episodes=64),
+    )
+
+
+def _general_cpu() -> Config:
+    """The general-purpose learner behind `GPICLClassifier` (issue 17; about 100
+    minutes here): a weighted mixture of real datasets seen through random
+    projections and synthetic tables from the prior (random MLPs and SCMs), episodes
+    of 128 rows, a 128-wide PFN-layout Transformer. 256-row episodes cost over 1.4 s
+    a step here (the PFN layout's 2N tokens and attention quadratic in them; an epoch
+    of 500 steps ran past 12 minutes, beside tests) against about 0.56 s at 128 (4.7
+    minutes an epoch alone): more steps were worth more than longer episodes on this
+    machine. Export with `--max_context 512` to let the estimator read up to 512
+    training rows (beyond the trained length: measured by benchmarks/tabular.py)."""
+    return Config(
+        data=DataConfig(source="mixture", mixture=("digits:1", "fashion_mnist_idx:1", "prior:4"),
+                        input_size=64, num_classes=10, episode_length=128,
+                        train_episodes=2**16, test_episodes=512, episodes_per_shard=4_096),
+        model=ModelConfig(layout="pfn", model_size=128, num_layers=3, num_heads=8, key_size=16,
+                          lstm_units=128, mlp_hidden=128),
+        train=TrainConfig(batch_size=32, steps=8_000, steps_per_epoch=500, warmup_steps=500,
+                          bias_fraction=0.9, bias_mode="permutation", bias_schedule="plateau"),
+        eval=EvalConfig(datasets=("random",), positions=(1, 2, 5, 10, 20, 50, 100, 127),
+                        sequence_baselines=()),
+        prior=PriorConfig(max_features=32),
+    )
+
+
+def _paper() -> Config:
+    return Config(
+        data=DataConfig(
+            source="mnist", input_size=784, log2_num_tasks=24,
+            train_episodes=1_000_000, test_episodes=2_048, episodes_per_shard=8_192,
+        ),
+        model=ModelConfig(model_size=256, num_layers=4, num_heads=8, key_size=32),
+        train=TrainConfig(batch_size=128, steps=500_000, steps_per_epoch=1_000,
+                          learning_rate=2e-4, adam_epsilon=1e-10, clip_norm=2.0,
+                          warmup_steps=1_000, bias_fraction=0.9, bias_schedule="plateau",
+                          shuffle_buffer=16_384),
+    )
+
+
+PRESETS = {"smoke": _smoke, "cpu": _cpu, "fashion_cpu": _fashion_cpu,
+           "digits_long": _digits_long, "fashion_long": _fashion_long,
+           "functions_smoke": _functions_smoke, "functions_cpu": _functions_cpu,
+           "general_cpu": _general_cpu, "paper": _paper}
+
+
+def get_preset(name: str) -> Config:
+    """Returns the named preset: one of `PRESETS`."""
+    if name not in PRESETS:
+        raise UnknownKeyError(f"unknown preset '{name}'; known: {sorted(PRESETS)}")
+    return PRESETS[name]()
