@@ -113,7 +113,7 @@ def test_retired_keys_load_at_their_off_value_only():
         Config.from_dict(old)
     with pytest.raises(KeyError, match="unknown config key 'train.mixed_precision'"):
         override(get_preset("smoke"), ["train.mixed_precision=false"])
-    with open(os.path.join(os.path.dirname(__file__), "..", "saved_models", "general", "1",
+    with open(os.path.join(os.path.dirname(__file__), "..", "gpicl_tf", "released", "general", "1",
                            "gpicl_config.json")) as f:
         released = json.load(f)
     Config.from_dict(released["config"])    # a released model's config still loads
