@@ -7,7 +7,7 @@
     True
 
 `general`: the row Transformer of the `general_cpu` run (docs/results/general_cpu.md);
-`tabular`: the cell learner, the estimator's default once it is released. A model
+`tabular`: the cell learner of the `cell_cpu` run (docs/tabular.md), the estimator's default. A model
 directory can be served as is (`gpicl serve --model_base_path DIR`) or handed to
 `GPICLClassifier` (a version directory, DIR/1).
 """
