@@ -38,8 +38,10 @@ def member_preprocessing(preprocessing: str, member: int) -> str:
 
 
 def _power(fit_x: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Yeo-Johnson per column fitted on `fit_x` (NaN ignored and kept); a column
-    the transform cannot fit stays as it is."""
+    """Yeo-Johnson per column fitted on `fit_x` (NaN ignored and kept), its output
+    standardised with `fit_x`'s transformed statistics; a column the transform
+    cannot fit, or that it sends beyond +-1e6 standard deviations, stays as it is
+    (a large fitted lambda can send a far query value past float32's range)."""
     import warnings
 
     from sklearn.preprocessing import PowerTransformer
@@ -51,11 +53,11 @@ def _power(fit_x: np.ndarray, x: np.ndarray) -> np.ndarray:
             continue
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
-            pt = PowerTransformer(standardize=False).fit(ref[:, None])
+            pt = PowerTransformer(standardize=True).fit(ref[:, None])
             col = x[:, j]
             ok = ~np.isnan(col)
             values = pt.transform(col[ok][:, None])[:, 0]
-        if np.all(np.isfinite(values)):
+        if np.all(np.isfinite(values)) and np.all(np.abs(values) < 1e6):
             out[ok, j] = values
     return out
 
@@ -75,6 +77,12 @@ def prepare_member(member: int, rng: np.random.Generator, preprocessing: str,
     return fit_x, x
 
 
+def _float32(x: np.ndarray) -> np.ndarray:
+    """float32 values, finite ones clipped into float32's range (NaN stays missing)."""
+    with np.errstate(invalid="ignore"):
+        return np.clip(x, -1e30, 1e30).astype(np.float32)
+
+
 def ensemble_proba(fn, meta: dict, n_ensemble: int, random_state: int, preprocessing: str,
                    train_x: np.ndarray, train_y: np.ndarray, queries: np.ndarray,
                    num_classes: int, max_features: int, to_normal_scores) -> np.ndarray:
@@ -91,8 +99,8 @@ def ensemble_proba(fn, meta: dict, n_ensemble: int, random_state: int, preproces
             else np.arange(n)
         context, mine = prepare_member(m, rng, preprocessing, train_x[keep], queries,
                                        max_features, to_normal_scores)
-        contexts.append(context.astype(np.float32))
-        rows.append(mine.astype(np.float32))
+        contexts.append(_float32(context))
+        rows.append(_float32(mine))
         labels.append(perm[train_y[keep]].astype(np.int64))
         perms.append(perm)
     total = np.zeros((len(queries), num_classes))

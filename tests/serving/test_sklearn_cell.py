@@ -61,3 +61,13 @@ def test_wide_tables_give_each_member_a_column_subset():
     assert a.shape == (10, 8) and b.shape == (2, 8)
     chosen = [int(np.flatnonzero((fit_x == a[:, [j]]).all(0))[0]) for j in range(8)]
     assert len(set(chosen)) == 8
+
+
+def test_a_power_transform_never_sends_a_value_past_float32():
+    """mlbench's Glass: a column whose fitted lambda sent a far test value past
+    float32's range (an Inf the served model refused)."""
+    fit = np.r_[np.full(40, 0.0), np.full(5, 0.1), [0.2]][:, None]
+    far = np.array([[0.0], [50.0], [1e4]])
+    out = sklearn_cell._power(fit, far)
+    assert np.all(np.isfinite(out.astype(np.float32)))
+    assert np.all(np.abs(sklearn_cell._float32(np.array([1e300, -1e300, np.nan]))[:2]) <= 1e30)
