@@ -27,8 +27,9 @@ def test_a_bad_name_is_an_error_naming_it():
 def test_the_estimator_defaults_to_the_released_models(monkeypatch):
     from gpicl_tf import sklearn as sk
 
-    assert sk.DEFAULT_MODEL_DIR == released.model_dir("tabular")
+    assert sk.DEFAULT_MODEL_DIR == released.model_dir("general")   # the best on the benchmark
     assert sk.GENERAL_MODEL_DIR == released.model_dir("general")
+    assert sk.TABULAR_MODEL_DIR == released.model_dir("tabular")
     version = os.path.join(sk.GENERAL_MODEL_DIR, "1")
     monkeypatch.setenv("GPICL_MODEL", version)             # the user's choice still wins
     assert sk.default_model_path() == version
