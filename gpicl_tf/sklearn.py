@@ -53,7 +53,7 @@ TABULAR_MODEL_DIR = released.model_dir("tabular")
 # Where the estimator's model is looked for when no model_path is given: $GPICL_MODEL (a
 # version directory or a model directory), else the newest complete version of the
 # released model that scores best on benchmarks/tabular.py: the row model, until a cell
-# learner beats it (the 65-CPU-minute cell model averages 0.052 below it at 100 rows;
+# learner beats it (the 65-CPU-minute cell model averages 0.044 below it at 100 rows;
 # docs/tabular.md).
 DEFAULT_MODEL_DIR = GENERAL_MODEL_DIR
 
