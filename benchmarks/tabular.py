@@ -336,15 +336,16 @@ def plot(results: dict, path: str) -> None:
 
 
 def cached(out: str, learner: str, dataset: str, rows: int, settings: dict, compute):
-    """A case of one learner (or the baselines), read from OUT/cases if it ran under
-    `settings`, else computed and stored."""
+    """(case, stored): a case of one learner (or the baselines), read from OUT/cases if
+    it ran under `settings`, else computed and stored."""
     path = case_path(out, learner, dataset, rows) if out else ""
     case = load_case(path, settings) if path else None
-    if case is None:
-        case = compute()
-        if path:
-            save_case(path, settings, case)
-    return case
+    if case is not None:
+        return case, True
+    case = compute()
+    if path:
+        save_case(path, settings, case)
+    return case, False
 
 
 def main():
@@ -387,7 +388,7 @@ def main():
             if rows + 20 > len(y) or rows < 2 * len(np.unique(y)):
                 print(f"{dataset}: {len(y)} rows, too few for {rows} training rows; skipped")
                 continue
-            case = {}
+            case, stored = {}, []
             for label, path in models.items():
                 settings = {"model": model_fingerprint(path), "estimator": code,
                             "max_features": args.max_features, "splits": args.splits,
@@ -396,12 +397,16 @@ def main():
                     return {label: estimator(path, args.n_ensemble, split, args.preprocessing,
                                              max_features)}
 
-                case.update(cached(args.out, label, dataset, rows, settings,
-                                   lambda: run_case(x, y, rows, args.splits, learners)))
-            case.update(cached(args.out, "baselines", dataset, rows, base_settings,
-                               lambda: run_case(x, y, rows, args.splits, baselines)))
+                part, was = cached(args.out, label, dataset, rows, settings,
+                                   lambda: run_case(x, y, rows, args.splits, learners))
+                case.update(part)
+                stored.append(was)
+            part, was = cached(args.out, "baselines", dataset, rows, base_settings,
+                               lambda: run_case(x, y, rows, args.splits, baselines))
+            case.update(part)
+            stored.append(was)
             results[(dataset, rows)] = case
-            print(f"{dataset}, {rows} rows: " + ", ".join(
+            print(f"{dataset}, {rows} rows{' (stored)' if all(stored) else ''}: " + ", ".join(
                 f"{n} {np.mean(e['acc']):.3f}" for n, e in case.items()), flush=True)
     first = next(iter(models))
     text = (markdown(results, first) + "\n" + summary_table(results, list(models)) + "\n\n" +

@@ -168,9 +168,15 @@ def test_a_large_body_is_parsed_off_the_event_loop_and_a_busy_server_says_503(bo
     time.sleep(0.3)   # the body is on its way
     assert requests.get(f"{server['url']}/v1/models/gpicl", timeout=60).status_code == 200
     order.append("status")
-    time.sleep(1.5)   # the body is read (the slot is taken only then) and being parsed
-    busy = requests.post(f"{server['url']}/v1/models/gpicl:predict", json=_body(*_request()),
-                         timeout=60)
+    # the slot is taken only once the big body is read (seconds under load): until then
+    # a small prediction is served; once it is parsed, a small one gets 503
+    deadline = time.time() + 60
+    while True:
+        busy = requests.post(f"{server['url']}/v1/models/gpicl:predict",
+                             json=_body(*_request()), timeout=60)
+        if busy.status_code != 200 or order or time.time() > deadline:
+            break
+        time.sleep(0.1)
     assert busy.status_code == 503 and busy.headers["Retry-After"] == "1", busy.text
     assert "1 predictions running" in busy.json()["error"]
     t.join(timeout=120)
