@@ -20,7 +20,7 @@ import typing
 from typing import Any
 
 from gpicl_tf.config import PriorConfig
-from gpicl_tf.config.checks import (_at_least, _between, _check, _coerce, _in,
+from gpicl_tf.config.checks import (_at_least, _between, _check, _coerce, _in, sections_dict,
                                     _POSITIVE, _tuple_fields)
 from gpicl_tf.errors import InvalidInputError, UnknownKeyError
 
@@ -162,8 +162,8 @@ class CellRunConfig:
                 f"{self.model.num_classes}, the model's head")
 
     def to_dict(self) -> dict[str, Any]:
-        return {name: {k: list(v) if isinstance(v, tuple) else v for k, v in section.items()}
-                for name, section in dataclasses.asdict(self).items()}
+        """JSON-ready sections (tuple fields as lists)."""
+        return sections_dict(self)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)

@@ -104,3 +104,9 @@ def _coerce(kind: type, value: Any, key: str) -> Any:
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise InvalidInputError(f"{key}={value!r} is not a valid {kind.__name__}")
     return value
+
+
+def sections_dict(config) -> dict:
+    """A config of dataclass sections as JSON-ready dicts (tuple fields as lists)."""
+    return {name: {k: list(v) if isinstance(v, tuple) else v for k, v in section.items()}
+            for name, section in dataclasses.asdict(config).items()}

@@ -8,7 +8,7 @@ import json
 import typing
 from typing import Any
 
-from gpicl_tf.config.checks import _coerce
+from gpicl_tf.config.checks import _coerce, sections_dict
 from gpicl_tf.config.sections import (DataConfig, EvalConfig, FunctionConfig, ModelConfig,
                                       PriorConfig, TrainConfig, TuneConfig)
 from gpicl_tf.errors import InvalidInputError, UnknownKeyError
@@ -26,8 +26,7 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready sections (tuple fields as lists)."""
-        return {name: {k: list(v) if isinstance(v, tuple) else v for k, v in section.items()}
-                for name, section in dataclasses.asdict(self).items()}
+        return sections_dict(self)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)

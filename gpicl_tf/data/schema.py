@@ -38,6 +38,7 @@ written and read is its `gpicl_tf.data.kinds` module.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 
 import tensorflow as tf
@@ -54,24 +55,27 @@ _IDS = {"episode_id": tf.io.FixedLenFeature([], tf.int64),
         "task_id": tf.io.FixedLenFeature([], tf.int64)}
 
 
-class Layout:
+class Layout(abc.ABC):
     """The keys, shapes and dtypes of one kind of episode."""
 
     def check(self, schema: "EpisodeSchema") -> None:
         """Raises naming the field when `schema` is not a valid episode of this kind."""
 
+    @abc.abstractmethod
     def token_size(self, schema: "EpisodeSchema") -> int:
         """Size of one model token: x and what the kind appends to it."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def record_spec(self, schema: "EpisodeSchema") -> dict[str, tf.io.FixedLenFeature]:
-        raise NotImplementedError
+        """The TFRecord features of one stored episode."""
 
+    @abc.abstractmethod
     def feature_specs(self, schema: "EpisodeSchema", length) -> dict[str, tf.TensorSpec]:
-        raise NotImplementedError
+        """The model's named inputs for episodes of `length` examples."""
 
+    @abc.abstractmethod
     def target_spec(self, schema: "EpisodeSchema", length) -> tf.TensorSpec:
-        raise NotImplementedError
+        """The targets of episodes of `length` examples."""
 
 
 class ClassificationLayout(Layout):
