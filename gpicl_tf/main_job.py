@@ -22,9 +22,11 @@ from gpicl_tf.data import episodes as episodes_lib, sources
 from gpicl_tf.errors import InvalidInputError
 from gpicl_tf.eval import evaluate as evaluate_lib
 from gpicl_tf.export import saved_model
+from gpicl_tf.models.sequence_models import XLA_SLOWER
 from gpicl_tf.training import train
 
-NAMES = {"transformer": "GPICL Transformer", "lstm": "LSTM", "mlp": "MLP (no context)"}
+NAMES = {"transformer": "GPICL Transformer", "lstm": "LSTM", "mlp": "MLP (no context)",
+         "maml": "MAML", "vsml": "VSML"}
 
 
 def _dirname(source: str) -> str:
@@ -58,7 +60,8 @@ def training_runs(config: Config) -> dict[tuple[str, str], Config]:
 
     The Transformer once per seed (`eval.seeds`: train.seed, train.seed + 1, ...),
     then each sequence baseline with the Transformer's budget (`eval.baseline_steps`
-    steps, 0 = the Transformer's) and the same curriculum, in the paper layout.
+    steps, 0 = the Transformer's) and the same curriculum, in the paper layout
+    (without XLA for the learners it slows down: `XLA_SLOWER`).
     """
     seeds = config.eval.seeds
     runs = {}
@@ -73,7 +76,9 @@ def training_runs(config: Config) -> dict[tuple[str, str], Config]:
         runs[(NAMES.get(arch, arch), arch)] = dataclasses.replace(
             config, model=dataclasses.replace(config.model, arch=arch, layout="paper"),
             train=dataclasses.replace(config.train, steps=steps,
-                                      steps_per_epoch=min(config.train.steps_per_epoch, steps)))
+                                      steps_per_epoch=min(config.train.steps_per_epoch, steps),
+                                      jit_compile=config.train.jit_compile
+                                      and arch not in XLA_SLOWER))
     return runs
 
 

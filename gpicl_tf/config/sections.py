@@ -9,7 +9,9 @@ from gpicl_tf.config.checks import (_POSITIVE, _SEED, _STEPS, _all, _at_least, _
                                     _tuple_fields)
 from gpicl_tf.errors import InvalidInputError
 
-ARCHS = ("transformer", "lstm", "mlp")
+ARCHS = ("transformer", "lstm", "mlp", "maml", "vsml")
+# Learners trained beside the Transformer on the same episodes (`EvalConfig.sequence_baselines`).
+SEQUENCE_BASELINES = ("lstm", "mlp", "maml", "vsml")
 LAYOUTS = ("paper", "pfn")
 BIAS_MODES = ("permutation", "task")
 BIAS_SCHEDULES = ("constant", "linear", "plateau")
@@ -80,7 +82,13 @@ class ModelConfig:
 
     `layout`: "paper" (token j = [x_j, one_hot(y_{j-1})], causal) or "pfn"
     (context tokens [x_i, one_hot(y_i)], queries [x_j, 0] attending to the
-    context before them); the LSTM reads the paper layout.
+    context before them); the LSTM, MAML and VSML read the paper layout.
+
+    MAML (`models.meta_learners.MAMLClassifier`): a classifier with `maml_hidden`
+    ReLU units (0 = linear), `maml_steps` inner gradient steps on each prefix,
+    starting at learning rate `maml_inner_lr` (meta-learned per step), second
+    order unless `maml_first_order`. VSML (`VSMLCell`): one layer of sub-LSTMs
+    with `vsml_state` units each, one per input-output weight.
 
     `key_size`: each attention head's size; 0 derives it as model_size / num_heads
     (`head_size`; then num_heads must divide model_size). An explicit value is
@@ -99,13 +107,20 @@ class ModelConfig:
     dropout: float = 0.0
     lstm_units: int = 256
     mlp_hidden: int = 256
+    maml_hidden: int = 32
+    maml_steps: int = 5
+    maml_inner_lr: float = 0.5
+    maml_first_order: bool = False
+    vsml_state: int = 8
 
     def __post_init__(self):
         _check("model", self, {
             "arch": _in(ARCHS), "layout": _in(LAYOUTS), "model_size": _at_least(1),
             "num_layers": _at_least(1), "num_heads": _at_least(1), "key_size": _at_least(0),
             "mlp_ratio": _at_least(1), "dropout": _between(0.0, 1.0, closed_high=False),
-            "lstm_units": _at_least(1), "mlp_hidden": _at_least(1)})
+            "lstm_units": _at_least(1), "mlp_hidden": _at_least(1),
+            "maml_hidden": _at_least(0), "maml_steps": _at_least(1),
+            "maml_inner_lr": _POSITIVE, "vsml_state": _at_least(1)})
         if self.key_size == 0 and self.model_size % self.num_heads:
             raise InvalidInputError(
                 f"model.key_size=0 derives the head size as model_size / num_heads, but "
@@ -197,7 +212,8 @@ class EvalConfig:
         positions: where baselines are fitted (1-indexed; the last position is
             always added); the learners are evaluated at every position.
         sequence_baselines: architectures trained by the same pipeline and
-            evaluated beside the Transformer ("lstm", "mlp"), with its curriculum.
+            evaluated beside the Transformer (`SEQUENCE_BASELINES`: "lstm", "mlp",
+            "maml", "vsml"), with its curriculum.
         baseline_steps: meta-training steps of each sequence baseline (0 = the
             Transformer's `train.steps`: the same budget).
         sgd_tuning_episodes: meta-training episodes on which the baselines'
@@ -221,7 +237,7 @@ class EvalConfig:
         _tuple_fields(self, "eval")
         _check("eval", self, {
             "episodes": _at_least(1), "positions": _all(_at_least(1)),
-            "sequence_baselines": _all(_in(("lstm", "mlp"))), "baseline_steps": _at_least(0),
+            "sequence_baselines": _all(_in(SEQUENCE_BASELINES)), "baseline_steps": _at_least(0),
             "sgd_tuning_episodes": _at_least(2), "seeds": _at_least(1)})
 
 

@@ -44,8 +44,73 @@ def markdown_table(report: dict) -> str:
                              f"± {v.get('improvement_ci95', 0.0):.3f})" if v else "")
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
     lines += paired_table(report)
+    if {"MAML", "VSML"} & set(methods):
+        lines += table1_markdown(report)
     lines += tuning_notes(report)
     return "\n".join(lines) + "\n"
+
+
+# The paper's Table 1 (meta-trained on MNIST; accuracy after 100 examples on unseen tasks).
+PAPER_COLUMNS = ("MNIST", "FashionMNIST", "KMNIST", "Random", "CIFAR10", "SVHN")
+PAPER_TABLE1 = {
+    "SGD": (70.31, 50.78, 37.89, 100.00, 14.84, 10.16),
+    "MAML": (53.71, 48.44, 36.33, 99.80, 17.38, 11.33),
+    "VSML": (79.04, 68.49, 54.69, 100.00, 24.09, 17.45),
+    "LSTM": (25.39, 28.12, 18.10, 58.72, 12.11, 11.07),
+    "GPICL Transformer": (73.70, 62.24, 53.39, 100.00, 19.40, 14.58),
+}
+# Our rows that stand for the paper's, in its order; the other methods follow.
+TABLE1_ROWS = {"SGD (tuned)": "SGD", "MAML": "MAML", "VSML": "VSML", "LSTM": "LSTM",
+               "GPICL Transformer": "GPICL Transformer"}
+_SOURCE_COLUMN = {"mnist": "MNIST", "digits": "MNIST", "fashion_mnist": "FashionMNIST",
+                  "fashion_mnist_idx": "FashionMNIST", "fashion_mnist_debian": "FashionMNIST",
+                  "kmnist": "KMNIST", "random": "Random", "cifar10": "CIFAR10",
+                  "svhn_cropped": "SVHN"}
+
+
+def table1_columns(report: dict) -> dict[str, str]:
+    """{paper column: our evaluation set} for the sets of unseen tasks (split
+    "test") whose source stands for one of the paper's columns."""
+    columns = {}
+    for name, entry in report["datasets"].items():
+        column = _SOURCE_COLUMN.get(str(entry.get("source", "")).removeprefix("tfds:"))
+        if column and entry.get("split") == "test" and column not in columns:
+            columns[column] = name
+    return columns
+
+
+def table1_markdown(report: dict) -> list[str]:
+    """Lines of the paper's Table 1 with our figures: its rows (SGD, MAML, VSML,
+    LSTM, GPICL Transformer) then our other methods; its columns, each our set
+    standing for it (or why it is absent); the paper's figure beside ours."""
+    columns = table1_columns(report)
+    methods = []
+    for entry in report["datasets"].values():
+        methods += [m for m in entry["methods"] if m not in methods]
+    rows = [m for m in TABLE1_ROWS if m in methods] + [m for m in methods if m not in TABLE1_ROWS]
+    source = report.get("config", {}).get("data", {}).get("source", "?")
+    lines = ["", f"The paper's Table 1 beside ours: accuracy (%) at the last example on unseen "
+             f"tasks (95% CI over episodes), the paper's figure in brackets (its learners "
+             f"meta-trained on MNIST; ours on {source}, column MNIST = our meta-training "
+             "dataset's unseen tasks).", "",
+             "| Method | " + " | ".join(PAPER_COLUMNS) + " |",
+             "|---|" + "---|" * len(PAPER_COLUMNS)]
+    for m in rows:
+        paper = PAPER_TABLE1.get(TABLE1_ROWS.get(m, ""))
+        cells = []
+        for i, column in enumerate(PAPER_COLUMNS):
+            entry = report["datasets"].get(columns.get(column, ""), {}).get("methods", {})
+            cell = _cell(entry[m]) if m in entry else "-"
+            cells.append(cell + (f" ({paper[i]:.1f})" if paper else ""))
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    skipped = {s["dataset"].removeprefix("tfds:"): s["reason"] for s in report.get("skipped", [])}
+    for column in PAPER_COLUMNS:
+        if column in columns:
+            continue
+        why = next((reason for name, reason in skipped.items()
+                    if _SOURCE_COLUMN.get(name) == column), "not in eval.datasets")
+        lines += ["", f"{column}: absent ({why.splitlines()[0] if why else 'unavailable'})."]
+    return lines
 
 
 def _tuning_line(name: str, info: dict, settings: str) -> str:

@@ -1,6 +1,6 @@
-"""The GPICL Transformer, the LSTM learner and the no-context MLP.
+"""The GPICL Transformer, the LSTM learner, the no-context MLP, MAML and VSML.
 
-All three take the schema's named inputs `inputs` (B, N, N_x) and `labels`
+All of them take the schema's named inputs `inputs` (B, N, N_x) and `labels`
 (B, N) and return logits (B, N, C): the prediction for y_j from x_1..x_j and
 y_1..y_{j-1} (the MLP: from x_j alone). The Transformer builds its tokens in
 the paper's layout or the PFN layout (`ModelConfig.layout`). Build any of them
@@ -25,6 +25,7 @@ from gpicl_tf.data.schema import INPUTS, LABELS, QUERY, VALUES, EpisodeSchema
 from gpicl_tf.errors import InvalidInputError
 from gpicl_tf.models.layers import (EpisodeTokens, FunctionTokens, QueryOutputs, TransformerBlock,
                                     mask_absent_classes)
+from gpicl_tf.models.meta_learners import VSML, MAMLClassifier, maml_state_size, vsml_state_size
 
 
 def _episode_inputs(schema: EpisodeSchema) -> dict:
@@ -95,6 +96,29 @@ def build_mlp(config: ModelConfig, schema: EpisodeSchema) -> keras.Model:
     return keras.Model(episode, _logits(h, schema), name="gpicl_mlp")
 
 
+def build_maml(config: ModelConfig, schema: EpisodeSchema) -> keras.Model:
+    """MAML (`MAMLClassifier`): a classifier adapted on each prefix by gradient steps."""
+    episode = _episode_inputs(schema)
+    logits = MAMLClassifier(schema.num_classes, config.maml_hidden, config.maml_steps,
+                            config.maml_inner_lr, config.maml_first_order, dtype="float32",
+                            name="maml")(episode[INPUTS], episode[LABELS])
+    return keras.Model(episode, logits, name="gpicl_maml")
+
+
+def build_vsml(config: ModelConfig, schema: EpisodeSchema) -> keras.Model:
+    """VSML (`VSMLCell`): a dense layer whose weights are sub-LSTMs sharing parameters."""
+    episode = _episode_inputs(schema)
+    logits = VSML(schema.input_size, schema.num_classes, config.vsml_state, dtype="float32",
+                  name="vsml")(episode[INPUTS], episode[LABELS])
+    return keras.Model(episode, logits, name="gpicl_vsml")
+
+
+# Learners whose train step XLA's CPU backend makes slower (VSML's 200 small ticks
+# an episode: 8.7 s against 4.9 s a step of 32 episodes of 100 examples, 64 inputs,
+# 10 classes, measured 2026-11-27 beside another run): trained without it.
+XLA_SLOWER = frozenset({"vsml"})
+
+
 def _check_function_model(config: ModelConfig) -> None:
     if config.arch != "transformer":
         raise InvalidInputError(
@@ -110,7 +134,8 @@ def _check_function_model(config: ModelConfig) -> None:
 # The learners of each kind of episode (`EpisodeSchema.task`) by `ModelConfig.arch`,
 # and what else a model config must satisfy to learn that kind.
 LEARNERS = {
-    "classification": {"transformer": build_transformer, "lstm": build_lstm, "mlp": build_mlp},
+    "classification": {"transformer": build_transformer, "lstm": build_lstm, "mlp": build_mlp,
+                       "maml": build_maml, "vsml": build_vsml},
     "regression": {"transformer": build_function_transformer},
 }
 _KIND_CHECKS = {"classification": lambda config: None, "regression": _check_function_model}
@@ -120,8 +145,9 @@ def check_model_config(config: ModelConfig, schema: EpisodeSchema) -> None:
     """Raises ValueError naming the value when `config` cannot learn `schema`'s
     episodes (ranges and choices are checked when the config loads)."""
     _KIND_CHECKS[schema.task](config)
-    if config.arch == "lstm" and config.layout != "paper":
-        raise InvalidInputError(f"layout={config.layout!r}: the LSTM reads the paper layout only")
+    if config.arch in ("lstm", "maml", "vsml") and config.layout != "paper":
+        raise InvalidInputError(f"layout={config.layout!r}: the {config.arch.upper()} reads the "
+                                "paper layout only")
     if config.arch == "transformer" and config.model_size % config.num_heads:
         raise InvalidInputError(
             f"num_heads={config.num_heads} does not divide "
@@ -180,13 +206,23 @@ def query_logits(model: keras.Model, context_x, context_y, query_x):
     return mask_absent_classes(out, context_y)
 
 
-def state_size(config: ModelConfig, context_length: int) -> int:
+def state_size(config: ModelConfig, context_length: int, input_size: int = 0,
+               num_classes: int = 0) -> int:
     """Accessible state when predicting the next token (PAPER.md: the bottleneck).
 
     Transformer: keys and values of every layer and head over the context
     (the PFN layout keeps the context's, the paper layout the same count);
-    LSTM: its hidden and cell state; MLP: none.
+    LSTM: its hidden and cell state; MAML: the adapted classifier's parameters;
+    VSML: every sub-LSTM's hidden and cell state (both need the episode's
+    `input_size` and `num_classes`); MLP: none.
     """
+    if config.arch in ("maml", "vsml") and not (input_size and num_classes):
+        raise InvalidInputError(f"state_size of arch={config.arch!r} needs the episode's "
+                                f"input_size and num_classes (got {input_size}, {num_classes})")
+    if config.arch == "maml":
+        return maml_state_size(input_size, num_classes, config.maml_hidden)
+    if config.arch == "vsml":
+        return vsml_state_size(input_size, num_classes, config.vsml_state)
     if config.arch == "transformer":
         return 2 * config.num_layers * config.num_heads * config.head_size * context_length
     if config.arch == "lstm":

@@ -136,11 +136,14 @@ def test_main_job_trains_seeds_and_gives_baselines_the_same_budget(smoke_config)
     runs = main_job.training_runs(cfg)
     assert list(runs) == [("GPICL Transformer (seed 0)", "transformer"),
                           ("GPICL Transformer (seed 1)", "transformer-seed1"),
-                          ("LSTM", "lstm"), ("MLP (no context)", "mlp")]
+                          ("LSTM", "lstm"), ("MLP (no context)", "mlp"), ("MAML", "maml"),
+                          ("VSML", "vsml")]
     assert [c.train.seed for c in runs.values()][:2] == [0, 1]
     lstm = runs[("LSTM", "lstm")]
     assert lstm.train.steps == 30 and lstm.model.layout == "paper"
     assert (lstm.train.bias_fraction, lstm.train.bias_schedule) == (0.9, "plateau")
+    assert runs[("MAML", "maml")].train.jit_compile and lstm.train.jit_compile
+    assert not runs[("VSML", "vsml")].train.jit_compile
 
 
 def test_bad_positions_are_named(smoke_config):
@@ -159,8 +162,16 @@ def test_main_job_smoke_end_to_end(tmp_path):
     assert set(report["datasets"]) == {"digits (unseen tasks)", "digits (seen tasks)",
                                        "random (unseen dataset)"}
     methods = report["datasets"]["digits (unseen tasks)"]["methods"]
-    assert {"GPICL Transformer", "LSTM", "MLP (no context)", "logistic regression (tuned)", "1-NN",
-            "SGD (tuned)", "SVM (RBF, tuned)", "chance"} <= set(methods)
+    assert {"GPICL Transformer", "LSTM", "MLP (no context)", "MAML", "VSML",
+            "logistic regression (tuned)", "1-NN", "SGD (tuned)", "SVM (RBF, tuned)",
+            "chance"} <= set(methods)
+    for name in ("MAML", "VSML"):
+        assert 0.0 <= methods[name]["last"] <= 1.0 and len(methods[name]["mean"]) == 12
+        assert report["training"][name]["steps"] == 20
+    markdown = open(os.path.join(workdir, "report", "report.md")).read()
+    table1 = markdown[markdown.index("The paper's Table 1 beside ours"):]
+    assert table1.index("| SGD (tuned) |") < table1.index("| MAML |") < table1.index("| VSML |")
+    assert "KMNIST: absent (not in eval.datasets)." in table1
     assert "| GPICL Transformer |" in done.stdout and "SVM (RBF, tuned): C " in done.stdout
     assert report["training"]["LSTM"]["steps"] == report["training"]["GPICL Transformer"]["steps"]
     assert os.path.exists(os.path.join(workdir, "report", "accuracy_digits_unseen_tasks.png"))

@@ -11,7 +11,7 @@ from gpicl_tf.models.layers import EpisodeTokens, attention_mask
 
 SCHEMA = EpisodeSchema(episode_length=8, input_size=6, num_classes=4)
 VARIANTS = [("transformer", "paper"), ("transformer", "pfn"), ("lstm", "paper"),
-            ("mlp", "paper")]
+            ("mlp", "paper"), ("maml", "paper"), ("vsml", "paper")]
 
 
 def _config(arch, layout="paper", **kw):
