@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import warnings
 
@@ -122,8 +123,9 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
         categorical_features: column indices of categorical columns (categories
             of the training rows): one-hot for a row model (unseen: all zeros), the
             category's index for a cell model (unseen: missing).
-        clip: prepared values are clipped to [-clip, clip] (None: the model's
-            meta-training setting, `prior.clip`, else 6).
+        clip: a row model's prepared values are clipped to [-clip, clip], a finite
+            number > 0 (None: the model's meta-training setting, `prior.clip`, else
+            6); a cell model clips inside itself, with its meta-training setting.
         max_features: prepared tables wider than this are reduced, per ensemble
             member, to their leading principal components on the context rows,
             scaled together to a mean variance of 1 (their ratios kept) and clipped,
@@ -159,8 +161,9 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
         return tags
 
     def fit(self, X, y):
-        try:
-            X, y = validate_data(self, X, y, ensure_all_finite="allow-nan")
+        try:   # float64 whatever X holds (float32's variance overflows from about 1e19)
+            X, y = validate_data(self, X, y, dtype=np.float64,
+                                 ensure_all_finite="allow-nan")
         except ValueError as e:
             if "could not convert" not in str(e):
                 raise
@@ -203,14 +206,9 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
             if self.preprocessing == "auto" else self.preprocessing
         categorical = _column_indices(self.categorical_features, X.shape[1],
                                       getattr(self, "feature_names_in_", None))
-        with np.errstate(over="ignore", invalid="ignore"):
-            mean, std = np.nanmean(X, 0), np.nanstd(X, 0)
-        empty = np.all(np.isnan(X), 0)   # a column with no value: constant 0 once prepared
-        overflow = np.flatnonzero(~empty & ~(np.isfinite(mean) & np.isfinite(std)))
-        if overflow.size:
-            raise InvalidInputError(
-                f"feature(s) {overflow[:10].tolist()} are too large to standardise "
-                "in float64 (their mean or standard deviation overflows); rescale X")
+        # per column, scaled by a power of two before the variance: no underflow at
+        # 1e-170, no overflow at 1e300; a column with no value: constant 0 once prepared
+        mean, std = prior.column_stats(X)
         self.categories_ = {int(j): np.unique(X[~np.isnan(X[:, j]), j]) for j in categorical}
         self.missing_columns_ = np.flatnonzero(np.isnan(X).any(0))
         self.max_context_ = int(meta["max_context"])
@@ -219,8 +217,7 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
             warnings.warn(f"{len(y)} training rows exceed the model's context of "
                           f"{self.max_context_}: each ensemble member sees a random "
                           f"{self.max_context_} of them", UserWarning, stacklevel=2)
-        self.clip_ = float(self.clip if self.clip is not None else
-                           meta["config"].get("prior", {}).get("clip", 6.0))
+        self.clip_ = self._clip(meta)
         self.max_features_ = self._max_features(meta)
         if self.backbone_ == "cell" and self.max_features_ is None:
             self.max_features_ = int(meta["schema"]["input_size"])
@@ -231,6 +228,17 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
         if self.calibrate and len(y) >= CALIBRATION_MIN_ROWS:
             self.temperature_ = self._fit_temperature()
         return self
+
+    def _clip(self, meta: dict) -> float:
+        """`clip` checked (a finite number > 0), or the model's meta-training setting."""
+        if self.clip is None:
+            return float(meta["config"].get("prior", {}).get("clip", 6.0))
+        if isinstance(self.clip, bool) or not isinstance(self.clip, numbers.Real) or \
+                not np.isfinite(self.clip) or self.clip <= 0:
+            raise InvalidInputError(
+                f"clip={self.clip!r} must be a finite number > 0 (or None: the model's "
+                "meta-training setting)")
+        return float(self.clip)
 
     def _max_features(self, meta: dict) -> int | None:
         if self.max_features is None:
@@ -334,7 +342,8 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X):
         check_is_fitted(self, "train_x_")
-        X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan")
+        X = validate_data(self, X, reset=False, dtype=np.float64,
+                          ensure_all_finite="allow-nan")
         with np.errstate(over="ignore", invalid="ignore"):
             scaled = (X - self.mean_) / self.scale_
         bad = np.isinf(scaled).any(1)

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from gpicl_tf.data import prior
+
 MEMBER_PREPROCESSINGS = ("standard", "quantile", "power")
 
 
@@ -83,6 +85,18 @@ def _float32(x: np.ndarray) -> np.ndarray:
         return np.clip(x, -1e30, 1e30).astype(np.float32)
 
 
+def to_model(context: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(context, rows) as the model reads them: float32, each column divided by the
+    power of two at or below the context's largest magnitude in it
+    (`prior.column_units`). The model standardises a column with the context's
+    statistics, so an exact division changes nothing it computes, but a column of
+    1e-170 or 1e20 reaches it inside float32's range (not as zeros, nor with a
+    variance that overflows float32)."""
+    unit = prior.column_units(context)
+    with np.errstate(over="ignore"):
+        return _float32(context / unit), _float32(rows / unit)
+
+
 def ensemble_proba(fn, meta: dict, n_ensemble: int, random_state: int, preprocessing: str,
                    train_x: np.ndarray, train_y: np.ndarray, queries: np.ndarray,
                    num_classes: int, max_features: int, to_normal_scores) -> np.ndarray:
@@ -97,10 +111,10 @@ def ensemble_proba(fn, meta: dict, n_ensemble: int, random_state: int, preproces
         n = len(train_y)
         keep = np.sort(rng.choice(n, max_context, replace=False)) if n > max_context \
             else np.arange(n)
-        context, mine = prepare_member(m, rng, preprocessing, train_x[keep], queries,
-                                       max_features, to_normal_scores)
-        contexts.append(_float32(context))
-        rows.append(_float32(mine))
+        context, mine = to_model(*prepare_member(m, rng, preprocessing, train_x[keep],
+                                                 queries, max_features, to_normal_scores))
+        contexts.append(context)
+        rows.append(mine)
         labels.append(perm[train_y[keep]].astype(np.int64))
         perms.append(perm)
     total = np.zeros((len(queries), num_classes))

@@ -294,13 +294,35 @@ def task(seed: int, task_id: int, cfg: PriorConfig, num_classes: int) -> Task:
     return sample_task(task_rng(seed, task_id), cfg, num_classes)
 
 
+def column_units(x: np.ndarray) -> np.ndarray:
+    """Per column of `x` [n, d], the power of two at or below its largest magnitude
+    (NaN ignored; 0.5 for a column without a nonzero value): dividing by it is
+    exact and brings the column's magnitudes into [0, 2)."""
+    magnitude = np.abs(np.where(np.isnan(x), 0.0, x)).max(0) if len(x) else \
+        np.zeros(x.shape[1])
+    return np.ldexp(1.0, np.frexp(magnitude)[1] - 1)
+
+
+def column_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column of `x` [n, d], its mean and standard deviation (NaN ignored; a
+    column without a value: 0 and 0), computed on the column divided by its
+    `column_units`: exactly np.nanmean's and np.nanstd's values where theirs
+    neither underflow nor overflow, and a column scaled by 1e-170 or 1e300 keeps
+    its statistics (its variance would underflow to 0 or overflow). No warnings."""
+    if not len(x):
+        return np.zeros(x.shape[1]), np.zeros(x.shape[1])
+    unit = column_units(x)
+    scaled = x / unit                   # x's memory order kept: numpy's sums unchanged
+    scaled[:, np.all(np.isnan(x), 0)] = 0.0    # no "Mean of empty slice" warning
+    return np.nanmean(scaled, 0) * unit, np.nanstd(scaled, 0) * unit
+
+
 def prepare_table(x_fit: np.ndarray, x: np.ndarray, clip: float) -> np.ndarray:
     """Rows `x` [n, d] standardised with the per-feature mean and standard
-    deviation of `x_fit` (constant features: scale 1; NaNs ignored) and clipped
-    to [-clip, clip]; a missing value (NaN) becomes 0, the mean."""
+    deviation of `x_fit` (`column_stats`: constant features scale 1; NaNs ignored)
+    and clipped to [-clip, clip]; a missing value (NaN) becomes 0, the mean."""
     with np.errstate(invalid="ignore", over="ignore"):
-        mean = np.nanmean(x_fit, axis=0) if len(x_fit) else np.zeros(x.shape[1])
-        std = np.nanstd(x_fit, axis=0) if len(x_fit) else np.ones(x.shape[1])
+        mean, std = column_stats(x_fit)
     mean = np.where(np.isfinite(mean), mean, 0.0)
     std = np.where(np.isfinite(std) & (std > 0), std, 1.0)
     z = np.clip((x - mean) / std, -clip, clip)

@@ -22,6 +22,7 @@ import tensorflow as tf
 from absl import logging
 
 from gpicl_tf.errors import InvalidInputError, UnavailableError
+from gpicl_tf.training import join_watchdog
 
 STRATEGIES = ("default", "mirrored", "tpu", "multi_worker")
 
@@ -89,8 +90,8 @@ _MULTI_WORKER: list = []  # the process's one MultiWorkerMirroredStrategy
 
 def _multi_worker(connect_timeout_s: float, collective_timeout_s: float):
     """MultiWorkerMirroredStrategy; a worker that has not joined within
-    `connect_timeout_s` is ended with an error naming the peers that do not
-    answer (`join_watchdog`; TensorFlow itself would wait).
+    `connect_timeout_s` is ended, exit status 2, with a one-line error naming the
+    peers that do not answer (`join_watchdog`; TensorFlow itself would wait).
     Created once per process, before any other TensorFlow op ("collective ops
     must be configured at program startup"): `pipelines.train` creates it first."""
     if _MULTI_WORKER:
@@ -104,13 +105,14 @@ def _multi_worker(connect_timeout_s: float, collective_timeout_s: float):
         env={**os.environ, "PYTHONPATH": os.pathsep.join(
             [os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
              os.environ.get("PYTHONPATH", "")])})
-    try:
-        strategy = tf.distribute.MultiWorkerMirroredStrategy(
-            communication_options=tf.distribute.experimental.CommunicationOptions(
-                timeout_seconds=collective_timeout_s))
-    finally:
-        watchdog.kill()
-        watchdog.wait()
+    with join_watchdog.exit_on_sigint():   # until the watchdog is gone
+        try:
+            strategy = tf.distribute.MultiWorkerMirroredStrategy(
+                communication_options=tf.distribute.experimental.CommunicationOptions(
+                    timeout_seconds=collective_timeout_s))
+        finally:
+            watchdog.kill()
+            watchdog.wait()
     _MULTI_WORKER.append(strategy)
     logging.info("worker %d of %d joined %s (chief: %s)", cluster.index, len(cluster.workers),
                  list(cluster.workers), cluster.is_chief)
@@ -152,8 +154,8 @@ def make_strategy(name: str, cpu_devices: int = 0, tpu: str = "", *,
                   connect_timeout_s: float = 120.0,
                   collective_timeout_s: float = 120.0) -> tf.distribute.Strategy:
     """The strategy named `name`. multi_worker: a worker that cannot join its
-    cluster within `connect_timeout_s` exits with an error naming the silent
-    peers; a collective that waits `collective_timeout_s` for a dead peer fails."""
+    cluster within `connect_timeout_s` exits (status 2) with an error naming the
+    silent peers; a collective that waits `collective_timeout_s` for a dead peer fails."""
     if name not in STRATEGIES:
         raise InvalidInputError(f"strategy={name!r} is not one of {STRATEGIES}")
     if name == "default":

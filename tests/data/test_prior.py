@@ -63,6 +63,30 @@ def test_prepare_table_standardises_clips_and_fills_missing_values():
         prior.pad(np.zeros((1, 3)), 2)
 
 
+def test_column_statistics_hold_at_any_scale_and_warn_about_nothing():
+    """Computed on each column divided by a power of two: numpy's exact values on
+    ordinary columns, the same standardised table at 1e-170 or 1e300 (where the
+    variance itself underflows to 0 or overflows), and no warning for a column
+    without a value (numpy's "Mean of empty slice")."""
+    import warnings
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 4)) * [1.0, 3e-5, 7e4, 1.0] + [0.0, 1.0, -2e5, 9.0]
+    x[::4, 0] = np.nan
+    mean, std = prior.column_stats(x)
+    np.testing.assert_array_equal(mean, np.nanmean(x, 0))
+    np.testing.assert_array_equal(std, np.nanstd(x, 0))
+    for scale in (1e-170, 1e300):
+        np.testing.assert_allclose(prior.prepare_table(x * scale, x * scale, 6.0),
+                                   prior.prepare_table(x, x, 6.0), atol=1e-12)
+    x[:, 2] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mean, std = prior.column_stats(x)
+        z = prior.prepare_table(x, x, 6.0)
+    assert mean[2] == 0.0 and std[2] == 0.0 and np.all(z[:, 2] == 0.0)
+
+
 @pytest.mark.parametrize("change, match", [
     ({"max_classes": 12}, "prior.max_classes=12 exceeds data.num_classes=10"),
     ({"min_features": 7, "max_features": 6}, "prior.min_features=7"),

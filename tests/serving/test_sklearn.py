@@ -72,11 +72,72 @@ def test_continuous_targets_and_overflowing_features_are_refused(version):
     with pytest.raises(ValueError, match="Unknown label type: y is 'continuous'"):
         GPICLClassifier(version).fit(X, np.linspace(0.0, 1.0, len(X)))
     X, y = _data()
-    with pytest.raises(ValueError, match="too large to standardise"):
-        GPICLClassifier(version).fit(X * 1e300, y)
     clf = GPICLClassifier(version, n_ensemble=1).fit(X * 1e-150, y)   # a scale of ~1e-150
     with pytest.raises(ValueError, match=r"row\(s\) \[0\] of X overflow"):
         clf.predict(np.vstack([X[:1] * 1e160, X[1:3] * 1e-150]))
+
+
+def _released(name: str) -> str:
+    from gpicl_tf import sklearn as sk
+
+    models = {"general": sk.GENERAL_MODEL_DIR, "tabular": sk.TABULAR_MODEL_DIR}
+    return os.path.join(models[name], "1")
+
+
+def test_clip_must_be_a_finite_number_above_zero():
+    """clip of 0, -3 or NaN gave chance-level output (issue 32 item 7); now fit says
+    which value is wrong."""
+    import re
+
+    X, y = _data(n=11)
+    path = _released("general")
+    for clip in (0, -3, float("nan"), float("inf"), True, "6"):
+        with pytest.raises(ValueError,
+                           match=re.escape(f"clip={clip!r} must be a finite number > 0")):
+            GPICLClassifier(path, clip=clip).fit(X, y)
+    assert GPICLClassifier(path, n_ensemble=1, clip=np.float32(2.5)).fit(X, y).clip_ == 2.5
+
+
+@pytest.mark.parametrize("name", ["general", "tabular"])
+def test_statistics_are_float64_whatever_the_scale_or_dtype(name):
+    """Features scaled by 1e-170 (their variance underflows to 0: they were read as
+    constant), 1e25 (beyond float32's variance, for the cell model) or 1e300, and
+    float16 or float32 input (refused as "too large to standardise in float64"),
+    predict as the same values in float64 at scale 1 do (issue 32 item 7), on the
+    row and the cell model. Standard preprocessing: a power transform is not
+    scale-free."""
+    X, y = _data(n=25)
+    path = _released(name)
+
+    def proba(x):
+        return GPICLClassifier(path, n_ensemble=2, preprocessing="standard").fit(x, y) \
+            .predict_proba(x)
+
+    ref = proba(X)
+    for scale in (1e-170, 1e25, 1e300):
+        np.testing.assert_allclose(proba(X * scale), ref, atol=1e-5, err_msg=f"{scale}")
+    for dtype, scale in ((np.float16, 1e3), (np.float32, 1e30)):
+        low = (X * scale).astype(dtype)
+        np.testing.assert_allclose(proba(low), proba(low.astype(np.float64)), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["general", "tabular"])
+def test_a_column_without_values_warns_about_nothing(name):
+    """An all-NaN column printed numpy's "Mean of empty slice" (issue 32 item 13);
+    it is a constant column, silently, in every preprocessing."""
+    import warnings
+
+    from gpicl_tf import sklearn as sk
+
+    X, y = _data(n=25)
+    X[:, 2] = np.nan
+    path = _released(name)
+    sk._load(path)                                  # TensorFlow's own warnings aside
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        proba = GPICLClassifier(path, n_ensemble=3, preprocessing="mix").fit(X, y) \
+            .predict_proba(X[:4])
+    assert np.all(np.isfinite(proba))
 
 
 def test_scikit_learn_estimator_checks(version):

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from gpicl_tf import sklearn_cell
+from gpicl_tf.data import prior
 from gpicl_tf.sklearn import _to_normal_scores
 
 
@@ -71,3 +72,25 @@ def test_a_power_transform_never_sends_a_value_past_float32():
     out = sklearn_cell._power(fit, far)
     assert np.all(np.isfinite(out.astype(np.float32)))
     assert np.all(np.abs(sklearn_cell._float32(np.array([1e300, -1e300, np.nan]))[:2]) <= 1e30)
+
+
+def test_columns_reach_the_model_inside_float32s_range():
+    """Each column divided by a power of two from the context (exact, and the model
+    standardises with the context's statistics): a column of 1e-170 is not zeros
+    in float32, one of 1e25 has a variance float32 can hold."""
+    rng = np.random.default_rng(3)
+    fit_x, x = rng.standard_normal((12, 3)), rng.standard_normal((4, 3))
+    scale = np.array([1e-170, 1.0, 1e25])
+    context, rows = sklearn_cell.to_model(fit_x * scale, x * scale)
+    assert context.dtype == rows.dtype == np.float32
+    assert np.all((np.abs(context).max(0) >= 1) & (np.abs(context).max(0) < 2))
+    assert np.isfinite(np.var(context, 0)).all()
+
+    def z(a, b):
+        return (b - a.mean(0)) / a.std(0)
+
+    np.testing.assert_allclose(z(context, rows), z(fit_x, x), rtol=1e-4)
+    plain, _ = sklearn_cell.to_model(fit_x, x)      # a power of two: an exact division
+    unit = prior.column_units(fit_x)
+    assert np.all(np.frexp(unit)[0] == 0.5)
+    np.testing.assert_array_equal(plain * unit.astype(np.float32), fit_x.astype(np.float32))
