@@ -2,12 +2,14 @@
 accessible state and against its parameter count (PAPER.md: the state size,
 not the parameter count, decides what a meta-learner can learn in context).
 
-Transformers of several widths and LSTMs of several hidden sizes, chosen so
-that the two orders cross: the largest LSTM has more parameters than every
+Transformers of several widths, LSTMs of several hidden sizes and VSML layers
+of several sub-LSTM sizes (few parameters, a large state), chosen so that the
+orders cross: the largest LSTM has more parameters than every
 Transformer but a smaller state (2 x units floats against the Transformer's
-keys and values over the context: 2 x layers x heads x key size x N). Every
-cell trains the same steps on the same episodes with the preset's curriculum;
-the LSTM reads the paper's token layout (it has no other).
+keys and values over the context: 2 x layers x heads x key size x N), and VSML
+has the fewest parameters and a state of 2 x inputs x classes x sub-LSTM units.
+Every cell trains the same steps on the same episodes with the preset's
+curriculum; the LSTM and VSML read the paper's token layout (they have no other).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from gpicl_tf.studies.runner import Cell, Study
 from gpicl_tf.studies.transition import size_sets
 
 
-def grid(transformer_sizes, lstm_units, steps: int):
+def grid(transformer_sizes, lstm_units, steps: int, vsml_states=()):
     def cells() -> list[Cell]:
         out = [Cell(f"transformer {s}", {"arch": "transformer", "width": s},
                     ("model.arch=transformer", *size_sets(s), f"train.steps={steps}"))
@@ -30,6 +32,10 @@ def grid(transformer_sizes, lstm_units, steps: int):
                      ("model.arch=lstm", "model.layout=paper", f"model.lstm_units={u}",
                       f"train.steps={steps}"))
                 for u in lstm_units]
+        out += [Cell(f"vsml {s}", {"arch": "vsml", "width": s},
+                     ("model.arch=vsml", "model.layout=paper", f"model.vsml_state={s}",
+                      f"train.steps={steps}", "train.jit_compile=false"))
+                for s in vsml_states]
         return out
     return cells
 
@@ -43,7 +49,8 @@ def measure_cell(context: dict, cfg, run_dir: str, episodes_dir: str) -> dict:
     sets = {"unseen": (eps, "test")}
     if context["dataset"] is not None:
         sets["dataset"] = (pipeline.open_episodes(context["dataset"][1]), "test")
-    return {"state_size": state_size(cfg.model, cfg.data.episode_length),
+    return {"state_size": state_size(cfg.model, cfg.data.episode_length, cfg.data.input_size,
+                                     cfg.data.num_classes),
             **measure.accuracy_figures(measure.load_model(run_dir), sets, cfg.eval.episodes)}
 
 
@@ -96,12 +103,13 @@ def notes(rows: list[dict]) -> list[str]:
 STUDY = Study(
     name="state_size",
     description=("Accuracy over the last 10 positions on unseen tasks against the accessible "
-                 "state and the parameter count, Transformers (PFN layout) and LSTMs, the same "
+                 "state and the parameter count, Transformers (PFN layout), LSTMs and VSML, the same "
                  "steps and episodes in every cell."),
     grids={
-        "smoke": grid((8,), (8,), steps=20),
-        "cpu": grid((8, 16, 32, 64), (16, 64, 256, 512), steps=1500),
-        "paper": grid((64, 128, 256, 512), (256, 1024, 2048, 4096), steps=500_000),
+        "smoke": grid((8,), (8,), steps=20, vsml_states=(2,)),
+        "cpu": grid((8, 16, 32, 64), (16, 64, 256, 512), steps=1500, vsml_states=(2, 8)),
+        "paper": grid((64, 128, 256, 512), (256, 1024, 2048, 4096), steps=500_000,
+                      vsml_states=(8, 16)),
     },
     prepare=prepare,
     measure=measure_cell,

@@ -66,11 +66,17 @@ def test_state_size_grid_crosses_parameters_and_state():
     for cell in study.grids["cpu"]():
         cfg = override(base, cell.sets).model
         sizes[cell.name] = (build_model(cfg, schema).count_params(),
-                            state_size(cfg, base.data.episode_length))
+                            state_size(cfg, base.data.episode_length, base.data.input_size,
+                                       base.data.num_classes))
     lstm = sizes["lstm 512"]
     for name, (params, state) in sizes.items():
         if name.startswith("transformer"):
             assert params < lstm[0] and state > lstm[1], (name, params, state, lstm)
+    # VSML: the fewest parameters, a state above the largest LSTM's from 2 units up.
+    assert sizes["vsml 2"] == (4 * 2 * 2 + 4 * 2 * 2 + 4 * 2 + 2, 2 * 64 * 10 * 2)
+    assert max(sizes["vsml 8"][0], sizes["vsml 2"][0]) < min(p for p, _ in sizes.values()
+                                                           if p > 1000)
+    assert sizes["vsml 8"][1] > lstm[1]
 
 
 def test_plateau_stop_ends_training_below_the_threshold():
