@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from gpicl_tf.config import get_preset  # noqa: E402
 from gpicl_tf.data import episodes as episodes_lib, pipeline, service  # noqa: E402
-from tests.conftest import free_ports  # noqa: E402
+from gpicl_tf.runtime import free_ports  # noqa: E402
 
 
 def rate(eps, batches: int, address: str = "") -> float:

@@ -12,7 +12,6 @@ clients; then GPICLClassifier fit+predict time for 500 rows x 64 features
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -23,15 +22,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import requests  # noqa: E402
 
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from gpicl_tf.runtime import free_ports  # noqa: E402
 
 
 def _start(base: str, *extra: str):
-    port = _free_port()
+    port = free_ports(1)[0]
     proc = subprocess.Popen([sys.executable, "-m", "pipelines.serve", "--model_base_path", base,
                              "--port", str(port), *extra], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)

@@ -1,4 +1,6 @@
-"""The process's memory allocator: TensorFlow on CPU runs faster on tcmalloc.
+"""The process's runtime: its memory allocator, and free local ports for servers.
+
+TensorFlow on CPU runs faster on tcmalloc.
 
 Measured here (`python benchmarks/allocator.py`, fresh processes, best of
 two): the cpu model's train step takes 162 ms with tcmalloc and 255 ms with
@@ -15,6 +17,7 @@ choose one.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 
 from gpicl_tf.errors import MissingFileError
@@ -81,3 +84,15 @@ def use_tcmalloc() -> str:
         sys.stderr.flush()
         os.execve(sys.executable, argv, env)
     return allocator_in_use()
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct free TCP ports on 127.0.0.1 (all bound at once, then released)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()

@@ -315,7 +315,8 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
         if kind == "quantile":
             fit_x, x = _to_normal_scores(fit_x, fit_x), _to_normal_scores(fit_x, x)
         elif kind == "power":
-            fit_x, x = sklearn_cell._power(fit_x, fit_x), sklearn_cell._power(fit_x, x)
+            power = sklearn_cell.power_transform
+            fit_x, x = power(fit_x, fit_x), power(fit_x, x)
         fit_z, z = (prior.prepare_table(fit_x, rows, self.clip_) for rows in (fit_x, x))
         k = self._width()
         if k == z.shape[1]:

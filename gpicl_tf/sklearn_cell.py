@@ -39,7 +39,7 @@ def member_preprocessing(preprocessing: str, member: int) -> str:
     return MEMBER_PREPROCESSINGS[member % 3] if preprocessing == "mix" else preprocessing
 
 
-def _power(fit_x: np.ndarray, x: np.ndarray) -> np.ndarray:
+def power_transform(fit_x: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Yeo-Johnson per column fitted on `fit_x` (NaN ignored and kept), its output
     standardised with `fit_x`'s transformed statistics; a column the transform
     cannot fit, or that it sends beyond +-1e6 standard deviations, stays as it is
@@ -75,7 +75,7 @@ def prepare_member(member: int, rng: np.random.Generator, preprocessing: str,
     if kind == "quantile":
         return to_normal_scores(fit_x, fit_x), to_normal_scores(fit_x, x)
     if kind == "power":
-        return _power(fit_x, fit_x), _power(fit_x, x)
+        return power_transform(fit_x, fit_x), power_transform(fit_x, x)
     return fit_x, x
 
 

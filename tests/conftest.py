@@ -3,22 +3,11 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import dataclasses  # noqa: E402
-import socket  # noqa: E402
 
 import pytest  # noqa: E402
 
 from gpicl_tf.config import get_preset  # noqa: E402
-
-
-def free_ports(n: int) -> list[int]:
-    """n distinct free TCP ports on 127.0.0.1 (all bound at once, then released)."""
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+from gpicl_tf.runtime import free_ports  # noqa: E402,F401  (the tests import it from here)
 
 
 @pytest.fixture(scope="session")

@@ -43,3 +43,26 @@ def test_pipeline_scripts_run_on_tcmalloc(tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True,
                           env={**env, "GPICL_TCMALLOC": "0"})
     assert "memory allocator: glibc malloc" in done.stderr, done.stderr[-2000:]
+
+
+def test_free_ports_are_distinct_and_bindable():
+    import socket
+
+    ports = runtime.free_ports(3)
+    assert len(set(ports)) == 3
+    for port in ports:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))
+
+
+def test_benchmarks_import_nothing_from_the_tests():
+    """A benchmark runs from a checkout or an installed wheel alone (issue 31)."""
+    import ast
+    import glob
+
+    root = os.path.join(os.path.dirname(__file__), "..")
+    for path in sorted(glob.glob(os.path.join(root, "benchmarks", "*.py"))):
+        tree = ast.parse(open(path).read())
+        names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        assert not [m for m in names if m == "tests" or m.startswith("tests.")], path

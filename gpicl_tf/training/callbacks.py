@@ -11,6 +11,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
+from gpicl_tf import compat
 from gpicl_tf.config import BIAS_SCHEDULES as SCHEDULES
 from gpicl_tf.errors import GpiclError, InvalidInputError, UnavailableError
 
@@ -184,7 +185,7 @@ def backup_epoch(backup_dir: str) -> int:
     return 0
 
 
-class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+class AtomicBackupAndRestore(compat.BackupAndRestoreHooks):
     """BackupAndRestore whose resume state is never half-written.
 
     The weights and the epoch counter are written under temporary names and
@@ -196,36 +197,36 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     def __init__(self, backup_dir: str):
         super().__init__(backup_dir, double_checkpoint=True)
 
-    def _save_model(self):
+    def save_state(self) -> None:
         os.makedirs(self.backup_dir, exist_ok=True)
         pid = os.getpid()
         weights_tmp = os.path.join(self.backup_dir, f".tmp-{pid}-latest.weights.h5")
         meta_tmp = os.path.join(self.backup_dir, f".tmp-{pid}-training_metadata.json")
         self.model.save_weights(weights_tmp, overwrite=True)
         with open(meta_tmp, "w") as f:
-            json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen}, f)
+            json.dump({"epoch": self.current_epoch, "batch": self.last_batch_seen}, f)
             f.flush()
             os.fsync(f.fileno())
-        for path in (self._weights_path, self._training_metadata_path):
+        for path in (self.weights_path, self.metadata_path):
             if os.path.exists(path):
                 shutil.copyfile(path, path + ".tmp-bkp")
                 os.replace(path + ".tmp-bkp", path + ".bkp")
-        os.replace(weights_tmp, self._weights_path)
-        os.replace(meta_tmp, self._training_metadata_path)
+        os.replace(weights_tmp, self.weights_path)
+        os.replace(meta_tmp, self.metadata_path)
 
     def on_train_begin(self, logs=None):
         try:
-            self._load_model()
+            self.load_state()
         except Exception as e:  # noqa: BLE001  (h5py raises OSError, json ValueError, ...)
-            bad = f"{self._weights_path} or {self._training_metadata_path}"
-            if not os.path.exists(self._prev_weights_path):
+            bad = f"{self.weights_path} or {self.metadata_path}"
+            if not os.path.exists(self.prev_weights_path):
                 raise UnavailableError(
                     f"resume state {bad} is unreadable ({type(e).__name__}: "
                     f"{e}) and no previous state exists; delete "
                     f"{self.backup_dir} to start the run over") from e
             logging.warning("resume state %s is unreadable (%s); falling back to the "
-                            "previous epoch's state %s", bad, e, self._prev_weights_path)
-            for path in (self._weights_path, self._training_metadata_path):
+                            "previous epoch's state %s", bad, e, self.prev_weights_path)
+            for path in (self.weights_path, self.metadata_path):
                 if os.path.exists(path + ".bkp"):
                     os.replace(path + ".bkp", path)
-            self._load_model()
+            self.load_state()

@@ -24,7 +24,7 @@ import time
 import keras_tuner
 from absl import logging
 
-from gpicl_tf import tasks
+from gpicl_tf import compat, tasks
 from gpicl_tf.config import Config, override
 from gpicl_tf.data import pipeline, storage
 from gpicl_tf.errors import InvalidInputError
@@ -150,16 +150,13 @@ def write_results(rows: list[dict], config: Config, out_dir: str) -> dict:
 def fail_stalled_trials(oracle, timeout_s: float, started: dict, now: float) -> list[str]:
     """Ends as FAILED every ongoing trial older than `timeout_s` (a dead worker's)."""
     failed = []
-    for tuner_id, trial in list(oracle.ongoing_trials.items()):
+    for tuner_id, trial in list(compat.ongoing_trials(oracle).items()):
         first_seen = started.setdefault(trial.trial_id, now)
         if now - first_seen > timeout_s:
-            trial.status = keras_tuner.engine.trial.TrialStatus.FAILED
-            trial.message = (f"worker {tuner_id} sent no result for trial {trial.trial_id} "
-                             f"within {timeout_s:.0f} s")
-            logging.error(trial.message)
-            oracle.end_trial(trial)
-            oracle.ongoing_trials.pop(tuner_id, None)
-            oracle.tuner_ids.discard(tuner_id)
+            message = (f"worker {tuner_id} sent no result for trial {trial.trial_id} "
+                       f"within {timeout_s:.0f} s")
+            logging.error(message)
+            compat.fail_trial(oracle, tuner_id, trial, message)
             failed.append(trial.trial_id)
     return failed
 

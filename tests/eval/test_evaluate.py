@@ -21,32 +21,55 @@ def saved_model(smoke_config, smoke_episodes, tmp_path_factory):
     return path
 
 
-def test_per_position_curves_have_the_right_length_and_bounds(smoke_config, smoke_episodes,
-                                                              saved_model, tmp_path):
+def _one_nn(inputs: np.ndarray, labels: np.ndarray, positions) -> np.ndarray:
+    """Correctness [E, P] of scikit-learn's 1-NN fitted on examples 1..j-1 of each
+    episode, predicting example j (class 0 at position 1), the reference for 1-NN."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    out = np.zeros((len(inputs), len(positions)))
+    for e, (x, y) in enumerate(zip(inputs, labels)):
+        for pi, j in enumerate(positions):
+            pred = 0 if j == 1 else KNeighborsClassifier(1).fit(x[:j - 1], y[:j - 1]).predict(
+                x[j - 1:j])[0]
+            out[e, pi] = pred == y[j - 1]
+    return out
+
+
+def test_per_position_curves_match_reference_computations(smoke_config, smoke_episodes,
+                                                           saved_model, tmp_path):
     cfg = override(smoke_config, ["eval.positions=1,3,100"]).eval
     report = evaluate.evaluate({"learner": saved_model},
                                {"unseen": (smoke_episodes, "test"),
                                 "seen": (smoke_episodes, "seen")},
                                (smoke_episodes, "train"), cfg)
     n = smoke_config.data.episode_length
+    model = keras.models.load_model(saved_model, compile=False)
     for set_name, entry in report["datasets"].items():
         assert entry["episodes"] == cfg.episodes and entry["length"] == n
         learner = entry["methods"]["learner"]
         assert learner["positions"] == list(range(1, n + 1))
         assert len(learner["mean"]) == len(learner["ci95"]) == n
         for name, m in entry["methods"].items():
-            assert all(0.0 <= v <= 1.0 for v in m["mean"]), name
-            assert all(c >= 0 for c in m["ci95"]), name
             if name != "learner":
                 assert m["positions"] == [1, 3, n]  # 100 > n is dropped, n always added
-        # chance is 1/k for an episode of k classes (short smoke episodes miss some)
         split = "test" if set_name == "unseen" else "seen"
-        _, labels = evaluate.episode_arrays(pipeline.open_episodes(smoke_episodes), split,
-                                            cfg.episodes)
+        inputs, labels = evaluate.episode_arrays(pipeline.open_episodes(smoke_episodes), split,
+                                                 cfg.episodes)
+        # The learner's curve, interval and improvement against the model called here.
+        logits = np.asarray(model({"inputs": inputs, "labels": labels}))
+        correct = (logits.argmax(-1) == labels).astype(np.float64)
+        np.testing.assert_allclose(learner["mean"], correct.mean(0), atol=1e-5)
+        np.testing.assert_allclose(learner["ci95"], 1.96 * correct.std(0, ddof=1)
+                                   / np.sqrt(len(correct)), atol=1e-5)
+        w = min(10, n)
+        assert learner["improvement"] == pytest.approx(
+            (correct[:, -w:].mean(1) - correct[:, :w].mean(1)).mean(), abs=1e-6)
+        np.testing.assert_allclose(entry["methods"]["1-NN"]["mean"],
+                                   _one_nn(inputs, labels, [1, 3, n]).mean(0), atol=1e-5)
+        # chance is 1/k for an episode of k classes (short smoke episodes miss some)
         want = np.mean([1.0 / len(np.unique(row)) for row in labels])
         assert entry["methods"]["chance"]["last"] == pytest.approx(want)
         assert entry["methods"]["chance"]["last"] >= 0.1
-        assert -1 <= learner["improvement"] <= 1
         paired = entry["paired"]["learner"]
         assert set(paired) == set(entry["methods"]) - {"learner"}
         for name, p in paired.items():  # mean of differences = difference of means

@@ -25,7 +25,7 @@ def test_power_transform_makes_a_skewed_column_symmetric_and_keeps_missing_value
     rng = np.random.default_rng(0)
     col = np.exp(rng.standard_normal(300))[:, None]          # log-normal: skewed
     col[::10] = np.nan
-    out = sklearn_cell._power(col, col)
+    out = sklearn_cell.power_transform(col, col)
     ok = ~np.isnan(col[:, 0])
     assert np.array_equal(np.isnan(out[:, 0]), ~ok)
 
@@ -34,7 +34,7 @@ def test_power_transform_makes_a_skewed_column_symmetric_and_keeps_missing_value
 
     assert skew(col[ok, 0]) > 2 and abs(skew(out[ok, 0])) < 0.3
     constant = np.ones((5, 1))
-    np.testing.assert_array_equal(sklearn_cell._power(constant, constant), constant)
+    np.testing.assert_array_equal(sklearn_cell.power_transform(constant, constant), constant)
 
 
 @pytest.mark.parametrize("kind", ["standard", "quantile", "power"])
@@ -69,7 +69,7 @@ def test_a_power_transform_never_sends_a_value_past_float32():
     float32's range (an Inf the served model refused)."""
     fit = np.r_[np.full(40, 0.0), np.full(5, 0.1), [0.2]][:, None]
     far = np.array([[0.0], [50.0], [1e4]])
-    out = sklearn_cell._power(fit, far)
+    out = sklearn_cell.power_transform(fit, far)
     assert np.all(np.isfinite(out.astype(np.float32)))
     assert np.all(np.abs(sklearn_cell._float32(np.array([1e300, -1e300, np.nan]))[:2]) <= 1e30)
 

@@ -12,12 +12,39 @@ from gpicl_tf.config import get_preset, override
 from gpicl_tf.studies import STUDIES, get_study, plateau_batch, runner, transition
 
 
+def _changed(config, base) -> set[str]:
+    """The `section.key`s whose values differ between two configs."""
+    new, old = config.to_dict(), base.to_dict()
+    return {f"{section}.{key}" for section in new for key in new[section]
+            if new[section][key] != old[section][key]}
+
+
+# Cells that train the same config: the paper preset already warms up for 1,000
+# steps and takes batches of 128, so those two plateau variants repeat the
+# no-intervention runs on the paper grid.
+SAME_RUN = {("plateau", "paper"): {
+    ("paper layout, no intervention (20000 steps)", "paper layout, warm-up 1000 (20000 steps)"),
+    ("pfn layout, batch 128 (20000 steps)", "pfn layout, no intervention (20000 steps)")}}
+
+
 def test_every_grid_of_every_study_is_a_valid_config():
+    """Each cell's config is the base with the cell's own settings applied (no
+    other change) and the cells of a grid are different runs (but SAME_RUN's)."""
     for study in STUDIES.values():
         for grid in runner.GRIDS:
             base = runner.base_config(study, grid)
-            for cell in runner.cells_of(study, grid):
-                override(base, cell.sets)
+            cells = runner.cells_of(study, grid)
+            assert cells, (study.name, grid)
+            by_config: dict[str, list[str]] = {}
+            for cell in cells:
+                config = override(base, cell.sets)
+                keys = {s.split("=", 1)[0] for s in cell.sets}
+                assert _changed(config, base) <= keys, (study.name, grid, cell.name)
+                assert _changed(config, base), (study.name, grid, cell.name)
+                key = json.dumps(config.to_dict(), sort_keys=True)
+                by_config.setdefault(key, []).append(cell.name)
+            same = {tuple(sorted(names)) for names in by_config.values() if len(names) > 1}
+            assert same == SAME_RUN.get((study.name, grid), set()), (study.name, grid)
 
 
 def test_unknown_study_is_named():

@@ -6,6 +6,7 @@ import sys
 import keras_tuner
 import pytest
 
+from gpicl_tf import compat
 from gpicl_tf.config import Config, override
 from gpicl_tf.tuning import search
 from tests.conftest import free_ports
@@ -66,7 +67,8 @@ def test_dead_worker_trial_is_failed_after_the_timeout(smoke_config, smoke_episo
     assert search.fail_stalled_trials(oracle, 60, started, now=0.0) == []
     assert search.fail_stalled_trials(oracle, 60, started, now=61.0) == [trial.trial_id]
     assert oracle.trials[trial.trial_id].status == "FAILED"
-    assert "tuner0" not in oracle.ongoing_trials and "tuner0" not in oracle.tuner_ids
+    assert "tuner0" not in compat.ongoing_trials(oracle)
+    assert "tuner0" not in compat.tuner_ids(oracle)
     assert "within 60 s" in oracle.trials[trial.trial_id].message
 
 
