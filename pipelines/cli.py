@@ -23,7 +23,8 @@ COMMANDS = {
                       "with a manifest"),
     "inspect": ("inspect_episodes", "check every file of an episode directory against its "
                 "manifest"),
-    "train": ("train", "meta-train a sequence learner (Transformer, LSTM, MLP) on episodes"),
+    "train": ("train",
+              "meta-train a sequence learner (Transformer, LSTM, MLP, MAML, VSML) on episodes"),
     "train-cell": ("train_cell", "meta-train the cell (tabular) learner on prior tables; "
                    "optionally export it"),
     "evaluate": ("evaluate", "meta-test learners against baselines on the same episodes"),

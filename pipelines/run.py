@@ -1,4 +1,4 @@
-"""The main job: episodes, meta-training (Transformer, LSTM, MLP), evaluation,
+"""The main job: episodes, meta-training (Transformer, LSTM, MLP, MAML, VSML), evaluation,
 export to saved_models/gpicl/VERSION, report.
 
     python -m pipelines.run --preset cpu --workdir runs/cpu
