@@ -54,8 +54,8 @@ TABULAR_MODEL_DIR = released.model_dir("tabular")
 # Where the estimator's model is looked for when no model_path is given: $GPICL_MODEL (a
 # version directory or a model directory), else the newest complete version of the
 # released model that scores best on benchmarks/tabular.py: the row model, until a cell
-# learner beats it (the 65-CPU-minute cell model averages 0.044 below it at 100 rows;
-# docs/tabular.md).
+# learner beats it (the cell model's version 2 averages 0.015 below it at 100 rows, near
+# chance on DNA; docs/tabular.md).
 DEFAULT_MODEL_DIR = GENERAL_MODEL_DIR
 
 
@@ -107,8 +107,8 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
         model_path: an exported version, e.g. "saved_models/gpicl/3"; None:
             `default_model_path`: $GPICL_MODEL, else the newest version of the
             released model that scores best on the tabular benchmark (today the row
-            model, gpicl_tf/released/general; the cell learner is
-            gpicl_tf/released/tabular/1).
+            model, gpicl_tf/released/general; the cell learner's versions are
+            gpicl_tf/released/tabular/1 and /2).
         n_ensemble: members averaged (a row model: random projection, label
             permutation, subsample, preprocessing each; a cell model: column
             order, class slots, preprocessing, subsamples: `gpicl_tf.sklearn_cell`);
