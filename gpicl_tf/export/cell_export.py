@@ -68,7 +68,9 @@ def cell_serving_function(model: CellTransformer, max_context: int, max_queries:
             tf.debugging.assert_equal(tf.reduce_any(tf.math.is_inf(query_x)), False,
                                       message="query_x has Inf"),
         ]
-        with tf.control_dependencies(checks):
+        with tf.control_dependencies(checks):      # every input waits for every check:
+            context_x = tf.identity(context_x)       # otherwise the model's reshape can
+            query_x = tf.identity(query_x)           # fail first with a graph error
             context_y = tf.cast(context_y, tf.int32)
         logits = model({"context_x": context_x, "context_y": context_y, "query_x": query_x},
                        training=False)                                 # [B, Q, K]

@@ -93,7 +93,9 @@ def serving_function(model: keras.Model, schema: EpisodeSchema, max_context: int
             tf.debugging.assert_all_finite(context_x, "context_x has NaN or Inf"),
             tf.debugging.assert_all_finite(query_x, "query_x has NaN or Inf"),
         ]
-        with tf.control_dependencies(checks):
+        with tf.control_dependencies(checks):      # every input waits for every check,
+            context_x = tf.identity(context_x)       # so a bad request is named, not met
+            query_x = tf.identity(query_x)           # first by a model op's graph error
             context_y = tf.cast(context_y, tf.int32)
         logits = query_logits(model, context_x, context_y, query_x)       # [B, Q, C]
         probabilities = tf.reshape(tf.nn.softmax(tf.cast(logits, tf.float32)), [b, q, c])
