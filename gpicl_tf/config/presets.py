@@ -45,6 +45,13 @@ def _cpu() -> Config:
         data=DataConfig(train_episodes=2**16),
         train=TrainConfig(steps=1800, steps_per_epoch=100, warmup_steps=200, bias_fraction=0.9,
                           bias_mode="permutation", bias_schedule="plateau"),
+        # The recipe search (issue 33): every trial gets the same 3 minutes of
+        # training here, the curriculum fixed at the plateau study's 0.9.
+        tune=TuneConfig(model_sizes=(64, 96, 128), num_layers=(2, 3), num_heads=(4,),
+                        learning_rate_min=5e-4, learning_rate_max=1e-2, adam_epsilons=(1e-8,),
+                        batch_sizes=(32, 64), bias_fractions=(0.9,),
+                        optimizers=("adam", "muon"), ema_momentums=(0.0, 0.99),
+                        steps=20_000, trial_seconds=180, max_trials=8),
     )
 
 

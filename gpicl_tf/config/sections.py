@@ -14,6 +14,7 @@ ARCHS = ("transformer", "lstm", "mlp", "maml", "vsml")
 SEQUENCE_BASELINES = ("lstm", "mlp", "maml", "vsml")
 LAYOUTS = ("paper", "pfn")
 BIAS_MODES = ("permutation", "task")
+OPTIMIZERS = ("adam", "muon")
 BIAS_SCHEDULES = ("constant", "linear", "plateau")
 LOOPS = ("keras", "custom")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -149,6 +150,12 @@ class TrainConfig:
     `fit` and the custom loop then scale the loss: Keras' LossScaleOptimizer).
     Logits and losses stay float32.
 
+    `optimizer`: "adam" (Adam; AdamW when `weight_decay` > 0) or "muon" (Keras'
+    Muon on the hidden layers' matrices, AdamW on the token embedding, the logits
+    and every vector). `ema_momentum` > 0 keeps an exponential moving average of
+    the weights (Keras' `use_ema`), which become the model's weights when
+    training ends; validation during training reads the raw weights.
+
     `episodes_on_device`: the host ships only records (example indices, task id,
     bias flag) and the train step builds the episodes on the device
     (`data.device_episodes`; custom loop, classification). Off by default: on
@@ -188,6 +195,8 @@ class TrainConfig:
     loop: str = "keras"
     precision: str = "float32"
     episodes_on_device: bool = False
+    optimizer: str = "adam"
+    ema_momentum: float = 0.0
 
     def __post_init__(self):
         _check("train", self, {
@@ -198,7 +207,8 @@ class TrainConfig:
             "shuffle_buffer": _at_least(1), "bias_fraction": _between(0.0, 1.0),
             "bias_mode": _in(BIAS_MODES), "bias_schedule": _in(BIAS_SCHEDULES),
             "bias_anneal_steps": _at_least(1), "loop": _in(LOOPS),
-            "precision": _in(PRECISIONS),
+            "precision": _in(PRECISIONS), "optimizer": _in(OPTIMIZERS),
+            "ema_momentum": _between(0.0, 1.0, closed_high=False),
             "plateau_drop": _between(0.0, 1.0, closed_high=False), "seed": _SEED})
 
 
@@ -246,7 +256,10 @@ class TuneConfig:
     """Keras Tuner search space (lists of choices) and budget.
 
     Every `num_heads` choice must divide every `model_sizes` choice (the key
-    size is model_size / num_heads). Each trial trains `steps` steps; its score
+    size is model_size / num_heads). Each trial trains `steps` steps, or with
+    `trial_seconds` > 0 for that many seconds of training (at most `steps`
+    steps; the learning rate's cosine follows elapsed time: `training.budget`),
+    so fast and slow recipes get the same compute; its score
     is meta-validation accuracy over the last 10 positions on unseen tasks
     (`val_acc_last10`). A distributed trial with no result for
     `trial_timeout_s` seconds is failed by the chief, so a dead worker cannot
@@ -261,7 +274,11 @@ class TuneConfig:
     adam_epsilons: tuple[float, ...] = (1e-8, 1e-16)
     batch_sizes: tuple[int, ...] = (32, 64)
     bias_fractions: tuple[float, ...] = (0.0, 0.5, 0.9)
+    optimizers: tuple[str, ...] = ("adam",)
+    weight_decays: tuple[float, ...] = (0.0,)
+    ema_momentums: tuple[float, ...] = (0.0,)
     steps: int = 600
+    trial_seconds: int = 0
     max_trials: int = 6
     seed: int = 0
     trial_timeout_s: int = 3600
@@ -273,6 +290,10 @@ class TuneConfig:
             "num_heads": _all(_at_least(1), True), "adam_epsilons": _all(_POSITIVE, True),
             "batch_sizes": _all(_at_least(1), True),
             "bias_fractions": _all(_between(0.0, 1.0), True),
+            "optimizers": _all(_in(OPTIMIZERS), True),
+            "weight_decays": _all(_at_least(0.0), True),
+            "ema_momentums": _all(_between(0.0, 1.0, closed_high=False), True),
+            "trial_seconds": _at_least(0),
             "learning_rate_min": _POSITIVE, "learning_rate_max": _POSITIVE,
             "steps": _at_least(1), "max_trials": _at_least(1), "trial_timeout_s": _at_least(1)})
         for size in self.model_sizes:

@@ -40,8 +40,45 @@ def episode_arrays(episodes: pipeline.EpisodeSet, split: str, limit: int):
     return features["inputs"].numpy(), features["labels"].numpy()
 
 
-def learner_correct(model: keras.Model, inputs, labels, batch_size: int = 64) -> np.ndarray:
-    """Correctness float [E, N] of a sequence learner at every position."""
+def ensemble_probabilities(model: keras.Model, inputs, labels, num_classes: int,
+                           members: int = 1, seed: int = 0, rotate: bool = True,
+                           batch_size: int = 64) -> np.ndarray:
+    """Class probabilities [E, N, C] of a sequence learner at every position, the
+    mean over `members` views of each episode. Member 0 is the episode itself;
+    each other relabels the classes by a random permutation (its answers are
+    mapped back) and, with `rotate`, turns the inputs by a random orthogonal
+    matrix: a task that is a random projection of a dataset is as likely as its
+    rotation, so every view is an equally valid task of the meta-training
+    distribution, and the learner's answers to them differ. One view per member
+    for all episodes (seeded), so the result is deterministic."""
+    if isinstance(members, bool) or not isinstance(members, int) or members < 1:
+        raise InvalidInputError(f"ensemble members={members!r} must be an integer >= 1")
+    rng = np.random.default_rng(seed)
+    total = 0.0
+    for m in range(members):
+        x, y, perm = inputs, labels, np.arange(num_classes)
+        if m:
+            perm = rng.permutation(num_classes)
+            y = perm[labels].astype(labels.dtype)
+            if rotate:
+                q, r = np.linalg.qr(rng.standard_normal((inputs.shape[-1],) * 2))
+                x = (inputs @ (q * np.sign(np.diag(r)))).astype(inputs.dtype)
+        logits = model.predict({"inputs": x, "labels": y}, batch_size=batch_size, verbose=0)
+        z = logits.astype(np.float64)[..., :num_classes]
+        p = np.exp(z - z.max(-1, keepdims=True))
+        p /= p.sum(-1, keepdims=True)
+        total = total + p[..., perm]          # member class perm[c] is original class c
+    return total / members
+
+
+def learner_correct(model: keras.Model, inputs, labels, batch_size: int = 64,
+                    members: int = 1, num_classes: int | None = None) -> np.ndarray:
+    """Correctness float [E, N] of a sequence learner at every position (with
+    `members` > 1, of its ensemble over views: `ensemble_probabilities`)."""
+    if members > 1:
+        probs = ensemble_probabilities(model, inputs, labels, num_classes, members,
+                                       batch_size=batch_size)
+        return (np.argmax(probs, -1) == labels).astype(np.float64)
     logits = model.predict({"inputs": inputs, "labels": labels}, batch_size=batch_size,
                            verbose=0)
     return (np.argmax(logits, -1) == labels).astype(np.float64)

@@ -18,6 +18,7 @@ import os
 
 from gpicl_tf.data import pipeline
 from gpicl_tf.models import state_size
+from gpicl_tf.models.sequence_models import XLA_SLOWER
 from gpicl_tf.studies import measure
 from gpicl_tf.studies.runner import Cell, Study
 from gpicl_tf.studies.transition import size_sets
@@ -34,7 +35,8 @@ def grid(transformer_sizes, lstm_units, steps: int, vsml_states=()):
                 for u in lstm_units]
         out += [Cell(f"vsml {s}", {"arch": "vsml", "width": s},
                      ("model.arch=vsml", "model.layout=paper", f"model.vsml_state={s}",
-                      f"train.steps={steps}", "train.jit_compile=false"))
+                      f"train.steps={steps}",
+                      f"train.jit_compile={str('vsml' not in XLA_SLOWER).lower()}"))
                 for s in vsml_states]
         return out
     return cells

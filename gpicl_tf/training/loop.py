@@ -184,6 +184,8 @@ def fit(model: keras.Model, strategy: tf.distribute.Strategy,
                          " - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
             if model.stop_training:
                 break
+        if model.optimizer.use_ema:      # as fit does: the averaged weights are the model's
+            model.optimizer.finalize_variable_values(model.trainable_variables)
         cbs.on_train_end()
     finally:
         if not spec.is_chief:

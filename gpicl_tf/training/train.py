@@ -36,16 +36,29 @@ SUMMARY_FILE = "summary.json"
 MODEL_FILE = "model.keras"
 
 
-def make_optimizer(cfg) -> keras.optimizers.Optimizer:
-    """Adam (AdamW when weight_decay > 0) with warm-up + cosine decay and clipping."""
-    decay_steps = max(cfg.steps - cfg.warmup_steps, 1)
-    schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0 if cfg.warmup_steps else cfg.learning_rate,
-        decay_steps=decay_steps, alpha=cfg.min_lr_ratio,
-        warmup_target=cfg.learning_rate if cfg.warmup_steps else None,
-        warmup_steps=cfg.warmup_steps)
+# Muon orthogonalises the update of the hidden layers' matrices; the matrices at
+# the ends (token embedding, logits) take AdamW steps, as Muon's authors advise.
+MUON_ADAM_LAYERS = ("token_embedding", "token_features", "logits", "prediction")
+
+
+def make_optimizer(cfg, schedule=None) -> keras.optimizers.Optimizer:
+    """Adam (AdamW when weight_decay > 0) or Muon, with warm-up + cosine decay,
+    clipping and, when cfg.ema_momentum > 0, a moving average of the weights.
+    `schedule` replaces the step-based cosine (e.g. `budget.BudgetSchedule`)."""
+    if schedule is None:
+        schedule = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=0.0 if cfg.warmup_steps else cfg.learning_rate,
+            decay_steps=max(cfg.steps - cfg.warmup_steps, 1), alpha=cfg.min_lr_ratio,
+            warmup_target=cfg.learning_rate if cfg.warmup_steps else None,
+            warmup_steps=cfg.warmup_steps)
     kwargs = dict(learning_rate=schedule, epsilon=cfg.adam_epsilon,
                   global_clipnorm=cfg.clip_norm or None)
+    if cfg.ema_momentum > 0:
+        kwargs.update(use_ema=True, ema_momentum=cfg.ema_momentum)
+    if cfg.optimizer == "muon":
+        return keras.optimizers.Muon(weight_decay=cfg.weight_decay,
+                                     adam_weight_decay=cfg.weight_decay,
+                                     exclude_layers=list(MUON_ADAM_LAYERS), **kwargs)
     if cfg.weight_decay > 0:
         return keras.optimizers.AdamW(weight_decay=cfg.weight_decay, **kwargs)
     return keras.optimizers.Adam(**kwargs)
@@ -144,12 +157,13 @@ def check_training(tcfg, kind: kinds.EpisodeKind) -> None:
             f"train.episodes_on_device=True: {kind.name} episodes are built on the host only")
 
 
-def compile_model(config: Config, schema, jit: bool) -> keras.Model:
+def compile_model(config: Config, schema, jit: bool, schedule=None) -> keras.Model:
     """The learner of `config.model` for `schema`, compiled with the loss and
-    metrics of its episodes (training, tuning and the benchmarks all build it here)."""
+    metrics of its episodes (training, tuning and the benchmarks all build it here);
+    `schedule` as `make_optimizer` takes it."""
     model = build_model(config.model, schema)
     objective = objectives.of(schema)
-    model.compile(optimizer=make_optimizer(config.train), loss=objective.loss(),
+    model.compile(optimizer=make_optimizer(config.train, schedule), loss=objective.loss(),
                   metrics=objective.metrics(schema), jit_compile=jit)
     return model
 

@@ -28,7 +28,7 @@ from gpicl_tf import compat, tasks
 from gpicl_tf.config import Config, override
 from gpicl_tf.data import pipeline, storage
 from gpicl_tf.errors import InvalidInputError
-from gpicl_tf.training import train as training
+from gpicl_tf.training import budget, train as training
 
 OBJECTIVE = "val_acc_last10"
 TUNERS = ("random", "hyperband", "bayesian")
@@ -39,7 +39,9 @@ def search_space(config: Config) -> dict:
     t = config.tune
     return {"model_size": list(t.model_sizes), "num_layers": list(t.num_layers),
             "num_heads": list(t.num_heads), "adam_epsilon": list(t.adam_epsilons),
-            "batch_size": list(t.batch_sizes), "bias_fraction": list(t.bias_fractions)}
+            "batch_size": list(t.batch_sizes), "bias_fraction": list(t.bias_fractions),
+            "optimizer": list(t.optimizers), "weight_decay": list(t.weight_decays),
+            "ema_momentum": list(t.ema_momentums)}
 
 
 def config_for(config: Config, values: dict) -> Config:
@@ -52,7 +54,10 @@ def config_for(config: Config, values: dict) -> Config:
                                 batch_size=values["batch_size"],
                                 bias_fraction=values["bias_fraction"],
                                 bias_schedule="plateau" if values["bias_fraction"] else "constant",
-                                steps=config.tune.steps)
+                                optimizer=values.get("optimizer", config.train.optimizer),
+                                weight_decay=values.get("weight_decay", config.train.weight_decay),
+                                ema_momentum=values.get("ema_momentum", config.train.ema_momentum),
+                                steps=int(values.get("steps", config.tune.steps)))
     return dataclasses.replace(config, model=model, train=train)
 
 
@@ -79,9 +84,18 @@ class GPICLHyperModel(keras_tuner.HyperModel):
                                            self.config.tune.learning_rate_max, sampling="log")
         return values
 
+    def _schedule(self, cfg: Config):
+        """A time-budgeted trial's schedule (None: the step-based cosine)."""
+        if not self.config.tune.trial_seconds:
+            return None
+        t = cfg.train
+        self.schedule = budget.BudgetSchedule(t.learning_rate, t.warmup_steps, t.min_lr_ratio)
+        return self.schedule
+
     def build(self, hp):
         cfg = config_for(self.config, self._values(hp))
-        return training.compile_model(cfg, self.episodes.schema, cfg.train.jit_compile)
+        return training.compile_model(cfg, self.episodes.schema, cfg.train.jit_compile,
+                                      self._schedule(cfg))
 
     def fit(self, hp, model, *args, epochs=None, callbacks=None, verbose="auto", **kwargs):
         cfg = config_for(self.config, self._values(hp))
@@ -90,10 +104,12 @@ class GPICLHyperModel(keras_tuner.HyperModel):
         make_train, make_val = training.dataset_makers(self.episodes, t, bias)
         steps_per_epoch = min(t.steps_per_epoch, t.steps)
         epochs = epochs or math.ceil(t.steps / steps_per_epoch)
+        clock = [budget.BudgetClock(self.schedule, self.config.tune.trial_seconds)] \
+            if self.config.tune.trial_seconds else []
         return model.fit(make_train(), epochs=epochs, steps_per_epoch=steps_per_epoch,
                          validation_data=make_val(),
                          validation_steps=self.episodes.num_episodes("valid") // t.batch_size,
-                         callbacks=[*(callbacks or []), training.curriculum(
+                         callbacks=[*(callbacks or []), *clock, training.curriculum(
                              t, bias, self.episodes.schema.num_classes)],
                          verbose=verbose, shuffle=False)
 
@@ -118,7 +134,9 @@ def results(tuner) -> list[dict]:
     rows = []
     for trial in tuner.oracle.trials.values():
         score = None if trial.score is None else float(trial.score)
+        steps = trial.metrics.get_last_value("steps") if trial.metrics.exists("steps") else None
         rows.append({"trial": trial.trial_id, "status": trial.status, "score": score,
+                     **({"steps": int(steps)} if steps is not None else {}),
                      **trial.hyperparameters.values})
     return sorted(rows, key=lambda r: (r["score"] is None, -(r["score"] or 0.0)))
 

@@ -112,3 +112,24 @@ def test_max_trials_is_checked_like_the_config_key(smoke_config, smoke_episodes,
         search.run_search(smoke_config, str(tmp_path / "tune"), smoke_episodes,
                           max_trials=trials)
     assert not os.path.exists(tmp_path / "tune")
+
+
+def test_time_budgeted_trials_stop_on_the_clock_and_report_their_steps(smoke_config,
+                                                                       smoke_episodes, tmp_path):
+    """tune.trial_seconds: each trial trains until its seconds are spent (not its
+    10,000 steps); the steps it reached are in the results and the best config."""
+    cfg = override(smoke_config, ["tune.trial_seconds=2", "tune.steps=10000",
+                                  "tune.optimizers=adam,muon", "tune.ema_momentums=0.0,0.9",
+                                  "tune.weight_decays=0.0,0.01"])
+    workdir = str(tmp_path / "tune")
+    rows = search.run_search(cfg, workdir, smoke_episodes, max_trials=2, verbose=0)
+    assert len(rows) == 2
+    for row in rows:
+        assert 10 < row["steps"] < 10000
+        assert row["optimizer"] in ("adam", "muon") and row["ema_momentum"] in (0.0, 0.9)
+    best = Config.from_json(open(os.path.join(workdir, "best_config.json")).read())
+    assert best.train.steps == rows[0]["steps"]
+    assert best.train.optimizer == rows[0]["optimizer"]
+    assert best.train.ema_momentum == rows[0]["ema_momentum"]
+    with pytest.raises(ValueError, match="tune.optimizers=.*sgd"):
+        override(smoke_config, ["tune.optimizers=adam,sgd"])
