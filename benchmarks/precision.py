@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from train_step import transformer_flops  # noqa: E402  (benchmarks/ is on sys.path)
 
-from gpicl_tf.config import get_preset  # noqa: E402
+from gpicl_tf.config import get_preset, override  # noqa: E402
 from gpicl_tf.data.schema import EpisodeSchema  # noqa: E402
 from gpicl_tf.training.train import compile_model  # noqa: E402
 
@@ -85,36 +85,32 @@ def step_seconds(config, precision: str, jit: bool, loop: str, steps: int,
     """Seconds per train step of the preset's model under `precision` and `jit`."""
     d = config.data
     schema = EpisodeSchema(d.episode_length, d.input_size, d.num_classes)
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(precision)
-    try:
-        keras.utils.set_random_seed(0)
-        model = compile_model(config, schema, jit=jit)
-        x, y = _batch(config, schema)
-        total = WARMUP_STEPS + steps * repeats
-        if loop == "fit":
-            clock = _StepClock()
-            ds = tf.data.Dataset.from_tensors((x, y)).repeat()
-            model.fit(ds, steps_per_epoch=total, epochs=1, verbose=0, callbacks=[clock])
-            return _windows(clock.times, WARMUP_STEPS, steps, repeats)
-        from gpicl_tf.training import loop as loop_lib, objectives
+    keras.utils.set_random_seed(0)
+    config = override(config, [f"train.precision={precision}"])   # compile_model builds in it
+    model = compile_model(config, schema, jit=jit)
+    x, y = _batch(config, schema)
+    total = WARMUP_STEPS + steps * repeats
+    if loop == "fit":
+        clock = _StepClock()
+        ds = tf.data.Dataset.from_tensors((x, y)).repeat()
+        model.fit(ds, steps_per_epoch=total, epochs=1, verbose=0, callbacks=[clock])
+        return _windows(clock.times, WARMUP_STEPS, steps, repeats)
+    from gpicl_tf.training import loop as loop_lib, objectives
 
-        strategy = tf.distribute.get_strategy()
-        spec = loop_lib.LoopSpec(
-            steps=total, steps_per_epoch=total, global_batch=config.train.batch_size,
-            val_steps=0, objective=objectives.of(schema), window=min(10, d.episode_length),
-            jit=jit, checkpoint_dir="/nonexistent", builder=None)
-        step = loop_lib.Steps(model, strategy, spec)
-        it = iter(tf.data.Dataset.from_tensors((x, y)).repeat())
-        for _ in range(WARMUP_STEPS):
-            step.train(it)[0].numpy()
-        times = [time.perf_counter()]
-        for _ in range(steps * repeats):
-            step.train(it)[0].numpy()
-            times.append(time.perf_counter())
-        return _windows(times, 0, steps, repeats)
-    finally:
-        keras.config.set_dtype_policy(previous)
+    strategy = tf.distribute.get_strategy()
+    spec = loop_lib.LoopSpec(
+        steps=total, steps_per_epoch=total, global_batch=config.train.batch_size,
+        val_steps=0, objective=objectives.of(schema), window=min(10, d.episode_length),
+        jit=jit, checkpoint_dir="/nonexistent", builder=None)
+    step = loop_lib.Steps(model, strategy, spec)
+    it = iter(tf.data.Dataset.from_tensors((x, y)).repeat())
+    for _ in range(WARMUP_STEPS):
+        step.train(it)[0].numpy()
+    times = [time.perf_counter()]
+    for _ in range(steps * repeats):
+        step.train(it)[0].numpy()
+        times.append(time.perf_counter())
+    return _windows(times, 0, steps, repeats)
 
 
 def main():

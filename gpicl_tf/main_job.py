@@ -134,10 +134,16 @@ def run_all(config: Config, workdir: str, *, export_base: str | None = None,
     report = task.evaluate(models, sets, (train_eps, "train"), config.eval)
     if config.eval.seeds > 1:
         seed_names = [n for n in models if n.startswith(NAMES["transformer"])]
+        means = {f"{NAMES['transformer']} (mean of {len(seed_names)} seeds)": seed_names}
+        if config.eval.ensemble > 1:
+            views = config.eval.ensemble
+            means[f"{NAMES['transformer']} (ensemble of {views} views, mean of "
+                  f"{len(seed_names)} seeds)"] = [evaluate_lib.ensemble_name(n, views)
+                                                  for n in seed_names]
         for entry in report["datasets"].values():
             entry["methods"] = {
-                f"{NAMES['transformer']} (mean of {len(seed_names)} seeds)":
-                    evaluate_lib.across_seeds([entry["methods"][n] for n in seed_names]),
+                **{row: evaluate_lib.across_seeds([entry["methods"][n] for n in names])
+                   for row, names in means.items()},
                 **entry["methods"]}
     report["training"] = training
     times["evaluate"] = time.perf_counter() - t

@@ -233,6 +233,11 @@ class EvalConfig:
         seeds: the main job meta-trains the Transformer with this many training
             seeds (train.seed, train.seed + 1, ...) and reports each and their
             mean with a 95% interval across seeds.
+        ensemble: views of each episode a Transformer learner answers
+            (`eval.evaluate.ensemble_probabilities`: the episode, then random
+            relabellings of its classes with random rotations of its inputs,
+            probabilities averaged). 1 = one pass; > 1 adds a row
+            "NAME (ensemble of E views)" beside each Transformer's one-pass row.
     """
 
     datasets: tuple[str, ...] = ("fashion_mnist_idx", "random")
@@ -242,13 +247,15 @@ class EvalConfig:
     baseline_steps: int = 0
     sgd_tuning_episodes: int = 512
     seeds: int = 1
+    ensemble: int = 1
 
     def __post_init__(self):
         _tuple_fields(self, "eval")
         _check("eval", self, {
             "episodes": _at_least(1), "positions": _all(_at_least(1)),
             "sequence_baselines": _all(_in(SEQUENCE_BASELINES)), "baseline_steps": _at_least(0),
-            "sgd_tuning_episodes": _at_least(2), "seeds": _at_least(1)})
+            "sgd_tuning_episodes": _at_least(2), "seeds": _at_least(1),
+            "ensemble": _at_least(1)})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -200,13 +200,27 @@ def tune_baselines(inputs, labels, num_classes: int, tuned_on: str) -> tuple[Tun
     return TunedBaselines(lr_c, sgd_settings, svm_settings), info
 
 
+TRANSFORMER_MODEL = "gpicl_transformer"   # the Keras name `models` gives the Transformer
+
+
+def ensemble_name(name: str, members: int) -> str:
+    return f"{name} (ensemble of {members} views)"
+
+
 def evaluate_set(learners: dict, inputs, labels, num_classes: int, positions,
-                 tuned: TunedBaselines) -> dict:
+                 tuned: TunedBaselines, ensemble: int = 1) -> dict:
+    """Every learner (and, with `ensemble` > 1, each Transformer's ensemble of
+    that many views) and every baseline on one set of episodes."""
     methods, learner_last, baseline_last = {}, {}, {}
     for name, model in learners.items():
         correct = learner_correct(model, inputs, labels)
         methods[name] = learner_summary(correct)
         learner_last[name] = correct[:, -1]
+        if ensemble > 1 and model.name == TRANSFORMER_MODEL:
+            correct = learner_correct(model, inputs, labels, members=ensemble,
+                                      num_classes=num_classes)
+            methods[ensemble_name(name, ensemble)] = learner_summary(correct)
+            learner_last[ensemble_name(name, ensemble)] = correct[:, -1]
     runs = {
         "logistic regression (tuned)": lambda: baselines.logistic_regression(
             inputs, labels, positions, c=tuned.lr_c),
@@ -252,7 +266,7 @@ def evaluate(models: dict[str, str], eval_sets: dict[str, tuple[str, str]],
         positions = resolve_positions(config, inputs.shape[1])
         t0 = time.perf_counter()
         methods, paired = evaluate_set(learners, inputs, labels, schema.num_classes, positions,
-                                       tuned)
+                                       tuned, config.ensemble)
         report["datasets"][name] = {"source": eps.manifest["source"]["name"], "split": split,
                                     "directory": directory, "episodes": int(len(inputs)),
                                     "length": int(inputs.shape[1]), "methods": methods,

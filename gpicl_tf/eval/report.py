@@ -147,12 +147,18 @@ def tuning_notes(report: dict) -> list[str]:
 
 
 def paired_table(report: dict) -> list[str]:
-    """Lines of a table: the first learner minus each baseline at the last position,
-    in points, with the 95% CI of the difference paired over the same episodes."""
+    """Lines of tables: the first learner (and the first ensemble of views, when
+    there is one) minus each baseline at the last position, in points, with the
+    95% CI of the difference paired over the same episodes."""
     datasets = [d for d in report["datasets"] if report["datasets"][d].get("paired")]
     if not datasets:
         return []
-    learner = next(iter(report["datasets"][datasets[0]]["paired"]))
+    learners = list(report["datasets"][datasets[0]]["paired"])
+    shown = learners[:1] + [n for n in learners[1:] if "(ensemble of" in n][:1]
+    return [line for learner in shown for line in _paired_lines(report, datasets, learner)]
+
+
+def _paired_lines(report: dict, datasets: list[str], learner: str) -> list[str]:
     baselines = []
     for d in datasets:
         for b in report["datasets"][d]["paired"].get(learner, {}):

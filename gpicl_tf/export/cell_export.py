@@ -28,8 +28,8 @@ import numpy as np
 import tensorflow as tf
 
 from gpicl_tf.errors import InvalidInputError, MissingFileError
-from gpicl_tf.export.saved_model import (CONFIG_FILE, SIGNATURE, WARMUP_FILE, write_version,
-                                         write_warmup)
+from gpicl_tf.export.saved_model import (CONFIG_FILE, SIGNATURE, WARMUP_FILE, gated_inputs,
+                                         write_version, write_warmup)
 from gpicl_tf.models.cell import CellTransformer
 from gpicl_tf.training import cell_train
 from gpicl_tf.training.callbacks import first_non_finite_weight
@@ -68,10 +68,7 @@ def cell_serving_function(model: CellTransformer, max_context: int, max_queries:
             tf.debugging.assert_equal(tf.reduce_any(tf.math.is_inf(query_x)), False,
                                       message="query_x has Inf"),
         ]
-        with tf.control_dependencies(checks):      # every input waits for every check:
-            context_x = tf.identity(context_x)       # otherwise the model's reshape can
-            query_x = tf.identity(query_x)           # fail first with a graph error
-            context_y = tf.cast(context_y, tf.int32)
+        context_x, context_y, query_x = gated_inputs(checks, context_x, context_y, query_x)
         logits = model({"context_x": context_x, "context_y": context_y, "query_x": query_x},
                        training=False)                                 # [B, Q, K]
         probabilities = tf.nn.softmax(tf.cast(logits, tf.float32))

@@ -65,6 +65,14 @@ def check_request_sizes(max_context, max_queries, input_size) -> None:
             "smaller bounds")
 
 
+def gated_inputs(checks: list, context_x, context_y, query_x):
+    """The request's tensors (labels as int32) behind every check: no model op can
+    run before them, so a bad request is named by its check, not met first by a
+    model op's graph error."""
+    with tf.control_dependencies(checks):
+        return tf.identity(context_x), tf.cast(context_y, tf.int32), tf.identity(query_x)
+
+
 def serving_function(model: keras.Model, schema: EpisodeSchema, max_context: int,
                      max_queries: int):
     """The serving endpoint: (context_x, context_y, query_x) -> probabilities, classes.
@@ -93,10 +101,7 @@ def serving_function(model: keras.Model, schema: EpisodeSchema, max_context: int
             tf.debugging.assert_all_finite(context_x, "context_x has NaN or Inf"),
             tf.debugging.assert_all_finite(query_x, "query_x has NaN or Inf"),
         ]
-        with tf.control_dependencies(checks):      # every input waits for every check,
-            context_x = tf.identity(context_x)       # so a bad request is named, not met
-            query_x = tf.identity(query_x)           # first by a model op's graph error
-            context_y = tf.cast(context_y, tf.int32)
+        context_x, context_y, query_x = gated_inputs(checks, context_x, context_y, query_x)
         logits = query_logits(model, context_x, context_y, query_x)       # [B, Q, C]
         probabilities = tf.reshape(tf.nn.softmax(tf.cast(logits, tf.float32)), [b, q, c])
         return {"probabilities": probabilities,

@@ -11,6 +11,7 @@ again with the same arguments resumes from its last finished epoch),
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -157,14 +158,27 @@ def check_training(tcfg, kind: kinds.EpisodeKind) -> None:
             f"train.episodes_on_device=True: {kind.name} episodes are built on the host only")
 
 
+@contextlib.contextmanager
+def dtype_policy(name: str):
+    """Keras' global dtype policy set to `name` inside the block, restored after."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
 def compile_model(config: Config, schema, jit: bool, schedule=None) -> keras.Model:
-    """The learner of `config.model` for `schema`, compiled with the loss and
-    metrics of its episodes (training, tuning and the benchmarks all build it here);
-    `schedule` as `make_optimizer` takes it."""
-    model = build_model(config.model, schema)
-    objective = objectives.of(schema)
-    model.compile(optimizer=make_optimizer(config.train, schedule), loss=objective.loss(),
-                  metrics=objective.metrics(schema), jit_compile=jit)
+    """The learner of `config.model` for `schema` in the precision of
+    `config.train.precision` (its layers keep the policy they were built with),
+    compiled with the loss and metrics of its episodes (training, tuning and the
+    benchmarks all build it here); `schedule` as `make_optimizer` takes it."""
+    with dtype_policy(config.train.precision):
+        model = build_model(config.model, schema)
+        objective = objectives.of(schema)
+        model.compile(optimizer=make_optimizer(config.train, schedule), loss=objective.loss(),
+                      metrics=objective.metrics(schema), jit_compile=jit)
     return model
 
 
@@ -264,6 +278,23 @@ def run(config: Config, workdir: str, episodes_dir: str, **kwargs) -> dict:
         return _train(config, workdir, episodes_dir, **kwargs)
 
 
+def _preflight(config: Config, schema, kind: kinds.EpisodeKind, loop: str, data_service: str,
+               data_service_timeout_s: float) -> None:
+    """Every check a run makes before it writes anything: settings against the
+    episodes, the loop against device-side episodes, the dispatcher's answer."""
+    tcfg = config.train
+    check_training(tcfg, kind)
+    check_model_config(config.model, schema)
+    if tcfg.episodes_on_device and (loop != "custom" or data_service):
+        raise InvalidInputError(
+            "train.episodes_on_device=True needs train.loop=custom and no --data_service "
+            f"(here: loop {loop!r}, data service {data_service or 'none'})")
+    if data_service:
+        from gpicl_tf.data import service
+
+        service.check_dispatcher(data_service, data_service_timeout_s)
+
+
 def _train(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "default",
            cpu_devices: int = 0, tpu: str = "", data_service: str = "", verbose="auto",
            data_service_timeout_s: float = 30.0) -> dict:
@@ -294,17 +325,8 @@ def _train(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "
             return json.load(f)
     tcfg = config.train
     kind = kinds.of(episodes.schema)
-    check_training(tcfg, kind)
-    check_model_config(config.model, episodes.schema)  # fails before config.json is written
     loop = "custom" if strategy == "multi_worker" else tcfg.loop
-    if tcfg.episodes_on_device and (loop != "custom" or data_service):
-        raise InvalidInputError(
-            "train.episodes_on_device=True needs train.loop=custom and no --data_service "
-            f"(here: loop {loop!r}, data service {data_service or 'none'})")
-    if data_service:
-        from gpicl_tf.data import service
-
-        service.check_dispatcher(data_service, data_service_timeout_s)
+    _preflight(config, episodes.schema, kind, loop, data_service, data_service_timeout_s)
     strat = distribute.make_strategy(strategy, cpu_devices, tpu)
     cluster = distribute.cluster_of(strat)
     is_chief = cluster is None or cluster.is_chief
@@ -320,10 +342,6 @@ def _train(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "
         storage.write_json(os.path.join(workdir, CONFIG_FILE),
                            {"config": config.to_dict(), "episodes": os.path.abspath(episodes_dir)})
     jit = distribute.use_xla(strat, tcfg.jit_compile)
-    previous_policy = keras.config.dtype_policy()
-    policy = tcfg.precision
-    if policy != "float32":
-        keras.config.set_dtype_policy(policy)
     if tcfg.deterministic:
         tf.config.experimental.enable_op_determinism()  # for the process: cannot be undone
     keras.utils.set_random_seed(tcfg.seed)
@@ -341,55 +359,50 @@ def _train(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "
     epochs = math.ceil(tcfg.steps / tcfg.steps_per_epoch)
 
     # ------------------------------------------------------------------ model
-    try:
-        with strat.scope():
-            model = compile_model(config, episodes.schema, jit)
-        monitor = "val_loss" if val_steps else "loss"
-        callbacks = run_callbacks(config, workdir, bias, monitor, kind.curriculum, loop, is_chief)
-        logging.info("training %s (%d parameters) for %d steps on %s (%d replicas, global "
-                     "batch %d, %d per replica), %s loop, XLA %s, input %s", config.model.arch,
-                     model.count_params(), tcfg.steps, distribute.strategy_name(strat), replicas,
-                     tcfg.batch_size, tcfg.batch_size // replicas, loop, jit,
-                     f"tf.data service {data_service}" if data_service else "in process")
+    with strat.scope():
+        model = compile_model(config, episodes.schema, jit)
+    monitor = "val_loss" if val_steps else "loss"
+    callbacks = run_callbacks(config, workdir, bias, monitor, kind.curriculum, loop, is_chief)
+    logging.info("training %s (%d parameters) for %d steps on %s (%d replicas, global "
+                 "batch %d, %d per replica), %s loop, XLA %s, input %s", config.model.arch,
+                 model.count_params(), tcfg.steps, distribute.strategy_name(strat), replicas,
+                 tcfg.batch_size, tcfg.batch_size // replicas, loop, jit,
+                 f"tf.data service {data_service}" if data_service else "in process")
 
-        # -------------------------------------------------------------- train
-        if loop == "custom":
-            spec = loop_lib.LoopSpec(
-                steps=tcfg.steps, steps_per_epoch=tcfg.steps_per_epoch,
-                global_batch=tcfg.batch_size, val_steps=val_steps,
-                objective=objectives.of(episodes.schema),
-                window=min(10, config.data.episode_length), jit=jit,
-                checkpoint_dir=checkpoint_dir, is_chief=is_chief,
-                builder=device_episodes.EpisodeBuilder(episodes, "train", tcfg.bias_mode)
-                if tcfg.episodes_on_device else None)
-            history = loop_lib.fit(model, strat, make_train, make_val if val_steps else None,
-                                   spec, callbacks)
-        else:
-            history = model.fit(make_train(), epochs=epochs,
-                                steps_per_epoch=tcfg.steps_per_epoch,
-                                validation_data=make_val() if val_steps else None,
-                                validation_steps=val_steps or None, callbacks=callbacks,
-                                verbose=verbose, shuffle=False).history
+    # ------------------------------------------------------------------ train
+    if loop == "custom":
+        spec = loop_lib.LoopSpec(
+            steps=tcfg.steps, steps_per_epoch=tcfg.steps_per_epoch,
+            global_batch=tcfg.batch_size, val_steps=val_steps,
+            objective=objectives.of(episodes.schema),
+            window=min(10, config.data.episode_length), jit=jit,
+            checkpoint_dir=checkpoint_dir, is_chief=is_chief,
+            builder=device_episodes.EpisodeBuilder(episodes, "train", tcfg.bias_mode)
+            if tcfg.episodes_on_device else None)
+        history = loop_lib.fit(model, strat, make_train, make_val if val_steps else None,
+                               spec, callbacks)
+    else:
+        history = model.fit(make_train(), epochs=epochs, steps_per_epoch=tcfg.steps_per_epoch,
+                            validation_data=make_val() if val_steps else None,
+                            validation_steps=val_steps or None, callbacks=callbacks,
+                            verbose=verbose, shuffle=False).history
 
-        # -------------------------------------------------------------- save
-        summary = {
-            "steps": int(model.optimizer.iterations.numpy()),
-            "epochs": epochs,
-            "parameters": int(model.count_params()),
-            "strategy": distribute.strategy_name(strat),
-            "replicas": int(replicas),
-            "workers": len(cluster.workers) if cluster else 1,
-            "loop": loop,
-            "xla": jit,
-            "precision": policy,
-            "data_service": data_service or None,
-            "final": {k: float(v[-1]) for k, v in history.items()},
-            "weights_sha256": loop_lib.weights_digest(model),
-        }
-        if is_chief:
-            _save_model(model, os.path.join(workdir, MODEL_FILE))
-    finally:
-        keras.config.set_dtype_policy(previous_policy)
+    # ------------------------------------------------------------------ save
+    summary = {
+        "steps": int(model.optimizer.iterations.numpy()),
+        "epochs": epochs,
+        "parameters": int(model.count_params()),
+        "strategy": distribute.strategy_name(strat),
+        "replicas": int(replicas),
+        "workers": len(cluster.workers) if cluster else 1,
+        "loop": loop,
+        "xla": jit,
+        "precision": tcfg.precision,
+        "data_service": data_service or None,
+        "final": {k: float(v[-1]) for k, v in history.items()},
+        "weights_sha256": loop_lib.weights_digest(model),
+    }
     if is_chief:
+        _save_model(model, os.path.join(workdir, MODEL_FILE))
         storage.write_json(done, summary)
     return summary

@@ -29,6 +29,7 @@ from gpicl_tf.config import Config, override
 from gpicl_tf.data import pipeline, storage
 from gpicl_tf.errors import InvalidInputError
 from gpicl_tf.training import budget, train as training
+from gpicl_tf.training.callbacks import FiniteGuard
 
 OBJECTIVE = "val_acc_last10"
 TUNERS = ("random", "hyperband", "bayesian")
@@ -62,7 +63,8 @@ def config_for(config: Config, values: dict) -> Config:
 
 
 class GPICLHyperModel(keras_tuner.HyperModel):
-    """Builds and meta-trains one trial's learner on the episode directory."""
+    """Builds and meta-trains one trial's learner on the episode directory, as
+    `train.run` would: its precision (`compile_model`), curriculum and FiniteGuard."""
 
     def __init__(self, config: Config, episodes_dir: str):
         super().__init__(name="gpicl")
@@ -110,7 +112,8 @@ class GPICLHyperModel(keras_tuner.HyperModel):
                          validation_data=make_val(),
                          validation_steps=self.episodes.num_episodes("valid") // t.batch_size,
                          callbacks=[*(callbacks or []), *clock, training.curriculum(
-                             t, bias, self.episodes.schema.num_classes)],
+                             t, bias, self.episodes.schema.num_classes),
+                             FiniteGuard()],      # a diverged trial fails, as a run does
                          verbose=verbose, shuffle=False)
 
 

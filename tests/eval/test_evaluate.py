@@ -178,7 +178,8 @@ def test_bad_positions_are_named(smoke_config):
 def test_main_job_smoke_end_to_end(tmp_path):
     workdir = str(tmp_path / "run")
     done = subprocess.run([sys.executable, "-m", "pipelines.run", "--preset", "smoke",
-                           "--workdir", workdir, "--export_dir", str(tmp_path / "saved")],
+                           "--workdir", workdir, "--export_dir", str(tmp_path / "saved"),
+                           "--set", "eval.ensemble=2"],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.load(open(os.path.join(workdir, "report", "report.json")))
@@ -196,6 +197,9 @@ def test_main_job_smoke_end_to_end(tmp_path):
     assert table1.index("| SGD (tuned) |") < table1.index("| MAML |") < table1.index("| VSML |")
     assert "KMNIST: absent (not in eval.datasets)." in table1
     assert "| GPICL Transformer |" in done.stdout and "SVM (RBF, tuned): C " in done.stdout
+    assert "GPICL Transformer (ensemble of 2 views)" in methods          # eval.ensemble
+    assert "GPICL Transformer (ensemble of 2 views) minus each baseline" in markdown
+    assert "LSTM (ensemble of 2 views)" not in methods
     assert report["training"]["LSTM"]["steps"] == report["training"]["GPICL Transformer"]["steps"]
     assert os.path.exists(os.path.join(workdir, "report", "accuracy_digits_unseen_tasks.png"))
     assert os.path.exists(tmp_path / "saved" / "gpicl" / "1" / "saved_model.pb")

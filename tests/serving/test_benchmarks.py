@@ -1,6 +1,7 @@
 """The serving and estimator benchmarks run end to end (tiny settings, smoke model)."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -13,7 +14,15 @@ def test_serving_benchmark_runs(model_base):
                            os.path.join(model_base, "gpicl"), "--requests", "8"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "p50" in done.stdout and "0 errors" in done.stdout and "fit+predict" in done.stdout
+    assert "0 errors" in done.stdout and "fit+predict" in done.stdout
+    # The figures agree with each other: p50 <= p99, and the sequential rate is
+    # 1000 / mean latency, where half the requests take >= p50: rate <= 2000 / p50.
+    m = re.search(r"p50 ([\d.]+) ms, p99 ([\d.]+) ms, ([\d.]+) requests/s", done.stdout)
+    p50, p99, rate = map(float, m.groups())
+    assert 0 < p50 <= p99 and 0 < rate <= 2000 / p50
+    seconds = float(re.search(r"fit\+predict, 500 rows x 64 features: ([\d.]+) s",
+                              done.stdout).group(1))
+    assert seconds > 0
 
 
 @pytest.mark.slow
@@ -23,7 +32,12 @@ def test_estimator_benchmark_runs(model_base):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     for name in ("digits", "wine", "breast_cancer"):
-        assert name in done.stdout
+        line = next(line for line in done.stdout.splitlines() if line.startswith(name))
+        one, eight, lr = (float(re.search(rf"{k} ([\d.]+) \(", line).group(1)) for k in
+                          ("n_ensemble=1", "n_ensemble=8", "logistic regression"))
+        assert all(0.0 <= v <= 1.0 for v in (one, eight, lr))
+        gain = float(re.search(r"ensemble gain ([+-][\d.]+)", line).group(1))
+        assert gain == pytest.approx(eight - one, abs=0.0011)   # the printed means' difference
 
 
 @pytest.mark.slow

@@ -87,7 +87,7 @@ def test_state_size_grid_crosses_parameters_and_state():
     from gpicl_tf.data.schema import EpisodeSchema
     from gpicl_tf.models import build_model, state_size
 
-    study, base = STUDIES["state_size"], get_preset("cpu")
+    study, base = STUDIES["state_size"], get_preset("cpu_adam")
     schema = EpisodeSchema(base.data.episode_length, base.data.input_size, base.data.num_classes)
     sizes = {}
     for cell in study.grids["cpu"]():

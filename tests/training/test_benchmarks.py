@@ -1,5 +1,6 @@
 """The training benchmark runs end to end (smoke preset, a few steps)."""
 
+import re
 import subprocess
 import sys
 
@@ -18,3 +19,49 @@ def test_train_step_benchmark_runs():
                  "episodes built on the host:", "built in the step from records:",
                  "with device-side construction"):
         assert line in out, line
+    # Each printed ratio is the quotient of the printed step times (ms are rounded).
+    synthetic = float(re.search(r"smoke: transformer .*?: ([\d.]+) ms/step", out).group(1))
+    for label in ("in fit with real episodes", "custom loop, episodes built on the host:"):
+        ms, ratio = map(float, re.search(re.escape(label) + r" ([\d.]+) ms/step = ([\d.]+)x",
+                                         out).groups())
+        assert (ms - 0.5) / (synthetic + 0.5) - 0.01 <= ratio <= (ms + 0.5) / (synthetic - 0.5) \
+            + 0.01, (label, ms, synthetic, ratio)
+
+
+def _precision_module():
+    import importlib.util
+
+    sys.path.insert(0, "benchmarks")
+    try:
+        spec = importlib.util.spec_from_file_location("precision", "benchmarks/precision.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove("benchmarks")
+    return module
+
+
+def test_precision_benchmark_takes_the_median_window():
+    windows = _precision_module()._windows
+    # 2 untimed warm-up steps, then windows of 2 steps: (11-4)/2, (13-11)/2, (24-13)/2
+    times = [0.0, 3.0, 4.0, 10.0, 11.0, 12.0, 13.0, 22.0, 24.0]
+    assert windows(times, 2, 2, 3) == 3.5
+
+
+@pytest.mark.slow
+def test_precision_benchmark_runs():
+    done = subprocess.run([sys.executable, "benchmarks/precision.py", "--presets", "smoke",
+                           "--repeats", "2", "--steps", "2"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    rates = {(m.group(1), m.group(2)): float(m.group(3)) for m in re.finditer(
+        r"matmul 2048\^3 (\w+) +XLA (on |off): +([\d.]+) GFLOP/s", out)}
+    assert len(rates) == 4
+    printed = float(re.search(r"without XLA, ([\d.]+)x with", out).group(1))
+    assert printed == pytest.approx(rates["bfloat16", "on "] / rates["float32", "on "], abs=0.01)
+    steps = re.findall(r"smoke: (fit|custom) +(float32|mixed_bfloat16) +XLA (on |off): +(\d+) "
+                       r"ms/step", out)
+    assert len(steps) == 8 and all(int(ms) >= 0 for *_, ms in steps)
+    assert "1.00x float32+XLA fit" in out.splitlines()[[i for i, line in enumerate(
+        out.splitlines()) if "smoke: fit    float32        XLA on" in line][0]]
