@@ -161,3 +161,18 @@ def test_a_second_study_in_a_held_workdir_is_an_error_naming_the_holder(tmp_path
         other.wait()
     assert len(runner.run_study(_study([]), "smoke", str(tmp_path), log=lambda s: None)) == 3
     assert not (tmp_path / storage.LOCK_FILE).exists()
+
+
+def test_the_cpu_grid_keeps_the_recipe_its_results_were_measured_with():
+    """The cpu preset moved to the recipe search's winner; the studies' cpu grid
+    starts from the first recipe (cpu_adam), so their documented commands still
+    reproduce the documented tables."""
+    from gpicl_tf.config import get_preset
+    from gpicl_tf.studies import STUDIES
+
+    base = runner.base_config(STUDIES["state_size"], "cpu")
+    first = get_preset("cpu_adam")
+    assert base.model.model_size == first.model.model_size == 64
+    assert base.train.optimizer == "adam" and get_preset("cpu").train.optimizer == "muon"
+    assert runner.train_command("cpu", ["train.steps=5"], "E", "R") == \
+        "python -m pipelines.train --preset cpu_adam --episodes E --workdir R --set train.steps=5"

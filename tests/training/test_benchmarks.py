@@ -65,3 +65,16 @@ def test_precision_benchmark_runs():
     assert len(steps) == 8 and all(int(ms) >= 0 for *_, ms in steps)
     assert "1.00x float32+XLA fit" in out.splitlines()[[i for i, line in enumerate(
         out.splitlines()) if "smoke: fit    float32        XLA on" in line][0]]
+
+
+@pytest.mark.slow
+def test_ensemble_views_benchmark_runs(trained_run, smoke_episodes):
+    done = subprocess.run([sys.executable, "benchmarks/ensemble_views.py", trained_run,
+                           smoke_episodes, "--episodes", "8", "--members", "1,3"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = re.findall(r": (one pass|3 views, relabelled only|3 views, relabelled \+ rotated): "
+                      r"last ([\d.]+), last 10 ([\d.]+)", done.stdout)
+    assert [r[0] for r in rows] == ["one pass", "3 views, relabelled only",
+                                    "3 views, relabelled + rotated"]
+    assert all(0.0 <= float(v) <= 1.0 for r in rows for v in r[1:])
