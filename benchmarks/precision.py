@@ -23,9 +23,8 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from train_step import transformer_flops  # noqa: E402  (benchmarks/ is on sys.path)
+from train_step import matmul_rate, synthetic_batch, transformer_flops  # noqa: E402
 
 from gpicl_tf.config import get_preset, override  # noqa: E402
 from gpicl_tf.data.schema import EpisodeSchema  # noqa: E402
@@ -35,20 +34,9 @@ PRECISIONS = ("float32", "mixed_bfloat16")
 WARMUP_STEPS = 4
 
 
-def matmul_rate(dtype, jit: bool, repeats: int, size: int = 2048, reps: int = 10) -> float:
-    """FLOP/s of a [size, size] x [size, size] matmul in `dtype`, median of `repeats`."""
-    a = tf.cast(tf.random.normal([size, size]), dtype)
-    b = tf.cast(tf.random.normal([size, size]), dtype)
-    f = tf.function(lambda a, b: tf.matmul(a, b), jit_compile=jit)
-    f(a, b).numpy()
-    rates = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            out = f(a, b)
-        out.numpy()
-        rates.append(2 * size ** 3 * reps / (time.perf_counter() - t0))
-    return statistics.median(rates)
+def median_matmul_rate(dtype, jit: bool, repeats: int) -> float:
+    """The median of `repeats` 2048^3 matmul rates (train_step.matmul_rate) in `dtype`."""
+    return statistics.median(matmul_rate(reps=10, dtype=dtype, jit=jit) for _ in range(repeats))
 
 
 class _StepClock(keras.callbacks.Callback):
@@ -72,14 +60,6 @@ def _windows(times: list[float], warmup: int, steps: int, repeats: int) -> float
                              for i in range(repeats))
 
 
-def _batch(config, schema):
-    rng = np.random.default_rng(0)
-    b, t = config.train.batch_size, schema.episode_length
-    x = {"inputs": tf.constant(rng.standard_normal((b, t, schema.input_size)), tf.float32),
-         "labels": tf.constant(rng.integers(0, schema.num_classes, (b, t)), tf.int32)}
-    return x, x["labels"]
-
-
 def step_seconds(config, precision: str, jit: bool, loop: str, steps: int,
                  repeats: int) -> float:
     """Seconds per train step of the preset's model under `precision` and `jit`."""
@@ -88,7 +68,7 @@ def step_seconds(config, precision: str, jit: bool, loop: str, steps: int,
     keras.utils.set_random_seed(0)
     config = override(config, [f"train.precision={precision}"])   # compile_model builds in it
     model = compile_model(config, schema, jit=jit)
-    x, y = _batch(config, schema)
+    x, y = synthetic_batch(config, schema)
     total = WARMUP_STEPS + steps * repeats
     if loop == "fit":
         clock = _StepClock()
@@ -122,7 +102,7 @@ def main():
     peak = {}
     for precision, dtype in zip(PRECISIONS, (tf.float32, tf.bfloat16)):
         for jit in (True, False):
-            peak[precision, jit] = matmul_rate(dtype, jit, args.repeats)
+            peak[precision, jit] = median_matmul_rate(dtype, jit, args.repeats)
             print(f"matmul 2048^3 {dtype.name:8s} XLA {'on ' if jit else 'off'}: "
                   f"{peak[precision, jit] / 1e9:6.1f} GFLOP/s", flush=True)
     print(f"bfloat16 / float32 matmul: {peak['mixed_bfloat16', False] / peak['float32', False]:.2f}x"

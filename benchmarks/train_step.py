@@ -31,11 +31,12 @@ from gpicl_tf.data.schema import EpisodeSchema  # noqa: E402
 from gpicl_tf.training.train import compile_model  # noqa: E402
 
 
-def matmul_rate(m=2048, k=2048, n=2048, reps=20) -> float:
-    """FLOP/s of an fp32 [m, k] x [k, n] matmul under XLA, measured now."""
-    a = tf.random.normal([m, k])
-    b = tf.random.normal([k, n])
-    f = tf.function(lambda a, b: tf.matmul(a, b), jit_compile=True)
+def matmul_rate(m=2048, k=2048, n=2048, reps=20, dtype=tf.float32, jit=True) -> float:
+    """FLOP/s of a [m, k] x [k, n] matmul in `dtype` (XLA unless `jit` is False),
+    measured now."""
+    a = tf.cast(tf.random.normal([m, k]), dtype)
+    b = tf.cast(tf.random.normal([k, n]), dtype)
+    f = tf.function(lambda a, b: tf.matmul(a, b), jit_compile=jit)
     f(a, b).numpy()
     t0 = time.perf_counter()
     for _ in range(reps):
@@ -91,6 +92,15 @@ def _rates(config, schema, sec: float, model) -> dict:
             "episodes": b / sec, "params": model.count_params()}
 
 
+def synthetic_batch(config, schema: EpisodeSchema) -> tuple[dict, tf.Tensor]:
+    """(features, targets) of one batch of the preset's shape: random inputs and labels."""
+    rng = np.random.default_rng(0)
+    b, t = config.train.batch_size, schema.episode_length
+    x = {"inputs": tf.constant(rng.standard_normal((b, t, schema.input_size)), tf.float32),
+         "labels": tf.constant(rng.integers(0, schema.num_classes, (b, t)), tf.int32)}
+    return x, x["labels"]
+
+
 def step_rate(config, steps: int, episodes_dir: str | None = None,
               run_callbacks: bool = False) -> dict:
     """The train step in `fit`: on synthetic tensors, or (episodes_dir) on real
@@ -100,12 +110,8 @@ def step_rate(config, steps: int, episodes_dir: str | None = None,
     d = config.data
     schema = EpisodeSchema(d.episode_length, d.input_size, d.num_classes)
     model = compile_model(config, schema, jit=True)   # as training builds it
-    b, t = config.train.batch_size, d.episode_length
-    rng = np.random.default_rng(0)
-    x = {"inputs": tf.constant(rng.standard_normal((b, t, schema.input_size)), tf.float32),
-         "labels": tf.constant(rng.integers(0, d.num_classes, (b, t)), tf.int32)}
-    y = x["labels"]
-    ds = tf.data.Dataset.from_tensors((x, y)).repeat()
+    b = config.train.batch_size
+    ds = tf.data.Dataset.from_tensors(synthetic_batch(config, schema)).repeat()
     callbacks, verbose = [], 0
     from gpicl_tf.data import pipeline
 

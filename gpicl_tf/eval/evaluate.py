@@ -27,6 +27,7 @@ from gpicl_tf.config import EvalConfig
 from gpicl_tf.data import pipeline
 from gpicl_tf.errors import InvalidInputError
 from gpicl_tf.eval import baselines
+from gpicl_tf.eval.report import ensemble_name
 
 WINDOW = 10
 
@@ -201,10 +202,6 @@ def tune_baselines(inputs, labels, num_classes: int, tuned_on: str) -> tuple[Tun
 
 
 TRANSFORMER_MODEL = "gpicl_transformer"   # the Keras name `models` gives the Transformer
-
-
-def ensemble_name(name: str, members: int) -> str:
-    return f"{name} (ensemble of {members} views)"
 
 
 def evaluate_set(learners: dict, inputs, labels, num_classes: int, positions,

@@ -146,6 +146,19 @@ def tuning_notes(report: dict) -> list[str]:
     return lines
 
 
+ENSEMBLE_SUFFIX = " (ensemble of {members} views)"
+
+
+def ensemble_name(name: str, members: int) -> str:
+    """The report row of `name`'s ensemble of `members` views."""
+    return name + ENSEMBLE_SUFFIX.format(members=members)
+
+
+def is_ensemble_name(name: str) -> bool:
+    return re.search(re.escape(ENSEMBLE_SUFFIX).replace(r"\{members\}", r"\d+") + "$",
+                     name) is not None
+
+
 def paired_table(report: dict) -> list[str]:
     """Lines of tables: the first learner (and the first ensemble of views, when
     there is one) minus each baseline at the last position, in points, with the
@@ -154,7 +167,7 @@ def paired_table(report: dict) -> list[str]:
     if not datasets:
         return []
     learners = list(report["datasets"][datasets[0]]["paired"])
-    shown = learners[:1] + [n for n in learners[1:] if "(ensemble of" in n][:1]
+    shown = learners[:1] + [n for n in learners[1:] if is_ensemble_name(n)][:1]
     return [line for learner in shown for line in _paired_lines(report, datasets, learner)]
 
 

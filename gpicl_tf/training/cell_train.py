@@ -33,6 +33,7 @@ from gpicl_tf.config.cell import CellRunConfig
 from gpicl_tf.data import storage, tables
 from gpicl_tf.errors import InvalidInputError, MissingFileError
 from gpicl_tf.models.cell import CellTransformer
+from gpicl_tf.training.train import dtype_policy
 
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.keras"
@@ -187,13 +188,9 @@ def run(cfg: CellRunConfig, workdir: str, warm_start: str | None = None) -> dict
     with storage.atomic_path(os.path.join(workdir, CONFIG_FILE)) as tmp:
         with open(tmp, "w") as f:
             json.dump({"config": cfg.to_dict()}, f, indent=2, sort_keys=True)
-    previous_policy = keras.mixed_precision.global_policy().name
-    keras.mixed_precision.set_global_policy(cfg.train.precision)
     keras.utils.set_random_seed(cfg.train.seed)
-    try:
+    with dtype_policy(cfg.train.precision):
         return _run(cfg, workdir, warm_start)
-    finally:
-        keras.mixed_precision.set_global_policy(previous_policy)
 
 
 def _run(cfg: CellRunConfig, workdir: str, warm_start: str | None) -> dict:

@@ -61,7 +61,7 @@ def test_an_equivariant_learner_answers_every_view_alike():
     np.testing.assert_allclose(many, one, atol=1e-6)   # rotated inputs are float32
 
 
-def test_members_one_is_the_plain_pass_and_bad_counts_are_named():
+def test_members_one_is_the_plain_pass_and_bad_counts_are_named(smoke_config):
     x, y = _episodes(2)
     p = evaluate.ensemble_probabilities(_ClassMeans(), x, y, C)
     correct = evaluate.learner_correct(_ClassMeans(), x, y)
@@ -70,13 +70,7 @@ def test_members_one_is_the_plain_pass_and_bad_counts_are_named():
         with pytest.raises(ValueError, match=f"members={bad!r}"):
             evaluate.ensemble_probabilities(_ClassMeans(), x, y, C, members=bad)
     with pytest.raises(ValueError, match="eval.ensemble=0"):
-        override_smoke(["eval.ensemble=0"])
-
-
-def override_smoke(sets):
-    from gpicl_tf.config import get_preset
-
-    return override(get_preset("smoke"), sets)
+        override(smoke_config, ["eval.ensemble=0"])
 
 
 def test_ensemble_rows_are_added_for_transformers_only(smoke_config):
