@@ -125,7 +125,10 @@ def test_time_budgeted_trials_stop_on_the_clock_and_report_their_steps(smoke_con
     rows = search.run_search(cfg, workdir, smoke_episodes, max_trials=2, verbose=0)
     assert len(rows) == 2
     for row in rows:
-        assert 10 < row["steps"] < 10000
+        # the clock starts after the first step, so a trial takes at least two; fewer
+        # than its 10,000 steps means the clock stopped it (a loaded machine may stop it
+        # at the end of its first epoch, when validation is counted)
+        assert 2 <= row["steps"] < 10000
         assert row["optimizer"] in ("adam", "muon") and row["ema_momentum"] in (0.0, 0.9)
     best = Config.from_json(open(os.path.join(workdir, "best_config.json")).read())
     assert best.train.steps == rows[0]["steps"]
