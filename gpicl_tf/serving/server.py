@@ -118,10 +118,72 @@ def parse_request(raw: bytes, model: LoadedVersion, max_batch: int = MAX_BATCH):
     return rows, validate(columns, model, max_batch)
 
 
+class Admission:
+    """The server's flow control: at most `max_in_flight + max_queued` bodies read at
+    once, each within `body_timeout_s`; a prediction slot taken only once its body is
+    read, at most `max_queued` waiting for one (503 + Retry-After beyond)."""
+
+    def __init__(self, limits: Limits):
+        self.limits = limits
+        self.slots = asyncio.Semaphore(limits.max_in_flight)
+        self.waiting = self.reading = 0
+
+    async def read(self, request: Request, limit: int) -> bytes:
+        lim = self.limits
+        if self.reading >= lim.max_in_flight + lim.max_queued:
+            raise Overloaded(f"{self.reading} request bodies being received; retry after "
+                             f"{lim.retry_after_s} s")
+        self.reading += 1
+        try:
+            return await asyncio.wait_for(read_body(request, limit), lim.body_timeout_s)
+        except asyncio.TimeoutError:
+            raise BodyTimeout(f"the request body was not received within "
+                              f"{lim.body_timeout_s:g} s") from None
+        except ClientDisconnect:
+            raise ClientGone() from None
+        finally:
+            self.reading -= 1
+
+    async def run(self, fn, *args):
+        """`fn(*args)` in the thread pool, holding a prediction slot."""
+        if self.slots.locked() and self.waiting >= self.limits.max_queued:
+            raise Overloaded(f"{self.limits.max_in_flight} predictions running and "
+                             f"{self.waiting} waiting; retry after "
+                             f"{self.limits.retry_after_s} s")
+        self.waiting += 1
+        try:
+            await self.slots.acquire()
+        finally:
+            self.waiting -= 1
+        try:
+            return await run_in_threadpool(fn, *args)
+        finally:
+            self.slots.release()
+
+
+def _predict_answer(raw: bytes, model, max_batch: int) -> dict:
+    """Parses, predicts and lays out the answer as the request was laid out."""
+    rows, inputs = parse_request(raw, model, max_batch)
+    out = model.predict(inputs)
+    if rows:
+        return {"predictions": [{k: v[i].tolist() for k, v in out.items()}
+                                for i in range(len(out["classes"]))]}
+    return {"outputs": {k: v.tolist() for k, v in out.items()}}
+
+
+def _version(value: str) -> int:
+    if not is_version_name(value):
+        raise BadRequest(f"version {value[:40]!r} is not a version number (1 to 18 ASCII "
+                         "digits)")
+    return int(value)
+
+
 def create_app(repo: ModelRepository, limits: Limits = Limits()) -> FastAPI:
+    """TF Serving's REST API over `repo`: status, metadata and predict, by name and by
+    version, with `limits` on bodies, batch and concurrency."""
     app = FastAPI(title="gpicl_tf local model server (TF Serving REST API)")
-    slots = asyncio.Semaphore(limits.max_in_flight)
-    waiting, reading = [0], [0]
+    _install_error_handlers(app, limits)
+    admission = Admission(limits)
 
     def status(name: str, version: int | None):
         if name.endswith(":predict"):
@@ -138,56 +200,41 @@ def create_app(repo: ModelRepository, limits: Limits = Limits()) -> FastAPI:
 
     async def predict(name: str, version: int | None, request: Request):
         model = repo.get(name, version)
-        if reading[0] >= limits.max_in_flight + limits.max_queued:
-            raise Overloaded(f"{reading[0]} request bodies being received; retry after "
-                             f"{limits.retry_after_s} s")
-        reading[0] += 1
-        try:   # the body is read before a slot is taken, within a deadline
-            raw = await asyncio.wait_for(read_body(request, body_limit(model, limits)),
-                                         limits.body_timeout_s)
-        except asyncio.TimeoutError:
-            raise BodyTimeout(f"the request body was not received within "
-                              f"{limits.body_timeout_s:g} s") from None
-        except ClientDisconnect:
-            raise ClientGone() from None
-        finally:
-            reading[0] -= 1
-        if slots.locked() and waiting[0] >= limits.max_queued:
-            raise Overloaded(f"{limits.max_in_flight} predictions running and "
-                             f"{waiting[0]} waiting; retry after {limits.retry_after_s} s")
-        waiting[0] += 1
-        try:
-            await slots.acquire()
-        finally:
-            waiting[0] -= 1
-        try:
-            rows, inputs = await run_in_threadpool(parse_request, raw, model, limits.max_batch)
-            out = await run_in_threadpool(model.predict, inputs)
-        finally:
-            slots.release()
-        if rows:
-            n = len(out["classes"])
-            return {"predictions": [{k: v[i].tolist() for k, v in out.items()}
-                                    for i in range(n)]}
-        return {"outputs": {k: v.tolist() for k, v in out.items()}}
+        raw = await admission.read(request, body_limit(model, limits))
+        return await admission.run(_predict_answer, raw, model, limits.max_batch)
 
-    def _version(value: str) -> int:
-        if not is_version_name(value):
-            raise BadRequest(f"version {value[:40]!r} is not a version number (1 to 18 ASCII "
-                             "digits)")
-        return int(value)
+    app.get("/v1/models/{name}")(lambda name: status(name, None))
+    app.get("/v1/models/{name}/versions/{version}")(
+        lambda name, version: status(name, _version(version)))
+    app.get("/v1/models/{name}/metadata")(lambda name: metadata(name, None))
+    app.get("/v1/models/{name}/versions/{version}/metadata")(
+        lambda name, version: metadata(name, _version(version)))
 
-    @app.exception_handler(BadRequest)
-    async def bad_request(_, exc):
-        return _error(400, str(exc))
+    @app.post("/v1/models/{name}:predict")
+    async def post_predict(name: str, request: Request):
+        return await predict(name, None, request)
 
-    @app.exception_handler(NotFound)
-    async def not_found(_, exc):
-        return _error(404, str(exc))
+    @app.post("/v1/models/{name}/versions/{version}:predict")
+    async def post_version_predict(name: str, version: str, request: Request):
+        return await predict(name, _version(version), request)
 
-    @app.exception_handler(PayloadTooLarge)
-    async def too_large(_, exc):
-        return _error(413, str(exc), {"Connection": "close"})
+    return app
+
+
+def _answer_with(code: int, headers: dict | None):
+    async def handler(_, exc):
+        return _error(code, str(exc), headers)
+    return handler
+
+
+def _install_error_handlers(app: FastAPI, limits: Limits) -> None:
+    """Every error answers TF Serving's `{"error": ...}` with its status and headers."""
+    simple = {BadRequest: (400, None), NotFound: (404, None),
+              PayloadTooLarge: (413, {"Connection": "close"}),
+              Overloaded: (503, {"Retry-After": str(limits.retry_after_s)}),
+              MethodNotAllowed: (405, {"Allow": "POST"})}
+    for kind, (code, headers) in simple.items():
+        app.add_exception_handler(kind, _answer_with(code, headers))
 
     @app.exception_handler(BodyTimeout)
     async def body_timeout(request, exc):
@@ -199,14 +246,6 @@ def create_app(repo: ModelRepository, limits: Limits = Limits()) -> FastAPI:
         logging.warning("client %s disconnected before sending its whole request body "
                         "(%s %s)", _peer(request), request.method, request.url.path)
         return _error(400, "client disconnected", {"Connection": "close"})
-
-    @app.exception_handler(Overloaded)
-    async def overloaded(_, exc):
-        return _error(503, str(exc), {"Retry-After": str(limits.retry_after_s)})
-
-    @app.exception_handler(MethodNotAllowed)
-    async def wrong_method(_, exc):
-        return _error(405, str(exc), {"Allow": "POST"})
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request, exc):
@@ -220,32 +259,6 @@ def create_app(repo: ModelRepository, limits: Limits = Limits()) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def invalid(_, exc):
         return _error(400, f"bad request: {exc.errors()}")
-
-    @app.get("/v1/models/{name}")
-    def get_status(name: str):
-        return status(name, None)
-
-    @app.get("/v1/models/{name}/versions/{version}")
-    def get_version_status(name: str, version: str):
-        return status(name, _version(version))
-
-    @app.get("/v1/models/{name}/metadata")
-    def get_metadata(name: str):
-        return metadata(name, None)
-
-    @app.get("/v1/models/{name}/versions/{version}/metadata")
-    def get_version_metadata(name: str, version: str):
-        return metadata(name, _version(version))
-
-    @app.post("/v1/models/{name}:predict")
-    async def post_predict(name: str, request: Request):
-        return await predict(name, None, request)
-
-    @app.post("/v1/models/{name}/versions/{version}:predict")
-    async def post_version_predict(name: str, version: str, request: Request):
-        return await predict(name, _version(version), request)
-
-    return app
 
 
 def _peer(request: Request) -> str:

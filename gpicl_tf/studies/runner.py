@@ -90,7 +90,18 @@ def base_config(study: Study, grid: str, user_sets: list[str] | tuple[str, ...] 
         raise InvalidInputError(
             f"study {study.name!r} has no grid {grid!r}; "
             f"known: {sorted(study.grids)}")
-    return override(get_preset(GRID_PRESETS[grid]), [*study.base_sets, *user_sets])
+    return grid_config(grid, cell_sets(study, user_sets))
+
+
+def cell_sets(study: Study, user_sets: list[str] | tuple[str, ...] = (),
+              cell: Cell | None = None) -> list[str]:
+    """A cell's overrides, in the order they apply: the study's, the user's, the cell's."""
+    return [*study.base_sets, *user_sets, *(cell.sets if cell else ())]
+
+
+def grid_config(grid: str, sets: list[str]) -> Config:
+    """The grid's preset with `sets` applied (checked once, as a whole)."""
+    return override(get_preset(GRID_PRESETS[grid]), sets)
 
 
 def cells_of(study: Study, grid: str, user_sets: list[str] | tuple[str, ...] = ()) -> list[Cell]:
@@ -192,12 +203,12 @@ def _run_study(study: Study, grid: str, workdir: str, *, episode_root: str | Non
     context = study.prepare(base, episode_root) if study.prepare else None
     t_start, trained_seconds, trained = time.perf_counter(), 0.0, 0
     for k, cell in enumerate(cells, 1):
-        sets = [*study.base_sets, *user_sets, *cell.sets]
+        sets = cell_sets(study, user_sets, cell)
         row = done.get(cell.name)
         if row is not None and row["sets"] == sets:
             log(f"[{study.name}] cell {k} of {len(cells)} ({cell.name}): finished before, kept")
             continue
-        cfg = override(get_preset(GRID_PRESETS[grid]), sets)
+        cfg = grid_config(grid, sets)
         episodes_dir = cell_episodes(cfg, episode_root)
         run_dir = os.path.join(workdir, "cells", slug(cell.name))
         if row is not None:  # the cell's overrides changed: its old run is not this cell

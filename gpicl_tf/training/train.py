@@ -336,11 +336,7 @@ def _train(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "
             f"train.batch_size={tcfg.batch_size} is not divisible by the "
             f"{replicas} replicas of {type(strat).__name__}")
     if is_chief:
-        os.makedirs(workdir, exist_ok=True)
-        for directory in (workdir, os.path.join(workdir, "backup")):
-            storage.remove_stale_temporaries(directory)
-        storage.write_json(os.path.join(workdir, CONFIG_FILE),
-                           {"config": config.to_dict(), "episodes": os.path.abspath(episodes_dir)})
+        _open_workdir(workdir, config, episodes_dir)
     jit = distribute.use_xla(strat, tcfg.jit_compile)
     if tcfg.deterministic:
         tf.config.experimental.enable_op_determinism()  # for the process: cannot be undone
@@ -388,12 +384,32 @@ def _train(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "
                             verbose=verbose, shuffle=False).history
 
     # ------------------------------------------------------------------ save
-    summary = {
+    summary = _summary(model, history, strat, cluster, loop, jit, tcfg, epochs, data_service)
+    if is_chief:
+        _save_model(model, os.path.join(workdir, MODEL_FILE))
+        storage.write_json(done, summary)
+    return summary
+
+
+def _open_workdir(workdir: str, config: Config, episodes_dir: str) -> None:
+    """The chief's workdir: created, a killed run's temporaries removed, the config
+    and its episodes written (what a resume is checked against)."""
+    os.makedirs(workdir, exist_ok=True)
+    for directory in (workdir, os.path.join(workdir, "backup")):
+        storage.remove_stale_temporaries(directory)
+    storage.write_json(os.path.join(workdir, CONFIG_FILE),
+                       {"config": config.to_dict(), "episodes": os.path.abspath(episodes_dir)})
+
+
+def _summary(model, history: dict, strat, cluster, loop: str, jit: bool, tcfg, epochs: int,
+             data_service: str) -> dict:
+    """What a finished run wrote (summary.json): its final metrics, steps and set-up."""
+    return {
         "steps": int(model.optimizer.iterations.numpy()),
         "epochs": epochs,
         "parameters": int(model.count_params()),
         "strategy": distribute.strategy_name(strat),
-        "replicas": int(replicas),
+        "replicas": int(strat.num_replicas_in_sync),
         "workers": len(cluster.workers) if cluster else 1,
         "loop": loop,
         "xla": jit,
@@ -402,7 +418,3 @@ def _train(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "
         "final": {k: float(v[-1]) for k, v in history.items()},
         "weights_sha256": loop_lib.weights_digest(model),
     }
-    if is_chief:
-        _save_model(model, os.path.join(workdir, MODEL_FILE))
-        storage.write_json(done, summary)
-    return summary

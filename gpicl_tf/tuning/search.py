@@ -86,18 +86,16 @@ class GPICLHyperModel(keras_tuner.HyperModel):
                                            self.config.tune.learning_rate_max, sampling="log")
         return values
 
-    def _schedule(self, cfg: Config):
-        """A time-budgeted trial's schedule (None: the step-based cosine)."""
-        if not self.config.tune.trial_seconds:
-            return None
-        t = cfg.train
-        self.schedule = budget.BudgetSchedule(t.learning_rate, t.warmup_steps, t.min_lr_ratio)
-        return self.schedule
-
     def build(self, hp):
+        """The trial's compiled model; a time-budgeted trial's model carries its
+        `BudgetSchedule` as `budget_schedule` for `fit`'s clock (None otherwise)."""
         cfg = config_for(self.config, self._values(hp))
-        return training.compile_model(cfg, self.episodes.schema, cfg.train.jit_compile,
-                                      self._schedule(cfg))
+        t = cfg.train
+        schedule = budget.BudgetSchedule(t.learning_rate, t.warmup_steps, t.min_lr_ratio) \
+            if self.config.tune.trial_seconds else None
+        model = training.compile_model(cfg, self.episodes.schema, t.jit_compile, schedule)
+        model.budget_schedule = schedule
+        return model
 
     def fit(self, hp, model, *args, epochs=None, callbacks=None, verbose="auto", **kwargs):
         cfg = config_for(self.config, self._values(hp))
@@ -106,8 +104,9 @@ class GPICLHyperModel(keras_tuner.HyperModel):
         make_train, make_val = training.dataset_makers(self.episodes, t, bias)
         steps_per_epoch = min(t.steps_per_epoch, t.steps)
         epochs = epochs or math.ceil(t.steps / steps_per_epoch)
-        clock = [budget.BudgetClock(self.schedule, self.config.tune.trial_seconds)] \
-            if self.config.tune.trial_seconds else []
+        schedule = getattr(model, "budget_schedule", None)
+        clock = [budget.BudgetClock(schedule, self.config.tune.trial_seconds)] \
+            if schedule is not None else []
         return model.fit(make_train(), epochs=epochs, steps_per_epoch=steps_per_epoch,
                          validation_data=make_val(),
                          validation_steps=self.episodes.num_episodes("valid") // t.batch_size,
@@ -120,6 +119,11 @@ class GPICLHyperModel(keras_tuner.HyperModel):
 def make_tuner(kind: str, hypermodel: GPICLHyperModel, directory: str, max_trials: int):
     if kind not in TUNERS:
         raise InvalidInputError(f"tuner={kind!r} is not one of {TUNERS}")
+    if kind == "hyperband" and hypermodel.config.tune.trial_seconds:
+        raise InvalidInputError(
+            f"tuner='hyperband' with tune.trial_seconds={hypermodel.config.tune.trial_seconds}: "
+            "Hyperband budgets trials in epochs, a timed trial in seconds; use "
+            "tuner='random' or 'bayesian', or tune.trial_seconds=0")
     common = dict(objective=keras_tuner.Objective(OBJECTIVE, direction="max"),
                   directory=directory, project_name="search", overwrite=False,
                   seed=hypermodel.config.tune.seed)

@@ -8,6 +8,7 @@ import pytest
 
 from gpicl_tf import compat
 from gpicl_tf.config import Config, override
+from gpicl_tf.errors import InvalidInputError
 from gpicl_tf.tuning import search
 from tests.conftest import free_ports
 
@@ -136,3 +137,12 @@ def test_time_budgeted_trials_stop_on_the_clock_and_report_their_steps(smoke_con
     assert best.train.ema_momentum == rows[0]["ema_momentum"]
     with pytest.raises(ValueError, match="tune.optimizers=.*sgd"):
         override(smoke_config, ["tune.optimizers=adam,sgd"])
+
+
+def test_hyperband_with_a_time_budget_is_refused_naming_both(smoke_config, smoke_episodes,
+                                                             tmp_path):
+    """Hyperband's resource is epochs; a timed trial's is seconds: refused, not mixed."""
+    cfg = override(smoke_config, ["tune.trial_seconds=5"])
+    with pytest.raises(InvalidInputError, match="hyperband.*trial_seconds=5"):
+        search.make_tuner("hyperband", search.GPICLHyperModel(cfg, smoke_episodes),
+                          str(tmp_path), 2)
