@@ -13,6 +13,7 @@ ARCHS = ("transformer", "lstm", "mlp", "maml", "vsml")
 # Learners trained beside the Transformer on the same episodes (`EvalConfig.sequence_baselines`).
 SEQUENCE_BASELINES = ("lstm", "mlp", "maml", "vsml")
 LAYOUTS = ("paper", "pfn")
+POSITIONS = ("none", "sinusoidal")
 BIAS_MODES = ("permutation", "task")
 OPTIMIZERS = ("adam", "muon")
 BIAS_SCHEDULES = ("constant", "linear", "plateau")
@@ -85,6 +86,12 @@ class ModelConfig:
     (context tokens [x_i, one_hot(y_i)], queries [x_j, 0] attending to the
     context before them); the LSTM, MAML and VSML read the paper layout.
 
+    `positions`: "none" (the causal mask alone orders the tokens) or
+    "sinusoidal" (a fixed sine/cosine code of each token's position added to its
+    embedding, paper layout only: the PFN layout's context is a set). In the paper
+    layout a label sits in the token after its input; pairing them takes a
+    previous-token head, which positions make easy to find (docs/plateau_cpu.md).
+
     MAML (`models.meta_learners.MAMLClassifier`): a classifier with `maml_hidden`
     ReLU units (0 = linear), `maml_steps` inner gradient steps on each prefix,
     starting at learning rate `maml_inner_lr` (meta-learned per step), second
@@ -100,6 +107,7 @@ class ModelConfig:
 
     arch: str = "transformer"
     layout: str = "paper"
+    positions: str = "none"
     model_size: int = 128
     num_layers: int = 4
     num_heads: int = 8
@@ -116,12 +124,18 @@ class ModelConfig:
 
     def __post_init__(self):
         _check("model", self, {
-            "arch": _in(ARCHS), "layout": _in(LAYOUTS), "model_size": _at_least(1),
+            "arch": _in(ARCHS), "layout": _in(LAYOUTS), "positions": _in(POSITIONS),
+            "model_size": _at_least(1),
             "num_layers": _at_least(1), "num_heads": _at_least(1), "key_size": _at_least(0),
             "mlp_ratio": _at_least(1), "dropout": _between(0.0, 1.0, closed_high=False),
             "lstm_units": _at_least(1), "mlp_hidden": _at_least(1),
             "maml_hidden": _at_least(0), "maml_steps": _at_least(1),
             "maml_inner_lr": _POSITIVE, "vsml_state": _at_least(1)})
+        if self.positions != "none" and (self.arch != "transformer" or self.layout != "paper"):
+            raise InvalidInputError(
+                f"model.positions={self.positions!r} is for the Transformer's paper layout, "
+                f"not arch={self.arch!r} with layout={self.layout!r} (the PFN layout's "
+                "context is a set, the LSTM counts positions itself)")
         if self.key_size == 0 and self.model_size % self.num_heads:
             raise InvalidInputError(
                 f"model.key_size=0 derives the head size as model_size / num_heads, but "

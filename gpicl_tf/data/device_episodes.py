@@ -12,7 +12,8 @@ receiving plain (x, y) episodes.
 
 Example:
     >>> builder = EpisodeBuilder(episodes, "train")                     # doctest: +SKIP
-    >>> features, targets = builder(next(iter(record_dataset(episodes, "train", 64))))
+    >>> records = next(iter(record_dataset(episodes, "train", 64)))       # doctest: +SKIP
+    >>> features, targets = builder(records)                             # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Example:
     >>> eps = open_episodes("tfrecords/cpu", expect={"input_size": 64})  # doctest: +SKIP
     >>> bias = make_bias_variable()                                       # doctest: +SKIP
     >>> ds = make_dataset(eps, "train", batch_size=64, bias=bias)         # doctest: +SKIP
-    >>> features, targets = next(iter(ds))  # inputs [64, N, 64], labels/targets [64, N]
+    >>> features, targets = next(iter(ds))  # doctest: +SKIP
 
 The curriculum's bias is a `tf.Variable` read inside the map: in each batch the
 first round(bias * batch_size) episodes take the fixed task's permutation

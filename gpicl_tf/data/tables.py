@@ -16,7 +16,7 @@ Example:
     >>> from gpicl_tf.config.cell import get_cell_preset
     >>> batch = table_batch(get_cell_preset("cell_smoke"), step=0)
     >>> sorted(batch)
-    ['column_ids', 'context_x', 'context_y', 'query_x', 'query_y', 'query_weight']
+    ['column_ids', 'context_x', 'context_y', 'query_weight', 'query_x', 'query_y']
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ class TransformerBlock(layers.Layer):
 
     Example:
         >>> block = TransformerBlock(16, num_heads=2, key_size=8)
-        >>> block(keras.ops.zeros((2, 5, 16)), attention_mask(5, "paper")).shape
+        >>> tuple(block(keras.ops.zeros((2, 5, 16)), attention_mask(5, "paper")).shape)
         (2, 5, 16)
     """
 
@@ -159,6 +159,33 @@ class EpisodeTokens(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "layout": self.layout, "num_classes": self.num_classes}
+
+
+@keras.saving.register_keras_serializable(package="gpicl_tf")
+class SinusoidalPositions(layers.Layer):
+    """Adds a fixed code of each token's position to its embedding (B, T, D):
+    sin(t w_i) in the first D/2 features and cos(t w_i) in the next, with
+    w_i = 10000^(-2i/D) (Vaswani et al. 2017); an odd D's last feature gets none.
+    No weights, so any length works.
+
+    Example:
+        >>> h = SinusoidalPositions()(keras.ops.zeros((1, 3, 4)))
+        >>> [round(float(v), 3) for v in h[0, 1]]
+        [0.841, 0.01, 0.54, 1.0]
+    """
+
+    def call(self, h):
+        t = ops.cast(ops.arange(ops.shape(h)[1]), "float32")[:, None]       # (T, 1)
+        half = h.shape[-1] // 2
+        w = ops.power(10000.0, -2.0 * ops.arange(half, dtype="float32") / h.shape[-1])
+        angles = t * w[None, :]                                              # (T, D/2)
+        code = ops.concatenate([ops.sin(angles), ops.cos(angles)], axis=-1)
+        if h.shape[-1] % 2:
+            code = ops.pad(code, [[0, 0], [0, 1]])
+        return h + ops.cast(code, h.dtype)[None]
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
 
 
 @keras.saving.register_keras_serializable(package="gpicl_tf")

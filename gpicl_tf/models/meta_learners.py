@@ -30,7 +30,7 @@ Example:
     >>> import numpy as np
     >>> layer = MAMLClassifier(num_classes=3, hidden=0, steps=2)
     >>> x = np.random.default_rng(0).normal(size=(1, 5, 4)).astype("float32")
-    >>> layer(x, np.array([[0, 1, 2, 0, 1]], "int32")).shape
+    >>> tuple(layer(x, np.array([[0, 1, 2, 0, 1]], "int32")).shape)
     (1, 5, 3)
 """
 

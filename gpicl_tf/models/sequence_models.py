@@ -23,8 +23,8 @@ from keras import layers
 from gpicl_tf.config import ModelConfig
 from gpicl_tf.data.schema import INPUTS, LABELS, QUERY, VALUES, EpisodeSchema
 from gpicl_tf.errors import InvalidInputError
-from gpicl_tf.models.layers import (EpisodeTokens, FunctionTokens, QueryOutputs, TransformerBlock,
-                                    mask_absent_classes)
+from gpicl_tf.models.layers import (EpisodeTokens, FunctionTokens, QueryOutputs,
+                                    SinusoidalPositions, TransformerBlock, mask_absent_classes)
 from gpicl_tf.models.meta_learners import VSML, MAMLClassifier, maml_state_size, vsml_state_size
 
 
@@ -39,12 +39,14 @@ def _logits(h, schema: EpisodeSchema):
 
 
 def build_transformer(config: ModelConfig, schema: EpisodeSchema) -> keras.Model:
-    """Transformer without positional encoding (the mask orders the sequence),
-    so any context length works."""
+    """Transformer whose causal mask orders the sequence, with a fixed code of
+    each position added where `config.positions` asks; any context length works."""
     episode = _episode_inputs(schema)
     tokens, mask = EpisodeTokens(config.layout, schema.num_classes, name="episode_tokens")(
         episode[INPUTS], episode[LABELS])                                    # (B, T, N_x + C)
     h = layers.Dense(config.model_size, name="token_embedding")(tokens)     # (B, T, N_M)
+    if config.positions == "sinusoidal":
+        h = SinusoidalPositions(name="positions")(h)
     for i in range(config.num_layers):
         h = TransformerBlock(config.model_size, config.num_heads, config.head_size,
                              config.mlp_ratio, config.dropout,

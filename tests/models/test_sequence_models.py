@@ -119,6 +119,9 @@ def test_paper_size_matches_the_paper():
     ({"arch": "gru"}, "arch='gru'"),
     ({"layout": "bert"}, "layout='bert'"),
     ({"arch": "lstm", "layout": "pfn"}, "reads the paper layout only"),
+    ({"positions": "sinusoidal", "layout": "pfn"}, "positions='sinusoidal'.*layout='pfn'"),
+    ({"positions": "sinusoidal", "arch": "lstm"}, "positions='sinusoidal'.*arch='lstm'"),
+    ({"positions": "learned"}, "positions='learned'"),
     ({"num_layers": 0}, "num_layers=0"),
     ({"dropout": 1.0}, "dropout=1.0"),
 ])
@@ -175,3 +178,23 @@ def test_served_classes_are_those_of_the_context(arch, layout):
     for b, absent in enumerate(([1, 3], [0, 2])):
         assert np.all(probabilities[b][:, absent] == 0), (arch, layout, probabilities[b])
         assert np.allclose(probabilities[b].sum(-1), 1.0)
+
+
+def test_sinusoidal_positions_tell_equal_tokens_apart_and_keep_causality(tmp_path):
+    """Positions change what the same weights answer, add no weights, keep the
+    outputs causal, and the model saves and loads."""
+    plain = build_model(_config("transformer"), SCHEMA)
+    model = build_model(_config("transformer", positions="sinusoidal"), SCHEMA)
+    assert "positions" in [layer.name for layer in model.layers]
+    model.set_weights(plain.get_weights())
+    a, b = np.asarray(plain(_episode())), np.asarray(model(_episode()))
+    assert not np.allclose(a[:, 1:], b[:, 1:], atol=1e-3)
+    episode, other = _episode(), _episode(seed=9)
+    base = np.asarray(model(episode))
+    later = {k: v.copy() for k, v in episode.items()}
+    later["inputs"][:, 4:], later["labels"][:, 3:] = other["inputs"][:, 4:], other["labels"][:, 3:]
+    np.testing.assert_allclose(np.asarray(model(later))[:, :4], base[:, :4], rtol=1e-5, atol=1e-5)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    np.testing.assert_allclose(np.asarray(keras.models.load_model(path)(episode)), base,
+                               rtol=1e-6, atol=1e-6)
