@@ -78,3 +78,51 @@ def test_ensemble_views_benchmark_runs(trained_run, smoke_episodes):
     assert [r[0] for r in rows] == ["one pass", "3 views, relabelled only",
                                     "3 views, relabelled + rotated"]
     assert all(0.0 <= float(v) <= 1.0 for r in rows for v in r[1:])
+
+
+def _bench_module(name):
+    import importlib.util
+
+    sys.path.insert(0, "benchmarks")
+    try:
+        spec = importlib.util.spec_from_file_location(name, f"benchmarks/{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove("benchmarks")
+    return module
+
+
+def test_split_pfn_attention_core_equals_the_masked_one():
+    """step_parts' candidate: scores against the N context keys plus each query's own
+    key give the PFN mask's answer (which hides the queries from everyone but
+    themselves), for context and query rows alike."""
+    import numpy as np
+
+    from gpicl_tf.models.layers import attention_mask
+
+    parts = _bench_module("step_parts")
+    n = 5
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.standard_normal((2, 3, 2 * n, 4)).astype("float32") for _ in range(3))
+    masked = np.asarray(parts.core(q, k, v, attention_mask(n, "pfn")[0]))
+    np.testing.assert_allclose(np.asarray(parts.pfn_split_core(q, k, v, n)), masked,
+                               rtol=1e-5, atol=1e-6)
+    # the first query sees only itself: its output is its own value
+    np.testing.assert_allclose(masked[:, :, n], v[:, :, n], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_step_parts_benchmark_runs():
+    done = subprocess.run([sys.executable, "benchmarks/step_parts.py", "--preset", "smoke",
+                           "--repeats", "2", "--steps", "2"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ms = {m.group(1): (float(m.group(2)), int(m.group(3))) for m in re.finditer(
+        r"^(\w+) +([\d.]+) +(-?\d+)%", done.stdout, re.M)}
+    assert {"step", "attention", "core", "mlp", "norms", "remainder"} <= set(ms)
+    step = ms["step"][0]
+    for name, (value, share) in ms.items():   # each share is its ms over the step's
+        assert abs(share - round(100 * value / step)) <= 1, (name, value, share)
+    assert abs(ms["remainder"][0] - (step - ms["attention"][0] - ms["mlp"][0]
+                                     - ms["norms"][0])) <= 0.25
