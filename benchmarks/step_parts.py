@@ -96,7 +96,7 @@ def main():
     args = parser.parse_args()
     config = get_preset(args.preset)
     m, d = config.model, config.data
-    schema = EpisodeSchema(d.episode_length, d.input_size, 10)
+    schema = EpisodeSchema(d.episode_length, d.input_size, d.num_classes)
     n = d.episode_length
     t = 2 * n if m.layout == "pfn" else n
     b, width, heads, hs = config.train.batch_size, m.model_size, m.num_heads, m.head_size
@@ -142,9 +142,9 @@ def main():
           f"{args.steps}")
     print(f"{'part':<12}{'ms':>10}{'share of step':>16}")
     for name, sec in figures.items():
-        print(f"{name:<12}{sec * 1e3:>10.1f}{sec / step:>15.0%}")
+        print(f"{name:<12}{sec * 1e3:>10.3f}{sec / step:>15.0%}")
     rest = step - figures["attention"] - figures["mlp"] - figures["norms"]
-    print(f"{'remainder':<12}{rest * 1e3:>10.1f}{rest / step:>15.0%}  (embedding, logits, "
+    print(f"{'remainder':<12}{rest * 1e3:>10.3f}{rest / step:>15.0%}  (embedding, logits, "
           "loss, optimizer; step minus attention, mlp, norms)")
     if "pfn_split" in figures:
         print(f"pfn_split saves {(figures['core'] - figures['pfn_split']) * 1e3:.1f} ms "

@@ -74,7 +74,8 @@ def training_runs(config: Config) -> dict[tuple[str, str], Config]:
     baselines = config.eval.sequence_baselines
     for arch in baselines if tasks.for_source(config.data.source).sequence_baselines else ():
         runs[(NAMES.get(arch, arch), arch)] = dataclasses.replace(
-            config, model=dataclasses.replace(config.model, arch=arch, layout="paper"),
+            config, model=dataclasses.replace(config.model, arch=arch, layout="paper",
+                                                     positions="none"),
             train=dataclasses.replace(config.train, steps=steps,
                                       steps_per_epoch=min(config.train.steps_per_epoch, steps),
                                       jit_compile=config.train.jit_compile

@@ -93,11 +93,12 @@ def _check_resume(workdir: str, config: Config) -> None:
     for section in new:
         if section not in saved or section in ("eval", "tune"):
             continue  # added since that run was written, or not read by training
-        old = normalize_section(section, saved[section])   # "a,b" of older files: tuples
+        # "a,b" of older files become tuples; a setting added since that run was
+        # written counts as its default (what the code did before it existed), so
+        # resuming an older run with it changed is refused like any other change.
+        old = normalize_section(section, saved[section], defaults=True)
         now = normalize_section(section, new[section])
         for key in now:
-            if key not in old:
-                continue  # a setting added since that run was written
             if old[key] != now[key]:
                 raise InvalidInputError(
                     f"{workdir!r} holds a run with {section}.{key}="

@@ -167,6 +167,12 @@ def test_main_job_trains_seeds_and_gives_baselines_the_same_budget(smoke_config)
     assert (lstm.train.bias_fraction, lstm.train.bias_schedule) == (0.9, "plateau")
     assert runs[("MAML", "maml")].train.jit_compile and lstm.train.jit_compile
     assert not runs[("VSML", "vsml")].train.jit_compile
+    # a paper-layout Transformer with positions: the baselines are built without them
+    with_positions = main_job.training_runs(override(cfg, ["model.positions=sinusoidal"]))
+    assert with_positions[("GPICL Transformer (seed 0)", "transformer")].model.positions == \
+        "sinusoidal"
+    assert {c.model.positions for (_, key), c in with_positions.items()
+            if not key.startswith("transformer")} == {"none"}
 
 
 def test_bad_positions_are_named(smoke_config):

@@ -240,8 +240,12 @@ def test_a_workdir_refuses_another_config_and_accepts_older_config_files(smoke_c
     path = os.path.join(workdir, train.CONFIG_FILE)
     saved = json.load(open(path))
     del saved["config"]["functions"]          # written before the section existed
+    del saved["config"]["model"]["positions"]  # written before the key existed
     json.dump(saved, open(path, "w"))
     assert train.run(cfg, workdir, smoke_episodes, verbose=0) == first
+    # a key the older file lacks counts as its default: changing it is refused
+    with pytest.raises(ValueError, match="model.positions='none', this run has 'sinusoidal'"):
+        train.run(override(cfg, ["model.positions=sinusoidal"]), workdir, smoke_episodes)
 
 
 @pytest.mark.slow
