@@ -39,13 +39,42 @@ LONG = ("paper layout, no intervention", "paper layout, bias permutation 0.9",
         "paper layout, 25-example episodes", "paper layout, batch 256")
 
 
+def recipe_sets() -> tuple[str, ...]:
+    """The `cpu` preset's searched recipe (issue 33) as overrides of `cpu_adam`, the
+    cpu grid's base: its model and training settings that differ, but the steps."""
+    from gpicl_tf.config import get_preset
+
+    new, old = get_preset("cpu").to_dict(), get_preset("cpu_adam").to_dict()
+    return tuple(f"{section}.{key}={value}" for section in ("model", "train")
+                 for key, value in new[section].items()
+                 if value != old[section][key] and key != "steps")
+
+
+# The paper layout under the searched recipe, with and without a code of each
+# token's position (issue 29): 4,000 steps each in the cpu grid.
+RECIPE = {
+    "paper layout, searched recipe, bias permutation 0.9": (
+        "model.layout=paper", *BIAS, "train.bias_mode=permutation"),
+    "paper layout, searched recipe, positions, bias permutation 0.9": (
+        "model.layout=paper", "model.positions=sinusoidal", *BIAS,
+        "train.bias_mode=permutation"),
+    "paper layout, searched recipe, positions": (
+        "model.layout=paper", "model.positions=sinusoidal"),
+}
+
+
 def grid(short: tuple[str, ...], short_steps: int, long: tuple[str, ...] = (),
-         long_steps: int = 0):
+         long_steps: int = 0, recipe_steps: int = 0):
     def cells() -> list[Cell]:
-        return [Cell(f"{name} ({steps} steps)", {"variant": name},
-                     (*VARIANTS[name], f"train.steps={steps}"))
-                for names, steps in ((short, short_steps), (long, long_steps))
-                for name in names]
+        out = [Cell(f"{name} ({steps} steps)", {"variant": name},
+                    (*VARIANTS[name], f"train.steps={steps}"))
+               for names, steps in ((short, short_steps), (long, long_steps))
+               for name in names]
+        if recipe_steps:
+            out += [Cell(f"{name} ({recipe_steps} steps)", {"variant": name},
+                         (*sets, *recipe_sets(), f"train.steps={recipe_steps}"))
+                    for name, sets in RECIPE.items()]
+        return out
     return cells
 
 
@@ -68,7 +97,11 @@ def notes(rows: list[dict]) -> list[str]:
     return lines
 
 
-def figures(rows: list[dict], out_dir: str) -> list[str]:
+def loss_figure(curves: list[tuple[str, str, bool]], path: str, num_classes: int = 10) -> str:
+    """Plots the loss on unseen (meta-validation) tasks against the step for each
+    (label, run directory, dashed) in `curves`, with chance (ln C) marked; each
+    run's steps per epoch come from its config.json. Writes `path` (PNG)."""
+    import json
     import math
     import os
 
@@ -80,19 +113,26 @@ def figures(rows: list[dict], out_dir: str) -> list[str]:
     from gpicl_tf.eval.report import save_figure
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    for r in rows:
-        history = runner.history(r["run_dir"])
-        spe = r["steps"] / max(len(history), 1)
+    for label, run_dir, dashed in curves:
+        with open(os.path.join(run_dir, "config.json")) as f:
+            spe = json.load(f)["config"]["train"]["steps_per_epoch"]
+        history = runner.history(run_dir)
         ax.plot([(h["epoch"] + 1) * spe for h in history], [h["val_loss"] for h in history],
-                ls="--" if "model.layout=paper" in r["sets"] else "-", label=r["cell"])
-    ax.axhline(math.log(10), color="gray", ls=":", label="ln 10 (chance)")
+                ls="--" if dashed else "-", label=label)
+    ax.axhline(math.log(num_classes), color="gray", ls=":", label=f"ln {num_classes} (chance)")
     ax.set_xlabel("meta-training step")
     ax.set_ylabel("loss on unseen tasks")
     ax.legend(fontsize=6)
     ax.grid(alpha=0.3)
-    path = os.path.join(out_dir, "plateau_loss.png")
     save_figure(fig, path)
-    return [path]
+    return path
+
+
+def figures(rows: list[dict], out_dir: str) -> list[str]:
+    import os
+
+    return [loss_figure([(r["cell"], r["run_dir"], "model.layout=paper" in r["sets"])
+                         for r in rows], os.path.join(out_dir, "plateau_loss.png"))]
 
 
 STUDY = Study(
@@ -102,7 +142,7 @@ STUDY = Study(
                  "curriculum bias is the base."),
     grids={
         "smoke": grid(("pfn layout, no intervention", "paper layout, bias task 0.9"), 20),
-        "cpu": grid(tuple(VARIANTS)[:9], 1000, LONG, 4000),
+        "cpu": grid(tuple(VARIANTS)[:9], 1000, LONG, 4000, recipe_steps=4000),
         "paper": grid(tuple(VARIANTS), 20_000),
     },
     base_sets=("train.bias_fraction=0.0",),

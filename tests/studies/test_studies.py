@@ -1,4 +1,5 @@
 import json
+import re
 import os
 import signal
 import subprocess
@@ -180,3 +181,44 @@ def test_results_csv_keeps_its_column_order_across_a_resume(tmp_path):
     runner.write_results(study, runner.read_rows(str(tmp_path)), str(tmp_path))   # resumed
     assert (tmp_path / "results.csv").read_text() == before
     assert before.splitlines()[0] == "cell,axes,tasks,steps,wall_s,zeta,alpha,command,run_dir"
+
+
+def test_the_recipe_cells_are_the_runs_their_docs_name():
+    """The plateau study's recipe cells train what `pipelines.train --preset cpu
+    --set model.layout=paper ...` trains (docs/plateau_cpu.md's commands)."""
+    study = STUDIES["plateau"]
+    cells = {c.name: c for c in runner.cells_of(study, "cpu")}
+    standalone = {
+        "paper layout, searched recipe, positions, bias permutation 0.9 (4000 steps)":
+            ["model.layout=paper", "model.positions=sinusoidal", "train.steps=4000"],
+        "paper layout, searched recipe, positions (4000 steps)":
+            ["model.layout=paper", "model.positions=sinusoidal", "train.bias_fraction=0.0",
+             "train.steps=4000"],
+        "paper layout, searched recipe, bias permutation 0.9 (4000 steps)":
+            ["model.layout=paper", "train.steps=4000"]}
+    for name, sets in standalone.items():
+        cell = runner.grid_config("cpu", runner.cell_sets(study, (), cells[name]))
+        alone = override(get_preset("cpu"), sets)
+        for section in ("data", "model", "train"):
+            assert getattr(cell, section) == getattr(alone, section), (name, section)
+
+
+def test_plot_runs_draws_each_run_and_names_bad_input(tmp_path):
+    runs = []
+    for name, losses in (("a", [2.3, 2.2]), ("b", [2.31, 2.4])):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "config.json").write_text(json.dumps({"config": {"train": {"steps_per_epoch": 50}}}))
+        (run / "history.csv").write_text("epoch,val_loss\n" + "".join(
+            f"{i},{v}\n" for i, v in enumerate(losses)))
+        runs.append(f"{name}={run}")
+    out = tmp_path / "f.png"
+    done = subprocess.run([sys.executable, "scripts/plot_runs.py", "--out", str(out),
+                           "--dashed", "b", *runs], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for bad, match in (([f"c={tmp_path}"], "has no history.csv"), (["nolabel"], "LABEL=RUN_DIR"),
+                       ([*runs, "--dashed", "z"], r"--dashed names no run: \['z'\]")):
+        done = subprocess.run([sys.executable, "scripts/plot_runs.py", "--out", str(out), *bad],
+                              capture_output=True, text=True)
+        assert done.returncode == 2 and re.search(match, done.stderr), (bad, done.stderr)
