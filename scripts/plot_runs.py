@@ -1,7 +1,7 @@
 """Plots the loss on unseen tasks of finished or running training runs, one curve each.
 
     python scripts/plot_runs.py --out docs/figures/NAME.png "LABEL=RUN_DIR" ["LABEL=RUN_DIR" ...]
-        [--dashed "LABEL,..."] [--num_classes 10]
+        [--dashed LABEL [--dashed LABEL ...]] [--num_classes 10]
 
 Each RUN_DIR is a `pipelines.train` workdir (its history.csv and config.json); the
 figure is the plateau study's (`gpicl_tf.studies.plateau.loss_figure`).
@@ -41,11 +41,12 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="LABEL=RUN_DIR")
     parser.add_argument("--out", required=True, help="the PNG to write")
-    parser.add_argument("--dashed", default="", help="comma-separated labels drawn dashed")
+    parser.add_argument("--dashed", action="append", default=[],
+                        help="a label drawn dashed (repeat for several)")
     parser.add_argument("--num_classes", type=int, default=10, help="chance is ln C")
     args = parser.parse_args(argv)
     try:
-        curves = parse_runs(args.runs, {s for s in args.dashed.split(",") if s})
+        curves = parse_runs(args.runs, set(args.dashed))
         from gpicl_tf.studies.plateau import loss_figure
 
         print(loss_figure(curves, args.out, args.num_classes))
