@@ -28,12 +28,13 @@ def test_train_step_benchmark_runs():
             + 0.01, (label, ms, synthetic, ratio)
 
 
-def _precision_module():
+def _bench_module(name):
+    """benchmarks/NAME.py imported as a module (its sibling imports resolved)."""
     import importlib.util
 
     sys.path.insert(0, "benchmarks")
     try:
-        spec = importlib.util.spec_from_file_location("precision", "benchmarks/precision.py")
+        spec = importlib.util.spec_from_file_location(name, f"benchmarks/{name}.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     finally:
@@ -42,7 +43,7 @@ def _precision_module():
 
 
 def test_precision_benchmark_takes_the_median_window():
-    windows = _precision_module()._windows
+    windows = _bench_module("precision")._windows
     # 2 untimed warm-up steps, then windows of 2 steps: (11-4)/2, (13-11)/2, (24-13)/2
     times = [0.0, 3.0, 4.0, 10.0, 11.0, 12.0, 13.0, 22.0, 24.0]
     assert windows(times, 2, 2, 3) == 3.5
@@ -78,19 +79,6 @@ def test_ensemble_views_benchmark_runs(trained_run, smoke_episodes):
     assert [r[0] for r in rows] == ["one pass", "3 views, relabelled only",
                                     "3 views, relabelled + rotated"]
     assert all(0.0 <= float(v) <= 1.0 for r in rows for v in r[1:])
-
-
-def _bench_module(name):
-    import importlib.util
-
-    sys.path.insert(0, "benchmarks")
-    try:
-        spec = importlib.util.spec_from_file_location(name, f"benchmarks/{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove("benchmarks")
-    return module
 
 
 def test_split_pfn_attention_core_equals_the_masked_one():
