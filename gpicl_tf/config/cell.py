@@ -144,6 +144,21 @@ def broad_prior(**kw) -> PriorConfig:
         missing_fraction=0.2), **kw})
 
 
+def tabicl_prior(**kw) -> PriorConfig:
+    """TabICL's prior mixture (`gpicl_tf.data.prior_scm`): 70% MLP-based and 30%
+    tree-based SCMs (trees of depth 2-4, 1-4 per node), 2-100 features, 2-10 classes
+    (binary half the time) by thresholds on the target's value or rank (Dirichlet(1)
+    proportions: imbalanced), categorical columns with probability 0.2, every class
+    on both sides of an episode, no label noise but the SCMs' own, missing values on
+    a fifth of the tables (rate up to 0.3). TabICL's training fraction 0.1-0.9 is a
+    `TableConfig` setting: pair it with tables.min_train_fraction=0.1."""
+    return PriorConfig(**{**dict(
+        mixture="tabicl", max_features=100, min_features=2, min_classes=2, max_classes=10,
+        class_concentration=1.0, label_noise_max=0.0, tree_fraction=0.3, tree_depth_max=4,
+        tree_count_max=4, categorical_fraction=0.2, rank_fraction=0.5,
+        classes_on_both_sides=True, missing_fraction=0.2, missing_rate_max=0.3), **kw})
+
+
 @dataclasses.dataclass(frozen=True)
 class CellRunConfig:
     model: CellModelConfig = CellModelConfig()

@@ -240,6 +240,9 @@ class EvalConfig:
             "maml", "vsml"), with its curriculum.
         baseline_steps: meta-training steps of each sequence baseline (0 = the
             Transformer's `train.steps`: the same budget).
+        baseline_train: training settings ("KEY=VALUE" of the `train` section) the
+            sequence baselines are meta-trained with in place of the Transformer's
+            (e.g. ("optimizer=adam", "ema_momentum=0.0")); () = the Transformer's.
         sgd_tuning_episodes: meta-training episodes on which the baselines'
             settings are chosen, at the last position (logistic regression's C,
             SGD's learning rate and steps, the SVM's C and gamma; for function
@@ -259,6 +262,7 @@ class EvalConfig:
     positions: tuple[int, ...] = (1, 2, 5, 10, 20, 50, 100)
     sequence_baselines: tuple[str, ...] = ("lstm", "mlp")
     baseline_steps: int = 0
+    baseline_train: tuple[str, ...] = ()
     sgd_tuning_episodes: int = 512
     seeds: int = 1
     ensemble: int = 1
@@ -270,6 +274,13 @@ class EvalConfig:
             "sequence_baselines": _all(_in(SEQUENCE_BASELINES)), "baseline_steps": _at_least(0),
             "sgd_tuning_episodes": _at_least(2), "seeds": _at_least(1),
             "ensemble": _at_least(1)})
+        train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
+        for item in self.baseline_train:
+            key, sep, _ = str(item).partition("=")
+            if not sep or key.strip() not in train_keys:
+                raise InvalidInputError(
+                    f"eval.baseline_train item {item!r} is not KEY=VALUE with KEY a train "
+                    f"setting (one of {sorted(train_keys)})")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -382,7 +393,7 @@ class PriorConfig:
     Attributes:
         max_features: columns stored per episode (tasks have fewer, zero-padded).
         min_features: fewest features a task has.
-        kinds: mechanisms drawn from ("mlp", "scm").
+        kinds: the classic mixture's mechanisms, drawn from ("mlp", "scm", "tree").
         min_classes, max_classes: a task's class count is uniform in this range
             (max_classes <= data.num_classes).
         informative_min: a task's informative fraction of features is uniform in
@@ -406,6 +417,23 @@ class PriorConfig:
             task blanks each cell of a random half of its columns with a rate in
             (0, missing_rate_max].
         missing_rate_max: see missing_fraction.
+        mixture: the generator: "classic" (the mechanisms of `kinds`; the default)
+            or "tabicl" (TabICL's SCM mixture, `gpicl_tf.data.prior_scm`; reads the
+            feature, class, concentration, label-noise, tree_depth_max,
+            tree_count_max and missing settings and those below, not `kinds`,
+            informative_min, discrete_*, heavy_tail_fraction or mlp_*).
+        tree_fraction: "tabicl": share of tree-based SCMs (the rest MLP-based).
+        categorical_fraction: "tabicl": probability that a column is categorical
+            (integer codes).
+        categorical_max_levels: "tabicl": most categories of a categorical column
+            (a column's count is round(Gamma(1, 10)) clipped to [2, this]).
+        rank_fraction: "tabicl": share of tasks whose class thresholds are quantiles
+            of the target (by rank); the others threshold its standardised value.
+        scm_layers_max, scm_hidden_max: "tabicl": the MLP-based SCMs' layers
+            (2 to this) and units per layer (log-uniform in [4, this]).
+        classes_on_both_sides: every class an episode keeps occurs in its training
+            rows and in its test rows (where the caller says which are which, as
+            `gpicl_tf.data.tables` does; classes too rare for that are dropped).
     """
 
     max_features: int = 32
@@ -427,6 +455,14 @@ class PriorConfig:
     discrete_heavy_fraction: float = 0.0
     missing_fraction: float = 0.0
     missing_rate_max: float = 0.3
+    mixture: str = "classic"
+    tree_fraction: float = 0.3
+    categorical_fraction: float = 0.2
+    categorical_max_levels: int = 30
+    rank_fraction: float = 0.5
+    scm_layers_max: int = 6
+    scm_hidden_max: int = 128
+    classes_on_both_sides: bool = False
 
     def __post_init__(self):
         _tuple_fields(self, "prior")
@@ -440,4 +476,9 @@ class PriorConfig:
             "scm_extra_nodes": _at_least(0), "clip": _POSITIVE,
             "tree_depth_max": _at_least(1), "tree_count_max": _at_least(1),
             "discrete_heavy_fraction": _between(0.0, 1.0),
-            "missing_fraction": _between(0.0, 1.0), "missing_rate_max": _between(0.0, 1.0)})
+            "missing_fraction": _between(0.0, 1.0), "missing_rate_max": _between(0.0, 1.0),
+            "mixture": _in(("classic", "tabicl")), "tree_fraction": _between(0.0, 1.0),
+            "categorical_fraction": _between(0.0, 1.0),
+            "categorical_max_levels": _between(2, 256), "rank_fraction": _between(0.0, 1.0),
+            "scm_layers_max": _at_least(2), "scm_hidden_max": _at_least(4),
+            "classes_on_both_sides": ((lambda v: isinstance(v, bool)), "true or false")})

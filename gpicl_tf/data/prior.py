@@ -2,7 +2,12 @@
 
 A task is derived from (seed, task id) alone (numpy's generator seeded by that
 pair and the word "prior"), so the same id is the same task in every process.
-Each task draws:
+`prior.mixture` picks the generator: "classic" (the default, below; its tasks are
+byte-identical to earlier versions') or "tabicl" (TabICL's 70% MLP-based / 30%
+tree-based SCMs with categorical columns and class thresholds by value or rank:
+`gpicl_tf.data.prior_scm`). With `classes_on_both_sides`, a task's
+`sample(rng, n, train=t)` puts every class it keeps in both the first t rows and
+the rest (`gpicl_tf.data.prior_task`). A classic task draws:
 
 - a number of features d in [min_features, max_features], of which a fraction
   in [informative_min, 1] carries signal and the rest is noise;
@@ -43,12 +48,13 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import zlib
 
 import numpy as np
 
 from gpicl_tf.config import PriorConfig
+from gpicl_tf.data import prior_scm
+from gpicl_tf.data.prior_task import Task
 from gpicl_tf.errors import InvalidInputError
 
 SOURCE = "prior"
@@ -95,37 +101,6 @@ def check_config(cfg: PriorConfig, num_classes: int, input_size: int) -> None:
 def task_rng(seed: int, task_id: int) -> np.random.Generator:
     """The generator of one task's parameters."""
     return np.random.default_rng([int(seed), zlib.crc32(SOURCE.encode()), int(task_id)])
-
-
-@dataclasses.dataclass
-class Task:
-    """One sampled classification task: `sample(rng, n)` -> (x float64 [n, d], y int64 [n])."""
-
-    num_features: int
-    num_classes: int
-    kind: str
-    _latent: object          # rng, n -> (informative features [n, m], scores [n, s])
-    _head: object            # scores [n, s] -> classes int64 [n]
-    _noise_features: int
-    _transforms: list        # per column: function of a [n] column
-    _columns: np.ndarray     # column order
-    _label_noise: float
-    _missing_rate: float = 0.0
-    _missing_columns: np.ndarray | None = None   # bool [d]: columns that lose cells
-
-    def sample(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
-        informative, scores = self._latent(rng, n)
-        noise = rng.standard_normal((n, self._noise_features))
-        x = np.concatenate([informative, noise], axis=1)
-        x = np.stack([t(x[:, j]) for j, t in enumerate(self._transforms)], axis=1)
-        y = self._head(scores)
-        flip = rng.random(n) < self._label_noise
-        y = np.where(flip, rng.integers(0, self.num_classes, n), y)
-        x = x[:, self._columns]
-        if self._missing_rate > 0:
-            blank = (rng.random(x.shape) < self._missing_rate) & self._missing_columns[None]
-            x = np.where(blank, np.nan, x)
-        return x, y.astype(np.int64)
 
 
 def _mlp_latent(rng: np.random.Generator, m: int, cfg: PriorConfig):
@@ -266,7 +241,9 @@ def _class_count(rng: np.random.Generator, low: int, high: int) -> int:
 
 
 def sample_task(rng: np.random.Generator, cfg: PriorConfig, num_classes: int) -> Task:
-    """Draws one task (see the module's docstring)."""
+    """Draws one task (see the module's docstring; `prior_scm` for mixture="tabicl")."""
+    if cfg.mixture == "tabicl":
+        return prior_scm.sample_task(rng, cfg, num_classes)
     d = int(rng.integers(cfg.min_features, cfg.max_features + 1))
     m = max(1, int(round(d * rng.uniform(cfg.informative_min, 1.0))))
     k = _class_count(rng, cfg.min_classes, min(cfg.max_classes, num_classes))
@@ -287,7 +264,7 @@ def sample_task(rng: np.random.Generator, cfg: PriorConfig, num_classes: int) ->
     return Task(num_features=d, num_classes=k, kind=kind, _latent=latent, _head=head,
                 _noise_features=d - m, _transforms=transforms, _columns=columns,
                 _label_noise=label_noise, _missing_rate=missing_rate,
-                _missing_columns=missing_columns)
+                _missing_columns=missing_columns, _both_sides=cfg.classes_on_both_sides)
 
 
 def task(seed: int, task_id: int, cfg: PriorConfig, num_classes: int) -> Task:

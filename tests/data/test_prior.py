@@ -255,3 +255,237 @@ def test_a_mixture_does_not_replace_a_components_episode_set_without_overwrite(t
     sizes = episodes.split_sizes(out, storage.read_manifest(out))   # make_episodes' summary
     assert sizes["train"]["episodes"] == 64 and sizes["train"]["shards"] >= 2
     assert sizes["train"]["bytes"] > 0
+
+
+# ---- the classic mixture stays byte-identical; TabICL's mixture (prior_scm) -------------
+
+def _digest(arrays) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def _task_arrays(cfg, n_tasks=12, rows=40):
+    for i in range(n_tasks):
+        x, y = prior.task(0, i, cfg, 10).sample(np.random.default_rng(i), rows)
+        yield from (x, y)
+
+
+def _batch_arrays(batches):
+    for b in batches:
+        for key in sorted(b):
+            yield from (np.frombuffer(key.encode(), np.uint8), b[key])
+
+
+def test_the_default_generators_are_those_before_the_tabicl_mixture():
+    """Digests computed with the prior of commit a13b7b5, before mixture= and
+    classes_on_both_sides existed: PriorConfig(), broad_prior and the cell presets'
+    training and validation batches (the released tabular builds read these)."""
+    from gpicl_tf.config.cell import broad_prior, get_cell_preset
+    from gpicl_tf.data import tables
+
+    smoke, cpu = get_cell_preset("cell_smoke"), get_cell_preset("cell_cpu")
+    every = PriorConfig(kinds=("mlp", "scm", "tree"), max_features=12,
+                        discrete_heavy_fraction=0.5, missing_fraction=0.5)
+    got = {
+        "default": _digest(_task_arrays(PriorConfig())),
+        "broad": _digest(_task_arrays(broad_prior(max_features=12))),
+        "every classic knob": _digest(_task_arrays(every)),
+        "cell_smoke batches": _digest(_batch_arrays(tables.table_batch(smoke, s)
+                                                    for s in range(6))),
+        "cell_smoke validation": _digest(_batch_arrays(tables.validation_batches(smoke))),
+        "cell_cpu batches": _digest(_batch_arrays(tables.table_batch(cpu, s) for s in range(2))),
+    }
+    assert got == {
+        "default": "f6025dc74ac3122c00c320cc2eec85325b3f2d63ba7a6b185d85dab406b73e72",
+        "broad": "1d3db74b17e11e351fe5ea4d51dc29e1863bd0ff667792e521a7edb5dd8e8bef",
+        "every classic knob":
+            "39fe67fd65384a59f32a0e52c91f50b72af9729ee0207756dae4aaca562ab8b0",
+        "cell_smoke batches":
+            "c798aa5904f131d83b5711283de602774b3c9cc506039b9ef85b339fd7dc0d8a",
+        "cell_smoke validation":
+            "c9f093dbb6efe16405836583e68f0e2821bead90b7f4c5c45b319ae505741d9e",
+        "cell_cpu batches": "f357a2b7d5956be86f19209db213c493a9611c78fbe183e3f3835bef91206baf",
+    }
+
+
+def _tabicl(**kw):
+    from gpicl_tf.config.cell import tabicl_prior
+
+    return tabicl_prior(**{"max_features": 6, "missing_fraction": 0.0, **kw})
+
+
+def test_tabicl_tasks_mix_mlp_and_tree_scms_and_are_fixed_functions_of_their_id():
+    cfg = _tabicl(min_features=3, max_features=3)
+    tasks = [prior.task(0, i, cfg, 10) for i in range(120)]
+    share = np.mean([t.kind == "tree_scm" for t in tasks])
+    assert {t.kind for t in tasks} == {"mlp_scm", "tree_scm"} and 0.18 < share < 0.42
+    counts = np.array([t.num_classes for t in tasks])
+    assert 0.35 < np.mean(counts == 2) < 0.75 and counts.max() == 10   # binary half the time
+    a, b = prior.task(0, 7, cfg, 10), prior.task(0, 7, cfg, 10)
+    for u, v in zip(a.sample(np.random.default_rng(1), 30), b.sample(np.random.default_rng(1), 30)):
+        np.testing.assert_array_equal(u, v)
+    x, y = prior.episode(a, np.random.default_rng(2), 20, 6, cfg.clip)   # the row learner's
+    assert x.shape == (20, 6) and np.all(np.isfinite(x)) and y.max() < a.num_classes
+
+
+def test_tabicl_categorical_columns_are_integer_codes_of_their_drawn_cardinality():
+    cfg = _tabicl(min_features=40, max_features=40, categorical_fraction=0.5)
+    fractions, full = [], []
+    for i in range(3):
+        task = prior.task(0, i, cfg, 10)
+        x, _ = task.sample(np.random.default_rng(i), 3000)
+        cat = np.flatnonzero(task.levels)
+        fractions.append(len(cat) / 40)
+        for j in cat:
+            assert np.all(x[:, j] == np.round(x[:, j]))
+            assert 0 <= x[:, j].min() and x[:, j].max() < task.levels[j]
+            full.append(len(np.unique(x[:, j])) == task.levels[j])
+        assert 2 <= task.levels[cat].min() and task.levels.max() <= cfg.categorical_max_levels
+        numeric = np.flatnonzero(task.levels == 0)
+        assert np.mean([len(np.unique(x[:, j])) > 30 for j in numeric]) > 0.6
+    assert 0.3 < np.mean(fractions) < 0.7
+    assert np.mean(full) > 0.8           # each code holds reference values: all of them occur
+
+
+def _class_shares(cfg, n_tasks=12, rows=4000):
+    shares = []
+    for i in range(n_tasks):
+        task = prior.task(0, i, cfg, 10)
+        _, y = task.sample(np.random.default_rng(i), rows)
+        shares.append(np.bincount(y, minlength=task.num_classes) / rows)
+    return shares
+
+
+def test_tabicl_class_thresholds_by_rank_follow_the_proportions_and_by_value_are_skewed():
+    common = dict(min_features=4, max_features=4, min_classes=4, max_classes=4,
+                  tree_fraction=0.0)
+    by_rank = _class_shares(_tabicl(rank_fraction=1.0, class_concentration=500.0, **common))
+    # near-equal proportions: quantiles of the target on the task's 256 reference rows
+    deviation = np.abs(np.array(by_rank) - 0.25).max(1)
+    assert deviation.max() < 0.1 and deviation.mean() < 0.05, deviation
+    by_value = _class_shares(_tabicl(rank_fraction=0.0, **common))
+    assert np.mean([s.max() for s in by_value]) > np.mean([s.max() for s in by_rank]) + 0.1
+    for s in by_value:                   # a model is redrawn until two classes hold 1%
+        assert (s >= 0.005).sum() >= 2
+
+
+def test_every_class_occurs_on_both_sides_of_each_table():
+    from gpicl_tf.config.cell import broad_prior, get_cell_preset
+    from gpicl_tf.data import tables
+
+    smoke = get_cell_preset("cell_smoke")
+    low = dataclasses.replace(smoke.tables, min_train_fraction=0.1)
+    for p in (_tabicl(max_features=8, missing_fraction=0.2),
+              broad_prior(max_features=8, classes_on_both_sides=True)):   # either mixture
+        cfg = dataclasses.replace(smoke, prior=p, tables=low)
+        for step in range(8):
+            b = tables.table_batch(cfg, step)
+            for fit, test in zip(b["context_y"], b["query_y"]):
+                assert set(fit.tolist()) == set(test.tolist()) and len(set(fit.tolist())) >= 2
+            assert np.all(b["query_weight"] == 1.0)
+    task = prior.task(0, 1, _tabicl(), 10)
+    with pytest.raises(ValueError, match="train=10 training rows must be in"):
+        task.sample(np.random.default_rng(0), 10, train=10)
+
+
+def test_both_sides_order_keeps_the_frequent_classes_and_drops_singletons():
+    from gpicl_tf.data import prior_task
+
+    y = np.array([0] * 6 + [1] * 3 + [2] + [3] * 2)
+    order = prior_task.both_sides_order(np.random.default_rng(0), y, 8, 3)
+    fit, test = set(y[order[:3]].tolist()), set(y[order[3:]].tolist())
+    assert len(set(order.tolist())) == 8 and fit == test and 2 not in fit
+    assert prior_task.both_sides_order(np.random.default_rng(0), y, 12, 3) is None  # too few
+
+
+def test_tabicl_tables_have_missing_values_at_their_drawn_rate():
+    cfg = _tabicl(min_features=20, max_features=20, missing_fraction=1.0, missing_rate_max=0.4)
+    for i in range(4):
+        task = prior.task(0, i, cfg, 10)
+        x, _ = task.sample(np.random.default_rng(i), 3000)
+        holed = np.isnan(x)
+        assert not holed[:, ~task._missing_columns].any()
+        if task._missing_columns.any():
+            rate = holed[:, task._missing_columns].mean()
+            assert abs(rate - task._missing_rate) < 0.02 and task._missing_rate <= 0.4
+    some = _tabicl(missing_fraction=0.3)
+    share = np.mean([prior.task(0, i, some, 10)._missing_rate > 0 for i in range(80)])
+    assert 0.12 < share < 0.5
+
+
+def test_a_tree_scm_node_is_piecewise_constant_in_its_parents():
+    """A node's forest, along one parent with the others fixed, changes value only
+    where the parent crosses one of its thresholds on that parent, and no reference
+    value sits on a threshold (the splits fall between values, as a fitted tree's)."""
+    from gpicl_tf.data import prior_scm
+
+    rng = np.random.default_rng(0)
+    parents = rng.standard_normal((256, 3))
+    forest = prior_scm.Forest(rng, parents, units=2, trees=3, depth=3)
+    grid = np.tile(parents[:1], (4001, 1))
+    grid[:, 0] = np.linspace(-3, 3, 4001)
+    out = forest(grid)                                      # [4001, 2]
+    on_0 = forest.thresholds[forest.features == 0]
+    crossed = np.array([np.any((a < on_0) & (on_0 <= b)) for a, b in zip(grid[:-1, 0],
+                                                                          grid[1:, 0])])
+    changed = np.any(out[1:] != out[:-1], axis=1)
+    assert changed.any() and not np.any(changed & ~crossed)
+    assert len(np.unique(out[:, 0])) <= len(np.unique(on_0)) + 1
+    assert not np.isin(forest.thresholds, parents).any()
+    # a whole tree SCM: its noise-free target is unchanged by tiny moves of the features
+    cfg = _tabicl(tree_fraction=1.0, min_features=4, max_features=4)
+    scm = prior.task(0, 2, cfg, 10)._latent
+    x = scm.causes(np.random.default_rng(1), 500)
+
+    def clean(v):
+        for layer, _ in scm.layers:
+            v = layer(v)
+        return v
+    assert np.mean(clean(x) == clean(x + 1e-9)) > 0.99
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"mixture": "tabpfn"}, "prior.mixture='tabpfn' must be one of"),
+    ({"tree_fraction": 1.5}, "prior.tree_fraction=1.5"),
+    ({"categorical_fraction": -0.1}, "prior.categorical_fraction=-0.1"),
+    ({"categorical_max_levels": 1}, "prior.categorical_max_levels=1"),
+    ({"rank_fraction": 2.0}, "prior.rank_fraction=2.0"),
+    ({"scm_layers_max": 1}, "prior.scm_layers_max=1"),
+    ({"scm_hidden_max": 3}, "prior.scm_hidden_max=3"),
+    ({"classes_on_both_sides": "yes"}, "prior.classes_on_both_sides='yes'"),
+])
+def test_bad_tabicl_settings_are_named(change, match):
+    with pytest.raises(ValueError, match=match):
+        PriorConfig(**change)
+
+
+def test_tabicl_prior_is_selected_by_config_and_overrides():
+    from gpicl_tf.config.cell import CellRunConfig, cell_override, tabicl_prior
+
+    cfg = CellRunConfig(prior=tabicl_prior())
+    assert CellRunConfig.from_dict(json.loads(cfg.to_json())) == cfg
+    assert cfg.prior.mixture == "tabicl" and cfg.prior.classes_on_both_sides
+    assert (cfg.prior.min_features, cfg.prior.max_features, cfg.prior.max_classes) == (2, 100, 10)
+    plain = cell_override(CellRunConfig(), ["prior.mixture=tabicl",
+                                            "prior.classes_on_both_sides=true"])
+    assert plain.prior.mixture == "tabicl" and plain.prior.classes_on_both_sides is True
+    with pytest.raises(ValueError, match="prior.classes_on_both_sides='maybe'"):
+        cell_override(CellRunConfig(), ["prior.classes_on_both_sides=maybe"])
+
+
+def test_the_prior_speed_benchmark_reports_both_mixtures(capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("prior_speed", "benchmarks/prior_speed.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    results = bench.main(["--preset", "cell_smoke", "--batches", "2", "--repeats", "1",
+                          "--blas_threads", "1"])
+    assert set(results) == {"classic", "tabicl"}
+    for r in results.values():
+        assert r["tables_s"] > 0 and r["rows_s"] >= r["tables_s"] and r["tables"] >= 2
+    assert "| tabicl |" in capsys.readouterr().out
