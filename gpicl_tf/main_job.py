@@ -18,6 +18,7 @@ from absl import logging
 
 from gpicl_tf import tasks
 from gpicl_tf.config import Config
+from gpicl_tf.config.run import override
 from gpicl_tf.data import episodes as episodes_lib, sources
 from gpicl_tf.errors import InvalidInputError
 from gpicl_tf.eval import evaluate as evaluate_lib
@@ -60,7 +61,8 @@ def training_runs(config: Config) -> dict[tuple[str, str], Config]:
 
     The Transformer once per seed (`eval.seeds`: train.seed, train.seed + 1, ...),
     then each sequence baseline with the Transformer's budget (`eval.baseline_steps`
-    steps, 0 = the Transformer's) and the same curriculum, in the paper layout
+    steps, 0 = the Transformer's), its training settings with `eval.baseline_train`
+    applied, and the same curriculum, in the paper layout
     (without XLA for the learners it slows down: `XLA_SLOWER`).
     """
     seeds = config.eval.seeds
@@ -72,13 +74,14 @@ def training_runs(config: Config) -> dict[tuple[str, str], Config]:
             dataclasses.replace(config, train=dataclasses.replace(config.train, seed=seed))
     steps = config.eval.baseline_steps or config.train.steps
     baselines = config.eval.sequence_baselines
+    base = override(config, [f"train.{item}" for item in config.eval.baseline_train])
     for arch in baselines if tasks.for_source(config.data.source).sequence_baselines else ():
         runs[(NAMES.get(arch, arch), arch)] = dataclasses.replace(
-            config, model=dataclasses.replace(config.model, arch=arch, layout="paper",
-                                                     positions="none"),
-            train=dataclasses.replace(config.train, steps=steps,
+            base, model=dataclasses.replace(config.model, arch=arch, layout="paper",
+                                                   positions="none"),
+            train=dataclasses.replace(base.train, steps=steps,
                                       steps_per_epoch=min(config.train.steps_per_epoch, steps),
-                                      jit_compile=config.train.jit_compile
+                                      jit_compile=base.train.jit_compile
                                       and arch not in XLA_SLOWER))
     return runs
 
@@ -93,14 +96,14 @@ def _training_info(cfg: Config, summary: dict) -> dict:
             "seed": cfg.train.seed}
 
 
-def run_all(config: Config, workdir: str, *, export_base: str | None = None,
+def run_all(config: Config, workdir: str, *, export_dir: str | None = None,
             export_name: str = "gpicl", verbose="auto") -> dict:
     """Runs every stage; returns the report (also in workdir/report/).
 
     The source's task decides what is trained beside the Transformer, how the
     sets are evaluated and reported, and whether the learner can be exported.
-    With `export_base`, the Transformer is exported (if the task's learners can
-    be served) as the next version of EXPORT_BASE/EXPORT_NAME for TF Serving.
+    With `export_dir`, the Transformer is exported (if the task's learners can
+    be served) as the next version of EXPORT_DIR/EXPORT_NAME for TF Serving.
     """
     task = tasks.for_source(config.data.source)
     if config.eval.seeds > 1 and not task.sequence_baselines:
@@ -150,13 +153,13 @@ def run_all(config: Config, workdir: str, *, export_base: str | None = None,
     times["evaluate"] = time.perf_counter() - t
 
     # ------------------------------------------------------------------ export
-    if export_base and not task.exportable:
+    if export_dir and not task.exportable:
         logging.info("%s learners are not exported (the serving signature maps labelled "
                      "context to class probabilities)", task.name)
-    elif export_base:
+    elif export_dir:
         t = time.perf_counter()
         report["export"] = saved_model.export_run(os.path.join(workdir, "transformer"),
-                                                  export_base, export_name)
+                                                  export_dir, export_name)
         times["export"] = time.perf_counter() - t
     return _finish(report, config, skipped, times, t0, workdir, task.write_report)
 

@@ -1,7 +1,8 @@
-"""Flags shared by the pipeline scripts: --preset and --set section.key=value."""
+"""Flags shared by the pipeline scripts: --preset, --config and --set section.key=value."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -24,6 +25,48 @@ def resolve_config() -> config_lib.Config:
     else:
         base = config_lib.get_preset(FLAGS.preset)
     return config_lib.override(base, FLAGS.set)
+
+
+def resolve_cell_config():
+    """The cell learner's `CellRunConfig`: --config's file (`read_cell_config`), else
+    the cell preset --preset names, with every --set applied. Both flags given is an
+    error (which one would win is not obvious)."""
+    from gpicl_tf.config import cell
+    from gpicl_tf.errors import InvalidInputError
+
+    if FLAGS.config:
+        if FLAGS["preset"].present:
+            raise InvalidInputError(f"--config={FLAGS.config!r} and --preset={FLAGS.preset!r} "
+                                    "both given: a config file replaces the preset; give one")
+        base = read_cell_config(FLAGS.config)
+    else:
+        base = cell.get_cell_preset(FLAGS.preset)
+    return cell.cell_override(base, FLAGS.set)
+
+
+def read_cell_config(path: str):
+    """A `CellRunConfig` from a JSON file: its sections as `CellRunConfig.to_json`
+    writes them, or a cell run's config.json ({"config": sections}). A section or key
+    it lacks takes the dataclass default; an unknown one is an error naming it."""
+    from gpicl_tf.config.cell import CellRunConfig
+    from gpicl_tf.errors import GpiclError, InvalidInputError, MissingFileError
+
+    try:
+        with open(path) as f:
+            d = json.load(f)
+    except FileNotFoundError:
+        raise MissingFileError(f"--config={path!r}: no such file") from None
+    except json.JSONDecodeError as e:
+        raise InvalidInputError(f"--config={path!r} is not JSON: {e}") from None
+    if isinstance(d, dict) and set(d) == {"config"}:       # a cell run's config.json
+        d = d["config"]
+    if not isinstance(d, dict) or not all(isinstance(v, dict) for v in d.values()):
+        raise InvalidInputError(f"--config={path!r} does not hold the config's sections as "
+                                "JSON objects ({\"model\": {...}, \"train\": {...}, ...})")
+    try:
+        return CellRunConfig.from_dict(d)
+    except GpiclError as e:
+        raise type(e)(f"--config={path!r}: {e}") from None
 
 
 def overridden_keys() -> list[str]:

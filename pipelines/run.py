@@ -26,7 +26,7 @@ def main(argv):
     from gpicl_tf import main_job
 
     report = main_job.run_all(common.resolve_config(), FLAGS.workdir,
-                              export_base=FLAGS.export_dir or None,
+                              export_dir=FLAGS.export_dir or None,
                               export_name=FLAGS.export_name, verbose=2)
     with open(f"{FLAGS.workdir}/report/report.md") as f:
         print(f.read())

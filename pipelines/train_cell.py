@@ -4,8 +4,10 @@
         [--set section.key=value ...] [--warm_start saved_models/tabular/1] \
         [--export_dir saved_models --export_name tabular]
 
-Presets: cell_smoke (seconds), cell_cpu (the released model's recipe; its
-docstring in gpicl_tf/config/cell.py gives the time here). Started again with
+--preset names a cell preset: cell_smoke (seconds), cell_cpu (the default: the
+released model's recipe; its docstring in gpicl_tf/config/cell.py gives the time
+here). --config reads a CellRunConfig JSON instead (`CellRunConfig.to_json`, or
+a cell run's WORKDIR/config.json). Started again with
 the same arguments, a killed run resumes from its last checkpoint (every
 `train.checkpoint_every` steps); a finished one is only exported again.
 --warm_start continues meta-training from a finished run's or a released
@@ -17,6 +19,7 @@ import os
 
 from absl import flags
 
+from gpicl_tf.config.cell import CELL_PRESETS
 from pipelines import common
 
 flags.DEFINE_string("workdir", None, "run directory", required=True)
@@ -33,19 +36,19 @@ flags.DEFINE_bool("redraw_column_ids", False, "export with the fixed column-iden
                   "whose table was N(0, 0.05) (CellTransformer.redraw_column_ids)")
 FLAGS = flags.FLAGS
 flags.adopt_module_key_flags(common)   # --preset, --config, --set appear in --help
+# --preset and --config (defined in pipelines.common for the row learner) name a cell
+# preset and a CellRunConfig file here: their default and help say so.
+DEFAULT_PRESET = "cell_cpu"
+FLAGS.set_default("preset", DEFAULT_PRESET)
+FLAGS["preset"].help = f"cell preset: one of {sorted(CELL_PRESETS)}"
+FLAGS["config"].help = ("a CellRunConfig JSON file (CellRunConfig.to_json, or a cell run's "
+                        "config.json), used instead of --preset")
 
 
 def main(argv):
     del argv
     common.quiet_tensorflow()
-    from gpicl_tf.config.cell import CELL_PRESETS, cell_override, get_cell_preset
-    from gpicl_tf.errors import InvalidInputError
-
-    preset = FLAGS.preset if FLAGS["preset"].present else "cell_cpu"
-    if preset not in CELL_PRESETS:
-        raise InvalidInputError(f"--preset={preset!r} is not a cell preset; one of "
-                                f"{sorted(CELL_PRESETS)}")
-    cfg = cell_override(get_cell_preset(preset), FLAGS.set)
+    cfg = common.resolve_cell_config()
     from gpicl_tf.training import cell_train
 
     summary_path = os.path.join(FLAGS.workdir, cell_train.SUMMARY_FILE)

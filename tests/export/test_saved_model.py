@@ -86,13 +86,73 @@ def test_reload_matches_each_query_appended_as_next_token(exported):
         np.testing.assert_array_equal(out["classes"].numpy(), want.argmax(-1))
 
 
+def _serve(fn, req) -> np.ndarray:
+    return fn(**{k: tf.constant(v) for k, v in req.items()})["probabilities"].numpy()
+
+
 def test_queries_do_not_see_each_other(exported):
+    """Each query's answer is unchanged when every other query of the request changes,
+    and the others' answers do change. A real property of the PFN layout, which
+    answers all queries in one pass under a mask; the paper layout runs a sequence
+    per query."""
     fn = tf.saved_model.load(exported[0]).signatures["serving_default"]
-    req = _request(1, 6, 4)
-    base = fn(**{k: tf.constant(v) for k, v in req.items()})["probabilities"].numpy()
-    req["query_x"][0, 1:] = 0.0
-    other = fn(**{k: tf.constant(v) for k, v in req.items()})["probabilities"].numpy()
-    np.testing.assert_allclose(base[0, 0], other[0, 0], atol=1e-6)
+    req = _request(2, 6, 4)
+    base = _serve(fn, req)
+    rng = np.random.default_rng(5)
+    for j in range(4):
+        others = [i for i in range(4) if i != j]
+        changed = {k: v.copy() for k, v in req.items()}
+        changed["query_x"][:, others] = rng.standard_normal((2, 3, 16))
+        out = _serve(fn, changed)
+        np.testing.assert_allclose(out[:, j], base[:, j], atol=1e-6)
+        assert not np.allclose(out[:, others], base[:, others], atol=1e-4), j
+
+
+def test_a_served_answer_does_not_depend_on_later_examples(exported):
+    """Example k+1 served after the first k examples gets the model's output at
+    position k+1 of the whole episode, later examples and labels included (over the
+    classes of the first k): no output reads a later token (paper layout: the causal
+    mask over the sequence; pfn: a query sees only earlier context)."""
+    path, model, _ = exported
+    fn = tf.saved_model.load(path).signatures["serving_default"]
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 9, 16)).astype(np.float32)
+    y = rng.integers(0, 10, (2, 9))
+    whole = np.asarray(model({"inputs": x, "labels": y.astype(np.int32)}), np.float64)
+    for k in range(1, 9):
+        served = _serve(fn, {"context_x": x[:, :k], "context_y": y[:, :k],
+                             "query_x": x[:, k:k + 1]})[:, 0]
+        for i in range(2):
+            present = np.isin(np.arange(10), y[i, :k])
+            z = np.where(present, whole[i, k], -np.inf)
+            want = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+            np.testing.assert_allclose(served[i], want, atol=1e-5, err_msg=f"k={k}")
+
+
+def test_export_flags_are_named_as_in_run_and_train_cell(trained_run, tmp_path):
+    """--export_dir/--export_name, as `run` and `train-cell` name them; the old --out
+    and --name still export, with a warning; an old and a new name together: exit 2."""
+    base = str(tmp_path / "saved")
+    env = {**os.environ, "GPICL_TCMALLOC": "0"}
+
+    def export(*flags):
+        return subprocess.run([sys.executable, "-m", "pipelines.export", "--workdir",
+                               trained_run, *flags], capture_output=True, text=True,
+                              timeout=300, env=env)
+
+    new = export("--export_dir", base, "--export_name", "m")
+    assert new.returncode == 0, new.stderr[-2000:]
+    assert new.stdout.strip().endswith(os.path.join(base, "m", "1"))
+    assert "deprecated" not in new.stderr
+    old = export("--out", base, "--name", "m")
+    assert old.returncode == 0, old.stderr[-2000:]
+    assert old.stdout.strip().endswith(os.path.join(base, "m", "2"))
+    assert "--out is deprecated: use --export_dir" in old.stderr
+    assert "--name is deprecated: use --export_name" in old.stderr
+    both = export("--out", base, "--export_dir", str(tmp_path / "other"))
+    assert both.returncode == 2 and "Traceback" not in both.stderr
+    assert f"--out={base!r} and --export_dir=" in both.stderr and "both given" in both.stderr
+    assert sorted(os.listdir(os.path.join(base, "m"))) == ["1", "2"]
 
 
 @pytest.mark.parametrize("change,message", [

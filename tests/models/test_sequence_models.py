@@ -106,12 +106,28 @@ def test_config_round_trip_and_save_load(arch, layout, tmp_path):
 
 
 def test_paper_size_matches_the_paper():
-    cfg = get_preset("paper").model
-    model = build_model(cfg, EpisodeSchema(100, 784, 10))
-    block = model.get_layer("transformer_block_0")
-    assert (cfg.model_size, cfg.num_layers, cfg.num_heads, cfg.key_size) == (256, 4, 8, 32)
-    assert block.feedforward_intermediate_dense.units == 4 * 256
-    assert state_size(cfg, 99) == 2 * 4 * 8 * 32 * 99
+    """The model the paper preset builds has the paper's sizes (PAPER.md: N_M = 256,
+    4 layers, 8 heads of key/query/value size 32, MLP 4 N_M; tokens [x_j, one_hot(y_{j-1})]),
+    read off its weights, and its parameter count and accessible state follow from them."""
+    d, layers_, heads, head, mlp, n_x, c = 256, 4, 8, 32, 4 * 256, 784, 10
+    model = build_model(get_preset("paper").model, EpisodeSchema(100, n_x, c))
+    blocks = [layer for layer in model.layers if layer.name.startswith("transformer_block_")]
+    assert len(blocks) == layers_
+    shapes = {w.path.split("/", 1)[1]: tuple(w.shape) for w in blocks[0].weights}
+    for part in ("query", "key", "value"):
+        assert shapes[f"self_attention/{part}/kernel"] == (d, heads, head), part
+    assert shapes["self_attention/attention_output/kernel"] == (heads, head, d)
+    assert shapes["feedforward_intermediate_dense/kernel"] == (d, mlp)
+    assert shapes["feedforward_output_dense/kernel"] == (mlp, d)
+    assert tuple(model.get_layer("token_embedding").kernel.shape) == (n_x + c, d)
+    per_block = (3 * (d * heads * head + heads * head) + heads * head * d + d   # attention
+                 + 2 * 2 * d + d * mlp + mlp + mlp * d + d)                    # norms, MLP
+    assert model.count_params() == ((n_x + c) * d + d + layers_ * per_block + 2 * d
+                                    + d * c + c)
+    # the state: keys and values of every layer over 99 context tokens
+    kv = sum(int(np.prod(w.shape[1:])) for b in blocks for w in b.weights
+             if w.path.endswith(("key/kernel", "value/kernel")))
+    assert state_size(get_preset("paper").model, 99) == kv * 99 == 2 * layers_ * heads * head * 99
 
 
 @pytest.mark.parametrize("kw,match", [

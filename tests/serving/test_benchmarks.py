@@ -25,17 +25,53 @@ def test_serving_benchmark_runs(model_base):
     assert seconds > 0
 
 
+def _reference_scores(model_path, load, seed=0) -> tuple[int, float, float]:
+    """(training rows, GPICL n_ensemble=1, logistic regression) accuracy on the split
+    benchmarks/estimator_ensemble.py draws for repeat `seed`, computed here."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from gpicl_tf.sklearn import GPICLClassifier
+
+    X, y = load(return_X_y=True)
+    idx = np.random.default_rng(seed).permutation(len(y))
+    train = min(99, len(y) // 2)
+    tr, te = idx[:train], idx[train:train + 200]
+    one = GPICLClassifier(model_path, n_ensemble=1, random_state=seed).fit(X[tr], y[tr])
+    lr = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(X[tr], y[tr])
+    return train, one.score(X[te], y[te]), lr.score(X[te], y[te])
+
+
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:.*exceed the model's context")
 def test_estimator_benchmark_runs(model_base):
-    done = subprocess.run([sys.executable, "benchmarks/estimator_ensemble.py",
-                           os.path.join(model_base, "gpicl", "1"), "--repeats", "1"],
-                          capture_output=True, text=True, timeout=300)
+    """Each printed mean is what the estimator and logistic regression score on the
+    benchmark's split (one repeat: the mean is that score), the gain their difference."""
+    from sklearn.datasets import load_breast_cancer, load_wine
+
+    from gpicl_tf.config import DataConfig
+    from gpicl_tf.data import sources
+
+    def unseen_digits(return_X_y=True):
+        split = sources.load_split("digits", "test", DataConfig())
+        return split.x, split.y
+
+    version = os.path.join(model_base, "gpicl", "1")
+    done = subprocess.run([sys.executable, "benchmarks/estimator_ensemble.py", version,
+                           "--repeats", "1"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    for name in ("digits", "wine", "breast_cancer"):
+    for name, load in (("digits (test split)", unseen_digits), ("wine", load_wine),
+                       ("breast_cancer", load_breast_cancer)):
         line = next(line for line in done.stdout.splitlines() if line.startswith(name))
         one, eight, lr = (float(re.search(rf"{k} ([\d.]+) \(", line).group(1)) for k in
                           ("n_ensemble=1", "n_ensemble=8", "logistic regression"))
-        assert all(0.0 <= v <= 1.0 for v in (one, eight, lr))
+        rows, want_one, want_lr = _reference_scores(version, load)
+        assert line.startswith(f"{name} ({rows} training rows): "), line
+        assert one == pytest.approx(want_one, abs=0.0006), (name, one, want_one)
+        assert lr == pytest.approx(want_lr, abs=0.0006), (name, lr, want_lr)
+        assert 0.0 <= eight <= 1.0
         gain = float(re.search(r"ensemble gain ([+-][\d.]+)", line).group(1))
         assert gain == pytest.approx(eight - one, abs=0.0011)   # the printed means' difference
 

@@ -121,6 +121,50 @@ def test_plateau_stop_ends_training_below_the_threshold():
     assert stop.model.stop_training
 
 
+SPLITS = {"train": "train", "seen": "seen", "unseen": "test"}   # a row's set -> its split
+
+
+def _check_rows_against_the_saved_runs(study, rows, episode_root):
+    """Each row's accuracy figures equal a recomputation from the cell's saved model
+    on the episodes the cell trained on (or the study's unseen dataset), and its
+    training figures the run's own files."""
+    import keras
+
+    from gpicl_tf.data import pipeline
+    from gpicl_tf.eval import evaluate
+    from gpicl_tf.studies import measure
+    from gpicl_tf.training import train
+
+    base = runner.base_config(study, "smoke")
+    dataset = measure.unseen_dataset(base, episode_root)
+    for row in rows:
+        cfg = runner.grid_config("smoke", row["sets"])
+        model = keras.models.load_model(os.path.join(row["run_dir"], train.MODEL_FILE),
+                                        compile=False)
+        history = runner.history(row["run_dir"])
+        assert row["steps"] == cfg.train.steps and row["parameters"] == model.count_params()
+        assert len(history) == cfg.train.steps // cfg.train.steps_per_epoch
+        assert row["final_val_loss"] == round(history[-1]["val_loss"], 4)
+        if "final_val_acc_last10" in row:
+            assert row["final_val_acc_last10"] == round(history[-1]["val_acc_last10"], 4)
+        sets = {k: (runner.cell_episodes(cfg, episode_root), split)
+                for k, split in SPLITS.items()}
+        if dataset:
+            sets["dataset"] = (dataset[1], "test")
+        for key, (directory, split) in sets.items():
+            if row.get(f"{key}_acc") is None:
+                continue
+            inputs, labels = evaluate.episode_arrays(pipeline.open_episodes(directory), split,
+                                                     cfg.eval.episodes)
+            logits = model.predict({"inputs": inputs, "labels": labels}, batch_size=64,
+                                   verbose=0)
+            correct = logits.argmax(-1) == labels                                  # [E, N]
+            assert row[f"{key}_acc"] == pytest.approx(correct[:, -10:].mean(), abs=6e-5), \
+                (row["cell"], key)
+            assert row[f"{key}_improvement"] == pytest.approx(
+                correct[:, -10:].mean() - correct[:, :10].mean(), abs=6e-5), (row["cell"], key)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(STUDIES))
 def test_smoke_grid_runs_end_to_end(name, tmp_path):
@@ -133,8 +177,10 @@ def test_smoke_grid_runs_end_to_end(name, tmp_path):
     files = os.listdir(tmp_path / name)
     assert {"results.csv", "results.md", "results.json"} <= set(files)
     assert any(f.endswith(".png") for f in files)
+    assert json.load(open(tmp_path / name / "results.json")) == rows
+    _check_rows_against_the_saved_runs(get_study(name), rows, str(tmp_path / "episodes"))
     if name == "transition":
-        assert all(0 <= r["unseen_acc"] <= 1 and r["train_acc"] is not None for r in rows)
+        assert all(r["train_acc"] is not None for r in rows)
         assert [r["distinct_tasks"] for r in rows] == [1, 160, 1, 160]
     if name == "plateau_batch":
         assert all(r["steps"] <= 20 for r in rows)

@@ -4,6 +4,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 
@@ -19,8 +20,23 @@ def test_train_step_benchmark_runs():
                  "episodes built on the host:", "built in the step from records:",
                  "with device-side construction"):
         assert line in out, line
+    # The printed parameter count is the smoke model's, and its rate is the analytic
+    # FLOPs per step (checked against the graph below) over the printed step time.
+    from gpicl_tf.config import get_preset
+    from gpicl_tf.data.schema import EpisodeSchema
+    from gpicl_tf.models import build_model
+
+    cfg = get_preset("smoke")
+    schema = EpisodeSchema(cfg.data.episode_length, cfg.data.input_size, cfg.data.num_classes)
+    params, synthetic, rate = re.search(r"smoke: transformer .*?, ([\d,]+) params: ([\d.]+) "
+                                        r"ms/step, ([\d.]+) GFLOP/s", out).groups()
+    assert int(params.replace(",", "")) == build_model(cfg.model, schema).count_params()
+    synthetic, rate = float(synthetic), float(rate)
+    flops = _bench_module("train_step").transformer_flops(
+        cfg.model, schema, cfg.train.batch_size, cfg.data.episode_length)
+    assert flops / (synthetic + 0.5) / 1e6 - 0.05 <= rate <= \
+        flops / max(synthetic - 0.5, 1e-3) / 1e6 + 0.05, (flops, synthetic, rate)
     # Each printed ratio is the quotient of the printed step times (ms are rounded).
-    synthetic = float(re.search(r"smoke: transformer .*?: ([\d.]+) ms/step", out).group(1))
     for label in ("in fit with real episodes", "custom loop, episodes built on the host:"):
         ms, ratio = map(float, re.search(re.escape(label) + r" ([\d.]+) ms/step = ([\d.]+)x",
                                          out).groups())
@@ -40,6 +56,49 @@ def _bench_module(name):
     finally:
         sys.path.remove("benchmarks")
     return module
+
+
+def _graph_matmul_flops(model, batch: int, length: int, input_size: int) -> float:
+    """FLOPs of every matrix product in the traced forward pass: 2 x the product of the
+    sizes of all indices of each MatMul, BatchMatMulV2 and Einsum."""
+    import tensorflow as tf
+
+    fn = tf.function(lambda x, y: model({"inputs": x, "labels": y}))
+    graph = fn.get_concrete_function(tf.TensorSpec([batch, length, input_size]),
+                                     tf.TensorSpec([batch, length], tf.int32)).graph
+    total = 0.0
+    for op in graph.get_operations():
+        a, b = (list(t.shape) for t in op.inputs[:2]) if op.type in (
+            "MatMul", "BatchMatMulV2", "Einsum") else (None, None)
+        if op.type == "MatMul":
+            total += 2 * a[0] * a[1] * b[1]
+        elif op.type == "BatchMatMulV2":
+            total += 2 * np.prod(a) * b[-1]
+        elif op.type == "Einsum":
+            left, right = op.get_attr("equation").decode().split("->")[0].split(",")
+            sizes = {**dict(zip(left, a)), **dict(zip(right, b))}
+            total += 2 * np.prod(list(sizes.values()))
+    return float(total)
+
+
+@pytest.mark.parametrize("layout", ["paper", "pfn"])
+def test_the_analytic_flops_are_the_graphs_matmul_flops(layout):
+    """benchmarks/train_step.py's FLOPs per step (3 x forward) against the matrix
+    products of the model's traced forward pass. The formula counts the head at every
+    token; a PFN model reads out only its N queries of 2N tokens (1.8% at this size)."""
+    from gpicl_tf.config import get_preset, override
+    from gpicl_tf.data.schema import EpisodeSchema
+    from gpicl_tf.models import build_model
+
+    cfg = override(get_preset("smoke"), [f"model.layout={layout}"])
+    d = cfg.data
+    schema = EpisodeSchema(d.episode_length, d.input_size, d.num_classes)
+    model = build_model(cfg.model, schema)
+    b = cfg.train.batch_size
+    analytic = _bench_module("train_step").transformer_flops(cfg.model, schema, b,
+                                                             d.episode_length)
+    graph = _graph_matmul_flops(model, b, d.episode_length, d.input_size)
+    assert analytic / 3 == pytest.approx(graph, rel=0.02), (analytic / 3, graph)
 
 
 def test_precision_benchmark_takes_the_median_window():

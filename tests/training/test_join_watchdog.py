@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import free_ports
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -54,16 +56,32 @@ def test_a_worker_that_ignores_sigint_is_killed_after_the_grace_period():
     assert rc == -9 and f"not answering: ['{peer}']" in err
 
 
-def test_sigints_python_handler_is_restored_after_joining():
-    code = ("import os, signal, time\n"
-            "from gpicl_tf.training import join_watchdog\n"
-            "with join_watchdog.exit_on_sigint():\n"
-            "    pass\n"
-            "try:\n"
-            "    os.kill(os.getpid(), signal.SIGINT)\n"
-            "    time.sleep(5)\n"
-            "except KeyboardInterrupt:\n"
-            "    print('KeyboardInterrupt')\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT})
-    assert done.returncode == 0 and done.stdout == "KeyboardInterrupt\n", done.stderr
+# SIGINT's handler is set to a known one first: a suite started from a background job
+# inherits SIGINT ignored, and Python then installs no handler of its own.
+RESTORED = """
+import os, signal, sys, time
+from gpicl_tf.training import join_watchdog
+
+def handler(signum, frame):
+    print("handled", signum, flush=True)
+    sys.exit(0)
+
+known = handler if sys.argv[1] == "custom" else signal.default_int_handler
+signal.signal(signal.SIGINT, known)
+with join_watchdog.exit_on_sigint():
+    pass
+assert signal.getsignal(signal.SIGINT) is known, signal.getsignal(signal.SIGINT)
+try:
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(5)
+except KeyboardInterrupt:
+    print("KeyboardInterrupt")
+"""
+
+
+@pytest.mark.parametrize("known,out", [("custom", "handled 2\n"),
+                                       ("default", "KeyboardInterrupt\n")])
+def test_sigints_python_handler_is_restored_after_joining(known, out):
+    done = subprocess.run([sys.executable, "-c", RESTORED, known], capture_output=True,
+                          text=True, timeout=60, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT})
+    assert done.returncode == 0 and done.stdout == out, (done.stdout, done.stderr)
