@@ -23,7 +23,7 @@ from gpicl_tf.data import episodes as episodes_lib, sources
 from gpicl_tf.errors import InvalidInputError
 from gpicl_tf.eval import evaluate as evaluate_lib
 from gpicl_tf.export import saved_model
-from gpicl_tf.models.sequence_models import XLA_SLOWER
+from gpicl_tf.models.sequence_models import TRAIN_SETTINGS, XLA_SLOWER
 from gpicl_tf.training import train
 
 NAMES = {"transformer": "GPICL Transformer", "lstm": "LSTM", "mlp": "MLP (no context)",
@@ -62,7 +62,8 @@ def training_runs(config: Config) -> dict[tuple[str, str], Config]:
     The Transformer once per seed (`eval.seeds`: train.seed, train.seed + 1, ...),
     then each sequence baseline with the Transformer's budget (`eval.baseline_steps`
     steps, 0 = the Transformer's), its training settings with `eval.baseline_train`
-    applied, and the same curriculum, in the paper layout
+    applied (after the learner's own, `TRAIN_SETTINGS`), and the same curriculum, in the
+    paper layout
     (without XLA for the learners it slows down: `XLA_SLOWER`).
     """
     seeds = config.eval.seeds
@@ -74,8 +75,9 @@ def training_runs(config: Config) -> dict[tuple[str, str], Config]:
             dataclasses.replace(config, train=dataclasses.replace(config.train, seed=seed))
     steps = config.eval.baseline_steps or config.train.steps
     baselines = config.eval.sequence_baselines
-    base = override(config, [f"train.{item}" for item in config.eval.baseline_train])
     for arch in baselines if tasks.for_source(config.data.source).sequence_baselines else ():
+        base = override(config, [f"train.{item}" for item in (*TRAIN_SETTINGS.get(arch, ()),
+                                                              *config.eval.baseline_train)])
         runs[(NAMES.get(arch, arch), arch)] = dataclasses.replace(
             base, model=dataclasses.replace(config.model, arch=arch, layout="paper",
                                                    positions="none"),

@@ -108,7 +108,8 @@ def build_maml(config: ModelConfig, schema: EpisodeSchema) -> keras.Model:
 
 
 def build_vsml(config: ModelConfig, schema: EpisodeSchema) -> keras.Model:
-    """VSML (`VSMLCell`): a dense layer whose weights are sub-LSTMs sharing parameters."""
+    """VSML (`VSMLCell`): a dense layer whose weights are sub-LSTMs sharing
+    parameters, with the authors' messages, gates and initial state."""
     episode = _episode_inputs(schema)
     logits = VSML(schema.input_size, schema.num_classes, config.vsml_state, dtype="float32",
                   name="vsml")(episode[INPUTS], episode[LABELS])
@@ -119,6 +120,14 @@ def build_vsml(config: ModelConfig, schema: EpisodeSchema) -> keras.Model:
 # an episode: 8.7 s against 4.9 s a step of 32 episodes of 100 examples, 64 inputs,
 # 10 classes, measured 2026-11-27 beside another run): trained without it.
 XLA_SLOWER = frozenset({"vsml"})
+
+# Training settings ("KEY=VALUE" of the train section) a learner's run takes in
+# place of the Transformer's, before `eval.baseline_train`: VSML's from the
+# authors' backprop meta-training (louiskirsch/vsml-neurips2021,
+# configs/backprop.yaml: Adam at 1e-3, gradients clipped at a global norm of 25;
+# the loss is already the mean over every prediction). Their 128 episodes a step
+# are left to the preset, so that every learner of a table sees the same batches.
+TRAIN_SETTINGS = {"vsml": ("optimizer=adam", "learning_rate=0.001", "clip_norm=25.0")}
 
 
 def _check_function_model(config: ModelConfig) -> None:

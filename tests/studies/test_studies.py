@@ -101,7 +101,10 @@ def test_state_size_grid_crosses_parameters_and_state():
         if name.startswith("transformer"):
             assert params < lstm[0] and state > lstm[1], (name, params, state, lstm)
     # VSML: the fewest parameters, a state above the largest LSTM's from 2 units up.
-    assert sizes["vsml 2"] == (4 * 2 * 2 + 4 * 2 * 2 + 4 * 2 + 2, 2 * 64 * 10 * 2)
+    # (input and recurrent kernels, gate biases, message kernel and bias of 8 units,
+    # read-out scale and offset; h and c of every sub-LSTM and the carried error)
+    assert sizes["vsml 2"] == (2 * 4 * 2 + 2 * 4 * 2 + 4 * 2 + 2 * 8 + 8 + 2,
+                               2 * 64 * 10 * 2 + 10)
     assert max(sizes["vsml 8"][0], sizes["vsml 2"][0]) < min(p for p, _ in sizes.values()
                                                            if p > 1000)
     assert sizes["vsml 8"][1] > lstm[1]
