@@ -26,11 +26,27 @@ from gpicl_tf.errors import InvalidInputError, UnknownKeyError
 
 OPTIMIZERS = ("adamw", "muon")
 CELL_PRECISIONS = ("float32", "mixed_bfloat16")
+CELL_NORMS = ("layer", "rms")                    # as gpicl_tf.models.cell_layers
+CELL_SCALAR_EMBEDDINGS = ("linear", "rbf")
+CELL_DECODERS = ("label", "mean")
 
 
 @dataclasses.dataclass(frozen=True)
 class CellModelConfig:
-    """The cell backbone's sizes (`CellTransformer`'s arguments)."""
+    """The cell backbone's sizes and options (`CellTransformer`'s arguments).
+
+    The options of the 2026 small-compute recipe (issue 38; `CellTransformer`'s
+    docstring says what each does) default to the released models' architecture,
+    so a stored config without them loads as before:
+        feature_groups: column shifts grouped into each token, e.g. (1, 3, 7, 15);
+            () = off.
+        thinking_rows: learned rows every row reads besides the training rows; 0 = off.
+        norm: "layer" (LayerNorm) or "rms" (RMSNorm).
+        residual_decay: layer i's residual branches scaled by residual_decay ** i;
+            1.0 = off.
+        scalar_embedding: "linear" or "rbf" (`rbf_centers` radial-basis features).
+        decoder: "label" (the test row's label token) or "mean" (of its cell tokens).
+    """
 
     num_classes: int = 10
     model_size: int = 96
@@ -39,12 +55,30 @@ class CellModelConfig:
     mlp_ratio: int = 2
     max_features: int = 128
     id_size: int = 16
+    feature_groups: tuple[int, ...] = ()
+    thinking_rows: int = 0
+    norm: str = "layer"
+    residual_decay: float = 1.0
+    scalar_embedding: str = "linear"
+    rbf_centers: int = 16
+    decoder: str = "label"
 
     def __post_init__(self):
         _check("model", self, {
             "num_classes": _at_least(2), "model_size": _at_least(1), "num_layers": _at_least(1),
             "num_heads": _at_least(1), "mlp_ratio": _at_least(1), "max_features": _at_least(1),
-            "id_size": _at_least(1)})
+            "id_size": _at_least(1), "thinking_rows": _at_least(0),
+            "norm": _in(CELL_NORMS), "residual_decay": _between(0.0, 1.0),
+            "scalar_embedding": _in(CELL_SCALAR_EMBEDDINGS), "rbf_centers": _at_least(2),
+            "decoder": _in(CELL_DECODERS)})
+        if self.residual_decay == 0.0:
+            raise InvalidInputError(f"model.residual_decay={self.residual_decay!r} must be "
+                                    "in (0, 1]")
+        shifts = tuple(self.feature_groups)
+        if len(set(shifts)) != len(shifts) or any(
+                isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in shifts):
+            raise InvalidInputError(f"model.feature_groups={self.feature_groups!r} must be "
+                                    "distinct integers >= 1 (column shifts)")
         if self.model_size % self.num_heads:
             raise InvalidInputError(f"model.num_heads={self.num_heads} does not divide "
                                     f"model.model_size={self.model_size}")
@@ -97,6 +131,9 @@ class CellTrainConfig:
     Attributes:
         steps: optimizer steps; seed: of the tables, the model and the validation set.
         optimizer: "adamw" or "muon" (Keras' Muon on matrices, AdamW on the rest).
+        muon_attention: with "muon", the attention projections (3-D kernels, which
+            Keras' Muon leaves to AdamW) are Muon's too, each as the matrix it is
+            (E x heads*head_size); False = Keras' split (the Dense kernels only).
         learning_rate, weight_decay, warmup_steps: a linear warm-up to
             learning_rate, then a cosine decay to learning_rate * final_lr_fraction.
         clip_norm: global gradient-norm clip (0 = none).
@@ -105,6 +142,12 @@ class CellTrainConfig:
         checkpoint_every: steps between checkpoints (resume point) and validations.
         average_last: the released weights are the mean of this many last
             checkpoints' weights (1 = the last only).
+        average_every: steps between the weights that are averaged (0 =
+            checkpoint_every); it must divide checkpoint_every.
+        max_seconds: wall-clock budget of a session's training loop: once a step
+            ends past it, the run checkpoints, validates, averages and saves as
+            at its last step (0 = none). The learning-rate schedule still
+            follows `steps`; the workdir check ignores this budget.
         log_every: steps between lines of the training log.
         keep_every: the weights of every step that is a multiple of this are kept
             (for a curve of benchmark accuracy against meta-training time;
@@ -124,6 +167,9 @@ class CellTrainConfig:
     average_last: int = 1
     log_every: int = 10
     keep_every: int = 0
+    muon_attention: bool = False
+    average_every: int = 0
+    max_seconds: float = 0.0
 
     def __post_init__(self):
         _check("train", self, {"keep_every": _at_least(0),
@@ -132,7 +178,18 @@ class CellTrainConfig:
             "weight_decay": _at_least(0.0), "warmup_steps": _at_least(0),
             "final_lr_fraction": _between(0.0, 1.0), "clip_norm": _at_least(0.0),
             "precision": _in(CELL_PRECISIONS), "checkpoint_every": _at_least(1),
-            "average_last": _at_least(1), "log_every": _at_least(1)})
+            "average_last": _at_least(1), "log_every": _at_least(1),
+            "average_every": _at_least(0), "max_seconds": _at_least(0.0)})
+        if not isinstance(self.muon_attention, bool):
+            raise InvalidInputError(f"train.muon_attention={self.muon_attention!r} must be "
+                                    "true or false")
+        if self.muon_attention and self.optimizer != "muon":
+            raise InvalidInputError(f"train.muon_attention={self.muon_attention!r} needs "
+                                    f"train.optimizer='muon', not {self.optimizer!r}")
+        if self.average_every and self.checkpoint_every % self.average_every:
+            raise InvalidInputError(
+                f"train.average_every={self.average_every} does not divide "
+                f"train.checkpoint_every={self.checkpoint_every}")
 
 
 def broad_prior(**kw) -> PriorConfig:
@@ -255,7 +312,42 @@ def _cell_cpu() -> CellRunConfig:
         average_last=3, keep_every=500))
 
 
-CELL_PRESETS = {"cell_smoke": _cell_smoke, "cell_cpu": _cell_cpu}
+def _cell_recipe() -> CellRunConfig:
+    """cell_cpu with the 2026 small-compute recipe's architecture and optimizer
+    (modded-nanoTabPFN; issue 38), as this 2-core CPU can afford them:
+
+        python -m pipelines.train_cell --preset cell_recipe --workdir runs/cell_recipe \
+            --set train.max_seconds=3600
+
+    Kept from the recipe, at about cell_cpu's cost per step: feature grouping
+    (shifts 1, 3, 7, 15 through the one cell embedding: a wider input to one
+    Dense), RMSNorm, the residual scale decaying 0.95 a layer, the decoder reading
+    the mean of a test row's cell tokens, Muon on every matrix (the attention
+    projections included) with AdamW on the rest, weight decay 0.01, and the mean
+    of the last 10 weights taken every 20 steps (the last 200 of the cosine's
+    tail; cell_cpu averages 3 checkpoints 100 apart), and the 16 thinking rows,
+    the one option with a cost here: a table of R rows becomes R + 16 (+37% at
+    R = 43). Not taken: the recipe's width 256 and 5 layers (by width squared and
+    depth, an estimated 7-12x cell_cpu's cost per step here, so that many times
+    fewer tables in the same hours), lr 1e-3 (3e-3 beat 1e-3 with AdamW and tied
+    it with Muon here, docs/tabular.md) and LimiX's RBF scalar embedding (not part
+    of that recipe; one `--set model.scalar_embedding=rbf` away).
+
+    Step time against cell_cpu (2026-12 helper run, 5 prior batches of the preset
+    twice, interleaved, beside a training run at nice 19, so noisy: the same batch
+    varied up to 2x): the median of per-batch ratios 1.05-1.21x over three runs
+    (without the thinking rows 0.85-0.99x).
+    """
+    base = _cell_cpu()
+    return dataclasses.replace(
+        base,
+        model=dataclasses.replace(base.model, feature_groups=(1, 3, 7, 15), thinking_rows=16,
+                                  norm="rms", residual_decay=0.95, decoder="mean"),
+        train=dataclasses.replace(base.train, optimizer="muon", muon_attention=True,
+                                  average_last=10, average_every=20))
+
+
+CELL_PRESETS = {"cell_smoke": _cell_smoke, "cell_cpu": _cell_cpu, "cell_recipe": _cell_recipe}
 
 
 def get_cell_preset(name: str) -> CellRunConfig:

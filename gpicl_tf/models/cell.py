@@ -15,6 +15,11 @@ attends across the T tokens of a row, then across the rows of each column
 other), then applies an MLP per token. Class logits are read off each test
 row's label token; classes absent from the training rows are masked.
 
+The options of the 2026 small-compute recipe (feature grouping, thinking rows,
+RMSNorm, a residual scale decaying per layer, radial-basis scalar features, a
+decoder reading the mean of a row's cell tokens; `CellTransformer`'s Args, the
+parts in `gpicl_tf.models.cell_layers`) are all off by default.
+
 Written with `keras.layers` / `keras.ops` only, so it trains under Keras' JAX
 backend too (`tests/models/test_cell.py` runs it there) and its weights load
 into the TensorFlow model for export.
@@ -35,6 +40,11 @@ import numpy as np
 from keras import layers, ops
 
 from gpicl_tf.errors import InvalidInputError
+from gpicl_tf.models.cell_layers import (CellBlock, cell_features, check_cell_options,
+                                         group_features, make_norm)
+
+__all__ = ["MASKED_LOGIT", "CellBlock", "CellTransformer", "check_cell_sizes",
+           "parameter_count"]
 
 MASKED_LOGIT = -1e9
 
@@ -52,65 +62,6 @@ def check_cell_sizes(model_size: int, num_heads: int, num_layers: int, num_class
             f"cell.num_heads={num_heads} does not divide cell.model_size={model_size}")
     if not isinstance(num_classes, int) or num_classes < 2:
         raise InvalidInputError(f"cell.num_classes={num_classes!r} must be an integer >= 2")
-
-
-@keras.saving.register_keras_serializable(package="gpicl_tf")
-class CellBlock(layers.Layer):
-    """One cell layer: attention across a row's tokens, across a column's rows, MLP.
-
-    Pre-LayerNorm residual blocks. Input and output (B, R, T, E); the first
-    `num_context` rows are the training rows, which every row attends to.
-
-    Args:
-        model_size: E.
-        num_heads: attention heads (each of size E / num_heads).
-        mlp_ratio: MLP width as a multiple of E.
-    """
-
-    def __init__(self, model_size: int, num_heads: int, mlp_ratio: int = 2, **kwargs):
-        super().__init__(**kwargs)
-        self.model_size, self.num_heads, self.mlp_ratio = model_size, num_heads, mlp_ratio
-        head = model_size // num_heads
-        self.feature_norm = layers.LayerNormalization(epsilon=1e-5, name="feature_norm")
-        self.feature_attention = layers.MultiHeadAttention(num_heads, head,
-                                                           name="feature_attention")
-        self.row_norm = layers.LayerNormalization(epsilon=1e-5, name="row_norm")
-        self.row_attention = layers.MultiHeadAttention(num_heads, head, name="row_attention")
-        self.feedforward_norm = layers.LayerNormalization(epsilon=1e-5, name="feedforward_norm")
-        self.feedforward_intermediate_dense = layers.Dense(
-            mlp_ratio * model_size, activation="gelu", name="feedforward_intermediate_dense")
-        self.feedforward_output_dense = layers.Dense(model_size, name="feedforward_output_dense")
-
-    def build(self, x_shape):
-        e = self.model_size
-        self.feature_norm.build((None, None, e))
-        self.feature_attention.build((None, None, e), (None, None, e))
-        self.row_norm.build((None, None, e))
-        self.row_attention.build((None, None, e), (None, None, e))
-        self.feedforward_norm.build((None, None, None, e))
-        self.feedforward_intermediate_dense.build((None, None, None, e))
-        self.feedforward_output_dense.build((None, None, None, self.mlp_ratio * e))
-        self.built = True
-
-    def call(self, x, num_context):
-        b, r, t = ops.shape(x)[0], ops.shape(x)[1], ops.shape(x)[2]
-        e = self.model_size
-        # across the tokens of a row
-        h = ops.reshape(x, (b * r, t, e))                                  # (B*R, T, E)
-        g = self.feature_norm(h)
-        h = h + self.feature_attention(g, g)
-        # across the rows of a column: every row reads the training rows only
-        h = ops.transpose(ops.reshape(h, (b, r, t, e)), (0, 2, 1, 3))       # (B, T, R, E)
-        h = ops.reshape(h, (b * t, r, e))                                  # (B*T, R, E)
-        g = self.row_norm(h)
-        h = h + self.row_attention(g, g[:, :num_context])                  # keys (B*T, N, E)
-        h = ops.transpose(ops.reshape(h, (b, t, r, e)), (0, 2, 1, 3))       # (B, R, T, E)
-        g = self.feedforward_intermediate_dense(self.feedforward_norm(h))  # (B, R, T, m E)
-        return h + self.feedforward_output_dense(g)
-
-    def get_config(self):
-        return {**super().get_config(), "model_size": self.model_size,
-                "num_heads": self.num_heads, "mlp_ratio": self.mlp_ratio}
 
 
 @keras.saving.register_keras_serializable(package="gpicl_tf")
@@ -134,23 +85,53 @@ class CellTransformer(keras.Model):
             path's fixed column-identity table).
         id_size: size of the random column-identity vectors.
         clip: standardised values are clipped to [-clip, clip].
-        seed: seed of the fixed column-identity table.
+        seed: seed of the fixed column-identity table (and of the thinking rows).
+
+    The options of the 2026 small-compute recipe (issue 38), each off by default
+    (a model built without them, or loaded from a config that lacks them, is the
+    released one, `tests/models/test_cell.py`):
+
+        feature_groups: column shifts, e.g. (1, 3, 7, 15): each cell token embeds
+            its column's cell with those of the columns that many places further
+            along (cyclically) through the one shared `cell_embedding`
+            (modded-nanoTabPFN's feature grouping); () = one cell a token.
+        thinking_rows: M learned rows placed before the training rows, which
+            every row reads besides the training rows (test rows still read no
+            test row); 0 = none.
+        norm: "layer" (LayerNorm) or "rms" (RMSNorm), in every block and the head.
+        residual_decay: layer i's sublayer outputs are scaled by
+            residual_decay ** i before the residual sum; 1.0 = no scaling.
+        scalar_embedding: "linear" (value, missing flag) or "rbf" (value,
+            `rbf_centers` radial-basis features of it, flag: LimiX's embedding).
+        rbf_centers: the radial-basis features of "rbf".
+        decoder: "label": the head reads each test row's label token; "mean": the
+            mean of its C cell tokens.
     """
 
     def __init__(self, num_classes: int = 10, model_size: int = 96, num_layers: int = 3,
                  num_heads: int = 4, mlp_ratio: int = 2, max_features: int = 128,
-                 id_size: int = 16, clip: float = 6.0, seed: int = 0, **kwargs):
+                 id_size: int = 16, clip: float = 6.0, seed: int = 0,
+                 feature_groups=(), thinking_rows: int = 0, norm: str = "layer",
+                 residual_decay: float = 1.0, scalar_embedding: str = "linear",
+                 rbf_centers: int = 16, decoder: str = "label", **kwargs):
         super().__init__(**kwargs)
         check_cell_sizes(model_size, num_heads, num_layers, num_classes, max_features, id_size)
+        check_cell_options(feature_groups, thinking_rows, norm, residual_decay,
+                           scalar_embedding, rbf_centers, decoder)
         self.num_classes, self.model_size, self.num_layers = num_classes, model_size, num_layers
         self.num_heads, self.mlp_ratio, self.max_features = num_heads, mlp_ratio, max_features
         self.id_size, self.clip, self.seed = id_size, float(clip), seed
+        self.feature_groups, self.thinking_rows = tuple(feature_groups), thinking_rows
+        self.norm, self.residual_decay = norm, float(residual_decay)
+        self.scalar_embedding, self.rbf_centers, self.decoder = (scalar_embedding, rbf_centers,
+                                                                 decoder)
         self.cell_embedding = layers.Dense(model_size, name="cell_embedding")
         self.column_embedding = layers.Dense(model_size, use_bias=False, name="column_embedding")
         self.label_embedding = layers.Embedding(num_classes, model_size, name="label_embedding")
-        self.blocks = [CellBlock(model_size, num_heads, mlp_ratio, name=f"cell_block_{i}")
+        self.blocks = [CellBlock(model_size, num_heads, mlp_ratio, norm=norm,
+                                 residual_scale=self.residual_decay ** i, name=f"cell_block_{i}")
                        for i in range(num_layers)]
-        self.output_norm = layers.LayerNormalization(epsilon=1e-5, name="output_norm")
+        self.output_norm = make_norm(norm, "output_norm")
         self.head_dense = layers.Dense(2 * model_size, activation="gelu", name="head_dense")
         self.head_output = layers.Dense(num_classes, dtype="float32", name="head_output")
 
@@ -163,7 +144,11 @@ class CellTransformer(keras.Model):
         self.unknown_label = self.add_weight(name="unknown_label", shape=(e,),
                                              initializer=keras.initializers.RandomNormal(
                                                  stddev=0.02, seed=self.seed))
-        self.cell_embedding.build((None, None, None, 2))
+        if self.thinking_rows:
+            self.thinking = self.add_weight(
+                name="thinking_rows", shape=(self.thinking_rows, e),
+                initializer=keras.initializers.RandomNormal(stddev=0.02, seed=self.seed + 1))
+        self.cell_embedding.build((None, None, None, self.cell_feature_size))
         self.column_embedding.build((None, None, self.id_size))
         self.label_embedding.build((None, None))
         for block in self.blocks:
@@ -172,6 +157,12 @@ class CellTransformer(keras.Model):
         self.head_dense.build((None, None, e))
         self.head_output.build((None, None, 2 * e))
         self.built = True
+
+    @property
+    def cell_feature_size(self) -> int:
+        """F, the numbers each cell token is embedded from."""
+        per_cell = 2 if self.scalar_embedding == "linear" else self.rbf_centers + 2
+        return per_cell * (1 + len(self.feature_groups))
 
     def redraw_column_ids(self) -> None:
         """Draws the fixed column-identity table afresh from N(0, 1) (seeded by
@@ -208,22 +199,43 @@ class CellTransformer(keras.Model):
         return ops.broadcast_to(ops.reshape(ids, (1, 1, columns, self.id_size)),
                                 (batch, 1, columns, self.id_size))
 
+    def thinking_tokens(self, ids):
+        """(B, M, T, E): the thinking rows, each its learned vector in every token
+        plus, in its cell tokens, the column identities `ids` (B, 1, C, E)."""
+        b, c = ops.shape(ids)[0], ops.shape(ids)[2]
+        m, e = self.thinking_rows, self.model_size
+        rows = ops.broadcast_to(ops.cast(self.thinking, ids.dtype)[None, :, None, :],
+                                (b, m, c + 1, e))                          # (B, M, T, E)
+        ids = ops.concatenate([ops.broadcast_to(ids, (b, m, c, e)),
+                               ops.zeros((b, m, 1, e), ids.dtype)], axis=2)
+        return rows + ids
+
     def call(self, inputs, training=False):
         context_x, context_y, query_x = inputs["context_x"], inputs["context_y"], inputs["query_x"]
         b, n, c = ops.shape(context_x)[0], ops.shape(context_x)[1], ops.shape(context_x)[2]
         q = ops.shape(query_x)[1]
-        e = self.model_size
+        e, m = self.model_size, self.thinking_rows
         z, flags = self.standardise(context_x, query_x)                    # (B, R, C)
-        cells = self.cell_embedding(ops.stack([z, flags], axis=-1))         # (B, R, C, E)
+        features = group_features(cell_features(z, flags, self.scalar_embedding,
+                                                self.rbf_centers, self.clip),
+                                  self.feature_groups)                     # (B, R, C, F)
+        cells = self.cell_embedding(features)                              # (B, R, C, E)
         ids = self.column_embedding(self.column_identities(inputs, b, c))    # (B, 1, C, E)
-        cells = cells + ops.cast(ids, cells.dtype)
+        ids = ops.cast(ids, cells.dtype)
+        cells = cells + ids
         labels = self.label_embedding(ops.cast(context_y, "int32"))       # (B, N, E)
         unknown = ops.broadcast_to(ops.cast(self.unknown_label, labels.dtype), (b, q, e))
         label_tokens = ops.concatenate([labels, unknown], axis=1)[:, :, None, :]  # (B, R, 1, E)
         h = ops.concatenate([cells, ops.cast(label_tokens, cells.dtype)], axis=2)  # (B, R, T, E)
+        if m:
+            h = ops.concatenate([self.thinking_tokens(ids), h], axis=1)      # (B, M + R, T, E)
         for block in self.blocks:
-            h = block(h, num_context=n)
-        out = self.output_norm(h[:, n:, -1, :])                            # (B, Q, E)
+            h = block(h, num_context=m + n)      # every row reads thinking + training rows
+        if self.decoder == "mean":
+            out = ops.mean(h[:, m + n:, :-1, :], axis=2)                   # (B, Q, E)
+        else:
+            out = h[:, m + n:, -1, :]                                      # (B, Q, E)
+        out = self.output_norm(out)
         logits = ops.cast(self.head_output(self.head_dense(out)), "float32")  # (B, Q, K)
         present = ops.max(ops.one_hot(ops.cast(context_y, "int32"), self.num_classes),
                           axis=1)                                          # (B, K)
@@ -234,7 +246,11 @@ class CellTransformer(keras.Model):
                 "model_size": self.model_size, "num_layers": self.num_layers,
                 "num_heads": self.num_heads, "mlp_ratio": self.mlp_ratio,
                 "max_features": self.max_features, "id_size": self.id_size,
-                "clip": self.clip, "seed": self.seed}
+                "clip": self.clip, "seed": self.seed,
+                "feature_groups": list(self.feature_groups), "thinking_rows": self.thinking_rows,
+                "norm": self.norm, "residual_decay": self.residual_decay,
+                "scalar_embedding": self.scalar_embedding, "rbf_centers": self.rbf_centers,
+                "decoder": self.decoder}
 
 
 def parameter_count(model: CellTransformer) -> int:

@@ -46,9 +46,59 @@ def build_model(cfg: CellRunConfig) -> CellTransformer:
     model = CellTransformer(num_classes=m.num_classes, model_size=m.model_size,
                             num_layers=m.num_layers, num_heads=m.num_heads,
                             mlp_ratio=m.mlp_ratio, max_features=m.max_features,
-                            id_size=m.id_size, clip=cfg.prior.clip, seed=cfg.train.seed)
+                            id_size=m.id_size, clip=cfg.prior.clip, seed=cfg.train.seed,
+                            feature_groups=m.feature_groups, thinking_rows=m.thinking_rows,
+                            norm=m.norm, residual_decay=m.residual_decay,
+                            scalar_embedding=m.scalar_embedding, rbf_centers=m.rbf_centers,
+                            decoder=m.decoder)
     model.build()
     return model
+
+
+class AttentionMuon(keras.optimizers.Muon):
+    """Keras' Muon with the attention projections as matrices too.
+
+    Keras' Muon gives every variable that is not 2-D to AdamW, which leaves the
+    3-D kernels of `MultiHeadAttention` (query/key/value (E, H, D), output
+    (H, D, E)) to AdamW. Here those kernels take Muon's step on the matrix they
+    are: (E, H*D) for query, key and value, (H*D, E) for the output.
+    """
+
+    @staticmethod
+    def _is_attention_kernel(variable) -> bool:
+        path = variable.path.lower()
+        return len(variable.shape) == 3 and "attention" in path and path.endswith("kernel")
+
+    @staticmethod
+    def _matrix_shape(variable) -> tuple[int, int]:
+        shape = tuple(variable.shape)
+        if variable.path.lower().endswith("attention_output/kernel"):
+            return int(np.prod(shape[:-1])), shape[-1]                  # (H*D, E)
+        return shape[0], int(np.prod(shape[1:]))                         # (E, H*D)
+
+    def _should_use_adamw(self, variable):
+        if self._is_attention_kernel(variable):
+            return False
+        return super()._should_use_adamw(variable)
+
+    def build(self, var_list):
+        if self.built:
+            return
+        super().build(var_list)
+        # the matrix each attention kernel is, by variable index (the update step
+        # sees backend variables, without Keras' paths)
+        self._matrix_shapes = {self._get_variable_index(v): self._matrix_shape(v)
+                               for v in var_list if self._is_attention_kernel(v)}
+
+    def _muon_update_step(self, gradient, variable, lr, m):
+        shape = self._matrix_shapes.get(self._get_variable_index(variable))
+        if shape is None:
+            return super()._muon_update_step(gradient, variable, lr, m)
+        self.assign_add(m, gradient + m * (self.momentum - 1))
+        g = gradient + self.momentum * m if self.nesterov else m
+        update = self.zeropower_via_newtonschulz5(keras.ops.reshape(g, shape), self.ns_steps)
+        update = self.lr_adjust(lr * update)
+        self.assign_sub(variable, keras.ops.reshape(update, variable.shape))
 
 
 def build_optimizer(cfg: CellRunConfig) -> keras.optimizers.Optimizer:
@@ -60,8 +110,9 @@ def build_optimizer(cfg: CellRunConfig) -> keras.optimizers.Optimizer:
         warmup_steps=warmup)
     clip = {"global_clipnorm": t.clip_norm} if t.clip_norm else {}
     if t.optimizer == "muon":
-        return keras.optimizers.Muon(learning_rate=schedule, weight_decay=t.weight_decay,
-                                     adam_weight_decay=t.weight_decay, **clip)
+        kind = AttentionMuon if t.muon_attention else keras.optimizers.Muon
+        return kind(learning_rate=schedule, weight_decay=t.weight_decay,
+                    adam_weight_decay=t.weight_decay, **clip)
     return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=t.weight_decay, **clip)
 
 
@@ -133,15 +184,17 @@ def _check_workdir(cfg: CellRunConfig, workdir: str) -> None:
         return
     with open(path) as f:
         stored = json.load(f)["config"]
-    mine = cfg.to_dict()
+    mine, defaults = cfg.to_dict(), CellRunConfig().to_dict()
     for section in mine:
         for key, value in mine[section].items():
-            if (section, key) == ("train", "steps"):
+            if (section, key) in (("train", "steps"), ("train", "max_seconds")):
                 continue
-            if stored.get(section, {}).get(key) != value:
+            # a key newer than the stored run has its default there
+            old = stored.get(section, {}).get(key, defaults[section][key])
+            if old != value:
                 raise InvalidInputError(
                     f"workdir {workdir!r} holds a run with {section}.{key}="
-                    f"{stored.get(section, {}).get(key)!r}, not {value!r}: use another "
+                    f"{old!r}, not {value!r}: use another "
                     "--workdir, or the stored setting to resume it")
 
 
@@ -200,7 +253,7 @@ def _run(cfg: CellRunConfig, workdir: str, warm_start: str | None) -> dict:
     if warm_start:
         source = load_warm_start(warm_start)
         if source.get_config()["model_size"] != model.model_size or \
-                len(source.get_weights()) != len(model.get_weights()):
+                [tuple(w.shape) for w in source.weights] != [tuple(w.shape) for w in model.weights]:
             raise InvalidInputError(f"warm start {warm_start!r} has another architecture "
                                     f"than model={cfg.model}")
         model.set_weights(source.get_weights())
@@ -218,7 +271,7 @@ def _run(cfg: CellRunConfig, workdir: str, warm_start: str | None) -> dict:
     train_step, eval_step = make_steps(model, optimizer)
     valid = tables.validation_batches(cfg)
     # ---- the loop -------------------------------------------------------------
-    began, seen, losses, accs = time.time(), 0, [], []
+    began, seen, losses, accs, final = time.time(), 0, [], [], start
     feeder = tables.Prefetcher(cfg, start, t.steps)
     try:
         for step, batch in feeder:
@@ -232,14 +285,16 @@ def _run(cfg: CellRunConfig, workdir: str, warm_start: str | None) -> dict:
             losses.append(loss)
             accs.append(float(acc))
             seen += batch["context_x"].shape[0]
-            done = step + 1
-            if done % t.log_every == 0 or done == t.steps:
+            done = final = step + 1
+            # the last step: the planned one, or the first to end past the budget
+            last = done == t.steps or bool(t.max_seconds) and time.time() - began >= t.max_seconds
+            if done % t.log_every == 0 or last:
                 _append_csv(os.path.join(workdir, "log.csv"), {
                     "step": done, "loss": np.mean(losses), "accuracy": np.mean(accs),
                     "learning_rate": float(optimizer.learning_rate),
                     "seconds": round(time.time() - began, 2), "tables": seen})
                 losses, accs = [], []
-            if done % t.checkpoint_every == 0 or done == t.steps:
+            if done % t.checkpoint_every == 0 or last:
                 step_var.assign(done)
                 manager.save(checkpoint_number=done)
                 model.save_weights(os.path.join(workdir, "weights", f"step-{done}.weights.h5"))
@@ -250,18 +305,22 @@ def _run(cfg: CellRunConfig, workdir: str, warm_start: str | None) -> dict:
                     "seconds": round(time.time() - began, 2)})
                 logging.info("step %d: validation loss %.4f accuracy %.4f (%.0f s)",
                              done, v_loss, v_acc, time.time() - began)
-            if done == t.steps:
+            elif t.average_every and done % t.average_every == 0:
+                model.save_weights(os.path.join(workdir, "weights", f"step-{done}.weights.h5"))
+                _prune_weights(workdir, t.average_last, t.keep_every)
+            if last:
                 break
     finally:
         feeder.close()
     # ---- the released weights: mean of the last checkpoints -------------------
-    kept = [p for p in _weight_files(workdir) if weights_step(p) > t.steps - t.average_last *
-            t.checkpoint_every]
+    window = t.average_last * (t.average_every or t.checkpoint_every)
+    kept = [p for p in _weight_files(workdir) if final - window < weights_step(p) <= final]
     if kept:
         average_weights(model, kept)
     v_loss, v_acc = validate(eval_step, valid)
     model.save(os.path.join(workdir, MODEL_FILE))
-    summary = {"steps": t.steps, "averaged": [os.path.basename(p) for p in kept],
+    budget = {"stopped_at_max_seconds": t.max_seconds} if final < t.steps else {}
+    summary = {"steps": final, **budget, "averaged": [os.path.basename(p) for p in kept],
                "validation_loss": v_loss, "validation_accuracy": v_acc,
                "parameters": int(sum(int(np.prod(w.shape)) for w in model.trainable_weights)),
                "seconds_this_session": round(time.time() - began, 1)}
