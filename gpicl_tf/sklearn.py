@@ -13,7 +13,9 @@ projected to the model's input size (any number of features works). Class
 labels are mapped onto the model's classes; probabilities are averaged over an
 ensemble of projections, label permutations and preprocessings. Training sets
 longer than the model's context (`max_context_`) are subsampled per ensemble
-member (`subsampled_` says so, and a warning names the sizes). With 30 or more
+member (`subsampled_` says so, and a warning names the sizes). More classes than
+the model's class slots are predicted hierarchically (`hierarchical_`, with a
+warning): groups of classes, then the classes of each group. With 30 or more
 training rows, `predict_proba` is calibrated by one temperature fitted on
 out-of-fold in-context predictions of the training rows (`temperature_`).
 
@@ -38,6 +40,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from gpicl_tf import released, sklearn_cell
 from gpicl_tf.data import prior
 from gpicl_tf.errors import InvalidInputError, MissingFileError
+from gpicl_tf.eval.ensemble import classes_of_member
 
 PREPROCESSINGS = ("auto", "standard", "quantile", "power", "mix")
 # n_ensemble=None and preprocessing="auto" resolve per backbone: row models were
@@ -62,14 +65,14 @@ DEFAULT_MODEL_DIR = GENERAL_MODEL_DIR
 def default_model_path() -> str:
     """The version directory of the default model (see DEFAULT_MODEL_DIR), or an
     error saying how to build one."""
-    from gpicl_tf.data import storage
+    from gpicl_tf import io as files
     from gpicl_tf.export import saved_model
 
     where = os.environ.get("GPICL_MODEL") or DEFAULT_MODEL_DIR
     if os.path.exists(os.path.join(where, saved_model.CONFIG_FILE)):
         return where
     versions = sorted((int(v) for v in (os.listdir(where) if os.path.isdir(where) else [])
-                       if storage.is_version_name(v) and
+                       if files.is_version_name(v) and
                        os.path.exists(os.path.join(where, v, saved_model.CONFIG_FILE))),
                       reverse=True)
     if not versions:
@@ -141,11 +144,14 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
             in context from the other two; the one temperature that minimises their
             log loss) and apply it in `predict_proba`; needs at least 30 rows, else
             the temperature stays 1. Argmax predictions do not change.
+        progress: a progress bar (stdout) over the model calls of a predict: True,
+            False, or "auto" (when it takes more than `PROGRESS_MIN_CALLS` calls).
     """
 
     def __init__(self, model_path: str | None = None, n_ensemble: int | None = None,
                  random_state: int = 0, preprocessing: str = "auto", categorical_features=(),
-                 clip: float | None = None, max_features="auto", calibrate: bool = True):
+                 clip: float | None = None, max_features="auto", calibrate: bool = True,
+                 progress="auto"):
         self.model_path = model_path
         self.n_ensemble = n_ensemble
         self.random_state = random_state
@@ -154,6 +160,7 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
         self.clip = clip
         self.max_features = max_features
         self.calibrate = calibrate
+        self.progress = progress
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -187,11 +194,14 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
             raise InvalidInputError(
                 f"y holds 1 class ({self.classes_[0]}) in {len(y)} sample(s): "
                 "GPICLClassifier needs at least two classes to learn from")
-        num_classes = meta["schema"]["num_classes"]
-        if len(self.classes_) > num_classes:
-            raise InvalidInputError(
-                f"y has {len(self.classes_)} classes; the model at "
-                f"{self.model_path_!r} predicts at most {num_classes}")
+        self.class_slots_ = int(meta["schema"]["num_classes"])
+        self.hierarchical_ = len(self.classes_) > self.class_slots_
+        if self.hierarchical_:
+            warnings.warn(f"y has {len(self.classes_)} classes, more than the "
+                          f"{self.class_slots_} the model at {self.model_path_!r} predicts: "
+                          "classes are predicted hierarchically (groups of classes, then "
+                          "the classes of each group: `class_groups`), one more in-context "
+                          "pass per group", UserWarning, stacklevel=2)
         self.backbone_ = meta.get("backbone", "row")
         if self.n_ensemble is not None and (
                 isinstance(self.n_ensemble, bool) or
@@ -199,6 +209,9 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
             raise InvalidInputError(
                 f"n_ensemble={self.n_ensemble!r} must be an integer >= 1 (or None)")
         self.n_ensemble_ = int(self.n_ensemble or AUTO_ENSEMBLE[self.backbone_])
+        if not (isinstance(self.progress, (bool, np.bool_)) or
+                (isinstance(self.progress, str) and self.progress == "auto")):
+            raise InvalidInputError(f"progress={self.progress!r} is not True, False or 'auto'")
         if self.preprocessing not in PREPROCESSINGS:
             raise InvalidInputError(
                 f"preprocessing={self.preprocessing!r} is not one of {PREPROCESSINGS}")
@@ -279,8 +292,8 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
         probs = np.zeros((n, len(self.classes_)))
         for f in range(3):
             held = fold == f
-            probs[held] = self._ensemble_proba(self.train_x_[~held], self.context_y_[~held],
-                                               self.train_x_[held])
+            probs[held] = self._class_proba(self.train_x_[~held], self.context_y_[~held],
+                                            self.train_x_[held])
         logp = np.log(np.clip(probs, 1e-12, 1.0))
         truth = self.context_y_
 
@@ -352,24 +365,56 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
             raise InvalidInputError(
                 f"row(s) {np.flatnonzero(bad)[:10].tolist()} of X overflow when standardised "
                 "with the training data's scale; rescale X")
-        probs = self._ensemble_proba(self.train_x_, self.context_y_, self._encode(X))
+        probs = self._class_proba(self.train_x_, self.context_y_, self._encode(X))
         if self.temperature_ != 1.0:
             probs = probs ** (1.0 / self.temperature_)
             probs /= probs.sum(1, keepdims=True)
         return probs
 
+    def _class_proba(self, train_x: np.ndarray, train_y: np.ndarray,
+                     queries: np.ndarray, classes: np.ndarray | None = None) -> np.ndarray:
+        """Probabilities [Q, len(classes)] of `classes` (indices into `classes_`, sorted;
+        None: all), given the training rows (train_x, train_y) as context. Up to
+        `class_slots_` classes: one ensemble over them. More: the classes split into
+        `class_groups`, the ensemble predicts the group from all rows, then each group's
+        classes from its own rows (recursively), P(c) = P(group) P(c | group), as
+        TabICL's hierarchical classification does."""
+        classes = np.arange(len(self.classes_)) if classes is None else classes
+        local = np.searchsorted(classes, train_y)                 # 0 .. len(classes) - 1
+        if len(classes) <= self.class_slots_:
+            return self._ensemble_proba(train_x, local, queries, len(classes))
+        groups = class_groups(len(classes), self.class_slots_)
+        group_of = np.concatenate([np.full(len(g), i) for i, g in enumerate(groups)])
+        top = self._ensemble_proba(train_x, group_of[local], queries, len(groups))
+        out = np.zeros((len(queries), len(classes)))
+        for i, members in enumerate(groups):
+            rows = np.isin(local, members)
+            if len(members) == 1:
+                sub = np.ones((len(queries), 1))
+            elif not rows.any():   # no context row of this group (a calibration fold)
+                sub = np.full((len(queries), len(members)), 1.0 / len(members))
+            else:
+                sub = self._class_proba(train_x[rows], train_y[rows], queries,
+                                        classes[members])
+            out[:, members] = top[:, [i]] * sub
+        return out
+
     def _ensemble_proba(self, train_x: np.ndarray, train_y: np.ndarray,
-                        queries_raw: np.ndarray) -> np.ndarray:
+                        queries_raw: np.ndarray, k: int) -> np.ndarray:
         """Class probabilities [Q, k] of encoded query rows given encoded training
-        rows as context, averaged over the ensemble."""
+        rows (labels 0 .. k - 1, k <= class_slots_) as context, averaged over the
+        ensemble."""
         fn, meta = _load(self.model_path_)
-        k = len(self.classes_)
+        step = int(meta["max_queries"])
+        chunks = -(-len(queries_raw) // step)
+        calls = chunks * (1 if self.backbone_ == "cell" else self.n_ensemble_)
+        bar = _progress_bar(self.progress, calls)
         if self.backbone_ == "cell":
             return sklearn_cell.ensemble_proba(
                 fn, meta, self.n_ensemble_, self.random_state_, self.preprocessing_, train_x,
-                train_y, queries_raw, k, self.max_features_, _to_normal_scores)
+                train_y, queries_raw, k, self.max_features_, _to_normal_scores,
+                on_call=bar)
         total = np.zeros((len(queries_raw), k))
-        step = meta["max_queries"]
         for m in range(self.n_ensemble_):
             projection, permutation, keep = self._member(m, meta, len(train_y))
             fit_x = train_x[keep]
@@ -381,13 +426,50 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
                 q = queries[start:start + step][None].astype(np.float32)
                 probs = fn(context_x=context_x, context_y=context_y,
                            query_x=q)["probabilities"].numpy()[0]     # [Q, C]
-                mine = probs[:, permutation[:k]]                     # class i <- model class rho(i)
-                total[start:start + step] += mine / mine.sum(1, keepdims=True)
+                total[start:start + step] += classes_of_member(probs, permutation, k)
+                bar()
         return total / self.n_ensemble_
 
     def predict(self, X):
         check_is_fitted(self, "train_x_")
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+# "auto" progress: a bar once a predict takes more model calls than this
+PROGRESS_MIN_CALLS = 16
+
+
+def _progress_bar(progress, calls: int):
+    """A callable to call once per model call: it advances a Keras progress bar
+    over `calls` calls (progress True, or "auto" and calls > PROGRESS_MIN_CALLS),
+    else does nothing."""
+    if (isinstance(progress, str) and calls > PROGRESS_MIN_CALLS) or \
+            (not isinstance(progress, str) and bool(progress)):
+        import keras
+
+        bar, done = keras.utils.Progbar(calls, unit_name="call"), [0]
+
+        def tick():
+            done[0] += 1
+            bar.update(done[0])
+        return tick
+    return lambda: None
+
+
+def class_groups(num_classes: int, slots: int) -> list[np.ndarray]:
+    """Classes 0 .. num_classes - 1 (> slots) split into at most `slots` groups of
+    consecutive classes, as even as can be; a group wider than `slots` is split
+    again by `GPICLClassifier._class_proba`.
+
+    >>> [g.tolist() for g in class_groups(12, 10)]
+    [[0, 1, 2, 3, 4, 5], [6, 7, 8, 9, 10, 11]]
+    >>> [len(g) for g in class_groups(101, 10)]
+    [11, 10, 10, 10, 10, 10, 10, 10, 10, 10]
+    """
+    if slots < 2 or num_classes <= slots:
+        raise InvalidInputError(f"class_groups needs num_classes={num_classes} > "
+                                f"slots={slots} >= 2")
+    return np.array_split(np.arange(num_classes), min(slots, -(-num_classes // slots)))
 
 
 def _column_indices(spec, n_features: int, names) -> np.ndarray:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from gpicl_tf.data import prior
+from gpicl_tf.eval.ensemble import classes_of_member
 
 MEMBER_PREPROCESSINGS = ("standard", "quantile", "power")
 
@@ -99,9 +100,11 @@ def to_model(context: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 def ensemble_proba(fn, meta: dict, n_ensemble: int, random_state: int, preprocessing: str,
                    train_x: np.ndarray, train_y: np.ndarray, queries: np.ndarray,
-                   num_classes: int, max_features: int, to_normal_scores) -> np.ndarray:
+                   num_classes: int, max_features: int, to_normal_scores,
+                   on_call=None) -> np.ndarray:
     """Class probabilities [Q, num_classes] of the rows `queries` given the
-    context (train_x, train_y), averaged over `n_ensemble` members."""
+    context (train_x, train_y), averaged over `n_ensemble` members (batched: one
+    model call per chunk of queries, `on_call()` after each)."""
     slots = int(meta["schema"]["num_classes"])
     max_context, step = int(meta["max_context"]), int(meta["max_queries"])
     contexts, rows, labels, perms = [], [], [], []
@@ -123,6 +126,7 @@ def ensemble_proba(fn, meta: dict, n_ensemble: int, random_state: int, preproces
         probs = fn(context_x=np.stack(contexts), context_y=np.stack(labels),
                    query_x=q)["probabilities"].numpy()                   # [M, Q', K]
         for m, perm in enumerate(perms):
-            mine = probs[m][:, perm[:num_classes]]                       # class i <- slot perm[i]
-            total[start:start + step] += mine / np.maximum(mine.sum(1, keepdims=True), 1e-30)
+            total[start:start + step] += classes_of_member(probs[m], perm, num_classes)
+        if on_call is not None:
+            on_call()
     return total / n_ensemble

@@ -67,3 +67,63 @@ def test_version_comes_from_the_package():
     import gpicl_tf
 
     assert isinstance(gpicl_tf.__version__, str) and gpicl_tf.__version__[0].isdigit()
+
+
+RELEASED = ("general/1", "tabular/1", "tabular/2")
+ANSWERS_FILE = os.path.join(os.path.dirname(__file__), "released_answers.json")
+
+
+def released_answers() -> dict:
+    """Each released version's answers to fixed requests: its serving signature's
+    probabilities (a seeded context of 20 rows, 3 classes, 5 queries, at the model's
+    input width) and the estimator's predict_proba (iris, 60 training rows, 2 members)."""
+    import numpy as np
+    from sklearn.datasets import load_iris
+
+    from gpicl_tf import sklearn as sk
+
+    X, y = load_iris(return_X_y=True)
+    order = np.random.default_rng(0).permutation(len(y))
+    train, test = order[:60], order[60:70]
+    out = {}
+    for name in RELEASED:
+        path = os.path.join(released.model_dir(name.split("/")[0]), name.split("/")[1])
+        fn, meta = sk._load(path)
+        rng = np.random.default_rng(1)
+        width = int(meta["schema"]["input_size"])
+        if meta.get("backbone", "row") == "cell":
+            width = 4
+        served = fn(context_x=rng.standard_normal((1, 20, width)).astype(np.float32),
+                    context_y=(np.arange(20) % 3)[None].astype(np.int64),
+                    query_x=rng.standard_normal((1, 5, width)).astype(np.float32))
+        out[name] = {"served": served["probabilities"].numpy()[0].tolist(),
+                     "estimator": sk.GPICLClassifier(path, n_ensemble=2).fit(
+                         X[train], y[train]).predict_proba(X[test]).tolist()}
+    return out
+
+
+@pytest.mark.slow
+def test_released_models_serve_their_stored_answers():
+    """Every released version answers as it did when the answers were stored
+    (`python tests/test_released.py` writes them): its SavedModel and the
+    estimator's preparation, ensemble and calibration over it."""
+    import json
+
+    import numpy as np
+
+    with open(ANSWERS_FILE) as f:
+        stored = json.load(f)
+    assert sorted(stored) == sorted(RELEASED)
+    now = released_answers()
+    for name in RELEASED:
+        for part in ("served", "estimator"):
+            np.testing.assert_allclose(now[name][part], stored[name][part], rtol=1e-5,
+                                       atol=1e-7, err_msg=f"{name} {part}")
+
+
+if __name__ == "__main__":
+    import json
+
+    with open(ANSWERS_FILE, "w") as f:
+        json.dump(released_answers(), f, indent=1)
+    print("wrote", ANSWERS_FILE)

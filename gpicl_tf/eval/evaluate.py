@@ -27,6 +27,7 @@ from gpicl_tf.config import EvalConfig
 from gpicl_tf.data import pipeline
 from gpicl_tf.errors import InvalidInputError
 from gpicl_tf.eval import baselines
+from gpicl_tf.eval.ensemble import classes_of_member
 from gpicl_tf.eval.report import ensemble_name
 
 WINDOW = 10
@@ -68,7 +69,7 @@ def ensemble_probabilities(model: keras.Model, inputs, labels, num_classes: int,
         z = logits.astype(np.float64)[..., :num_classes]
         p = np.exp(z - z.max(-1, keepdims=True))
         p /= p.sum(-1, keepdims=True)
-        total = total + p[..., perm]          # member class perm[c] is original class c
+        total = total + classes_of_member(p, perm, num_classes, renormalize=False)
     return total / members
 
 

@@ -6,6 +6,7 @@ import math
 import os
 import re
 
+from gpicl_tf import io as files
 from gpicl_tf.data import storage
 
 
@@ -242,7 +243,7 @@ def write_files(report: dict, out_dir: str, plot_entry, markdown) -> dict:
     for name, entry in report["datasets"].items():
         paths[name] = plot_entry(name, entry, out_dir)
     storage.write_json(paths["json"], report)
-    with storage.atomic_path(paths["md"]) as tmp:
+    with files.atomic_path(paths["md"]) as tmp:
         with open(tmp, "w") as f:
             f.write(markdown(report))
     return paths

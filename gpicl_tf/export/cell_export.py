@@ -27,6 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from gpicl_tf import io as files
 from gpicl_tf.errors import InvalidInputError, MissingFileError
 from gpicl_tf.export.saved_model import (CONFIG_FILE, SIGNATURE, WARMUP_FILE, gated_inputs,
                                          write_version, write_warmup)
@@ -115,7 +116,7 @@ def export_cell_model(model: CellTransformer, config: dict, base: str, name: str
         archive.add_endpoint(name=SIGNATURE, fn=serve, input_signature=signature)
         archive.write_out(tmp, verbose=False)
         write_warmup(os.path.join(tmp, WARMUP_FILE), name, warmup_example(model))
-        model.save(os.path.join(tmp, cell_train.RELEASED_KERAS))
+        model.save(os.path.join(tmp, files.RELEASED_KERAS))
         f_max, k = model.max_features, model.num_classes
         meta = {"backbone": BACKBONE, "config": config,
                 "schema": {"input_size": f_max, "num_classes": k, "variable_features": True,

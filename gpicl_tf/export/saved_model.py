@@ -32,7 +32,7 @@ import tensorflow as tf
 
 import gpicl_tf.training.metrics  # noqa: F401
 from gpicl_tf import tasks
-from gpicl_tf.data import storage
+from gpicl_tf import io as files
 from gpicl_tf.data.schema import EpisodeSchema
 from gpicl_tf.errors import InvalidInputError, MissingFileError
 from gpicl_tf.models import query_logits  # (importing models registers its layers)
@@ -114,7 +114,7 @@ def serving_function(model: keras.Model, schema: EpisodeSchema, max_context: int
 
 
 def next_version(model_dir: str) -> int:
-    versions = [int(v) for v in os.listdir(model_dir) if storage.is_version_name(v)] \
+    versions = [int(v) for v in os.listdir(model_dir) if files.is_version_name(v)] \
         if os.path.isdir(model_dir) else []
     return max(versions, default=0) + 1
 
@@ -143,7 +143,7 @@ def write_warmup(path: str, name: str, example: dict) -> None:
 
 def _has_complete_version(model_dir: str) -> bool:
     """A version is complete once renamed to its number (exports are atomic)."""
-    return any(storage.is_version_name(v) and
+    return any(files.is_version_name(v) and
                os.path.exists(os.path.join(model_dir, v, "saved_model.pb"))
                for v in os.listdir(model_dir))
 
@@ -159,7 +159,7 @@ def write_models_config(base: str) -> str:
         f'  config {{\n    name: "{n}"\n    base_path: "/models/{n}"\n'
         f'    model_platform: "tensorflow"\n  }}\n' for n in names)
     path = os.path.join(base, "models.config")
-    with storage.atomic_path(path) as tmp:
+    with files.atomic_path(path) as tmp:
         with open(tmp, "w") as f:
             f.write(f"model_config_list {{\n{entries}}}\n")
     return path
@@ -234,7 +234,7 @@ def write_version(base: str, name: str, write) -> str:
         inside = os.path.dirname(inside)
     model_dir = os.path.join(base, name)
     os.makedirs(model_dir, exist_ok=True)
-    storage.remove_stale_temporaries(model_dir)
+    files.remove_stale_temporaries(model_dir)
     tmp = os.path.join(model_dir, f".tmp-export-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:

@@ -42,11 +42,10 @@ from keras import layers, ops
 from gpicl_tf.errors import InvalidInputError
 from gpicl_tf.models.cell_layers import (CellBlock, cell_features, check_cell_options,
                                          group_features, make_norm)
+from gpicl_tf.models.layers import MASKED_LOGIT, mask_absent_classes
 
 __all__ = ["MASKED_LOGIT", "CellBlock", "CellTransformer", "check_cell_sizes",
            "parameter_count"]
-
-MASKED_LOGIT = -1e9
 
 
 def check_cell_sizes(model_size: int, num_heads: int, num_layers: int, num_classes: int,
@@ -237,9 +236,7 @@ class CellTransformer(keras.Model):
             out = h[:, m + n:, -1, :]                                      # (B, Q, E)
         out = self.output_norm(out)
         logits = ops.cast(self.head_output(self.head_dense(out)), "float32")  # (B, Q, K)
-        present = ops.max(ops.one_hot(ops.cast(context_y, "int32"), self.num_classes),
-                          axis=1)                                          # (B, K)
-        return ops.where(present[:, None, :] > 0, logits, MASKED_LOGIT)
+        return mask_absent_classes(logits, context_y)
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes,

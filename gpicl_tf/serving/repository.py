@@ -23,7 +23,7 @@ from absl import logging
 from google.protobuf import json_format
 from tensorflow.core.protobuf import saved_model_pb2
 
-from gpicl_tf.data import storage
+from gpicl_tf import io as files
 from gpicl_tf.errors import MissingFileError
 from gpicl_tf.export import saved_model
 
@@ -105,7 +105,7 @@ class ModelRepository:
     def available_versions(self) -> list[int]:
         """Numbered version folders: only names of 1 to 18 ASCII digits."""
         return sorted(int(v) for v in os.listdir(self.base_path)
-                      if storage.is_version_name(v)
+                      if files.is_version_name(v)
                       and os.path.isdir(os.path.join(self.base_path, v)))
 
     def _report(self, problem: str) -> None:

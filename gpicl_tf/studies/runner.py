@@ -32,7 +32,8 @@ from typing import Callable
 
 from gpicl_tf import tasks
 from gpicl_tf.config import Config, get_preset, override
-from gpicl_tf.data import episodes as episodes_lib, storage
+from gpicl_tf import io as files
+from gpicl_tf.data import episodes as episodes_lib
 from gpicl_tf.errors import InvalidInputError, MissingFileError
 from gpicl_tf.eval.report import slug
 from gpicl_tf.training import callbacks as callbacks_lib, train
@@ -187,7 +188,7 @@ def run_study(study: Study, grid: str, workdir: str, **kwargs) -> list[dict]:
     results files and figures after each cell. Returns the rows, in grid order.
     The workdir is held meanwhile: a second study in it is an error naming this
     one's pid."""
-    with storage.directory_lock(workdir, "study"):
+    with files.directory_lock(workdir, "study"):
         return _run_study(study, grid, workdir, **kwargs)
 
 
@@ -198,7 +199,7 @@ def _run_study(study: Study, grid: str, workdir: str, *, episode_root: str | Non
     cells = cells_of(study, grid, user_sets)
     episode_root = episode_root or os.path.join(workdir, "episodes")
     os.makedirs(workdir, exist_ok=True)
-    storage.remove_stale_temporaries(workdir)
+    files.remove_stale_temporaries(workdir)
     done = {r["cell"]: r for r in read_rows(workdir)}
     context = study.prepare(base, episode_root) if study.prepare else None
     t_start, trained_seconds, trained = time.perf_counter(), 0.0, 0
@@ -276,13 +277,13 @@ def write_results(study: Study, rows: list[dict], workdir: str) -> list[str]:
     """results.json, results.csv, results.md and the figures, each replaced
     atomically; returns the figures' paths. results.json keeps each row's key
     order, so a resumed study's results.csv has the columns of an uninterrupted one."""
-    with storage.atomic_path(os.path.join(workdir, RESULTS)) as tmp:
+    with files.atomic_path(os.path.join(workdir, RESULTS)) as tmp:
         with open(tmp, "w") as f:
             json.dump(rows, f, indent=2)
             f.write("\n")
     for name, text in (("results.csv", to_csv(rows)),
                        ("results.md", to_markdown(study, rows))):
-        with storage.atomic_path(os.path.join(workdir, name)) as tmp:
+        with files.atomic_path(os.path.join(workdir, name)) as tmp:
             with open(tmp, "w") as f:
                 f.write(text)
     return study.figures(rows, workdir) if rows else []
@@ -305,7 +306,7 @@ def publish(study: Study, grid: str, workdir: str, docs_dir: str,
     for src, name in [(os.path.join(workdir, "results.md"), f"{study.name}_{grid}.md"),
                       *[(f, os.path.basename(f)) for f in figures]]:
         dst = os.path.join(docs_dir, name)
-        with storage.atomic_path(dst) as tmp:
+        with files.atomic_path(dst) as tmp:
             shutil.copyfile(src, tmp)
         out.append(dst)
     return out

@@ -30,15 +30,18 @@ import tensorflow as tf
 from absl import logging
 
 from gpicl_tf.config.cell import CellRunConfig
-from gpicl_tf.data import storage, tables
+from gpicl_tf import io as files
+from gpicl_tf.data import tables
 from gpicl_tf.errors import InvalidInputError, MissingFileError
 from gpicl_tf.models.cell import CellTransformer
+from gpicl_tf.training import optimizers
+from gpicl_tf.training.optimizers import AttentionMuon  # noqa: F401  (its old home)
 from gpicl_tf.training.train import dtype_policy
 
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.keras"
 SUMMARY_FILE = "summary.json"
-RELEASED_KERAS = os.path.join("assets.extra", "cell_model.keras")
+RELEASED_KERAS = files.RELEASED_KERAS
 
 
 def build_model(cfg: CellRunConfig) -> CellTransformer:
@@ -55,65 +58,14 @@ def build_model(cfg: CellRunConfig) -> CellTransformer:
     return model
 
 
-class AttentionMuon(keras.optimizers.Muon):
-    """Keras' Muon with the attention projections as matrices too.
-
-    Keras' Muon gives every variable that is not 2-D to AdamW, which leaves the
-    3-D kernels of `MultiHeadAttention` (query/key/value (E, H, D), output
-    (H, D, E)) to AdamW. Here those kernels take Muon's step on the matrix they
-    are: (E, H*D) for query, key and value, (H*D, E) for the output.
-    """
-
-    @staticmethod
-    def _is_attention_kernel(variable) -> bool:
-        path = variable.path.lower()
-        return len(variable.shape) == 3 and "attention" in path and path.endswith("kernel")
-
-    @staticmethod
-    def _matrix_shape(variable) -> tuple[int, int]:
-        shape = tuple(variable.shape)
-        if variable.path.lower().endswith("attention_output/kernel"):
-            return int(np.prod(shape[:-1])), shape[-1]                  # (H*D, E)
-        return shape[0], int(np.prod(shape[1:]))                         # (E, H*D)
-
-    def _should_use_adamw(self, variable):
-        if self._is_attention_kernel(variable):
-            return False
-        return super()._should_use_adamw(variable)
-
-    def build(self, var_list):
-        if self.built:
-            return
-        super().build(var_list)
-        # the matrix each attention kernel is, by variable index (the update step
-        # sees backend variables, without Keras' paths)
-        self._matrix_shapes = {self._get_variable_index(v): self._matrix_shape(v)
-                               for v in var_list if self._is_attention_kernel(v)}
-
-    def _muon_update_step(self, gradient, variable, lr, m):
-        shape = self._matrix_shapes.get(self._get_variable_index(variable))
-        if shape is None:
-            return super()._muon_update_step(gradient, variable, lr, m)
-        self.assign_add(m, gradient + m * (self.momentum - 1))
-        g = gradient + self.momentum * m if self.nesterov else m
-        update = self.zeropower_via_newtonschulz5(keras.ops.reshape(g, shape), self.ns_steps)
-        update = self.lr_adjust(lr * update)
-        self.assign_sub(variable, keras.ops.reshape(update, variable.shape))
-
-
 def build_optimizer(cfg: CellRunConfig) -> keras.optimizers.Optimizer:
+    """The cell run's optimizer (`optimizers.build_optimizer`): the warm-up stops a
+    step before the end."""
     t = cfg.train
-    warmup = min(t.warmup_steps, t.steps - 1)
-    schedule = keras.optimizers.schedules.CosineDecay(
-        0.0 if warmup else t.learning_rate, max(t.steps - warmup, 1),
-        alpha=t.final_lr_fraction, warmup_target=t.learning_rate if warmup else None,
-        warmup_steps=warmup)
-    clip = {"global_clipnorm": t.clip_norm} if t.clip_norm else {}
-    if t.optimizer == "muon":
-        kind = AttentionMuon if t.muon_attention else keras.optimizers.Muon
-        return kind(learning_rate=schedule, weight_decay=t.weight_decay,
-                    adam_weight_decay=t.weight_decay, **clip)
-    return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=t.weight_decay, **clip)
+    schedule = optimizers.warmup_cosine(t.learning_rate, t.steps,
+                                        min(t.warmup_steps, t.steps - 1), t.final_lr_fraction)
+    return optimizers.build_optimizer(t.optimizer, schedule, weight_decay=t.weight_decay,
+                                      clip_norm=t.clip_norm, muon_attention=t.muon_attention)
 
 
 def weighted_loss(logits, labels, weight):
@@ -216,7 +168,7 @@ def _truncate_csv(path: str, last_step: int) -> None:
     kept = [r for r in rows if int(r["step"]) <= last_step]
     if len(kept) == len(rows):
         return
-    with storage.atomic_path(path) as tmp:
+    with files.atomic_path(path) as tmp:
         with open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
             writer.writeheader()
@@ -238,7 +190,7 @@ def run(cfg: CellRunConfig, workdir: str, warm_start: str | None = None) -> dict
     # ---- set-up ---------------------------------------------------------------
     _check_workdir(cfg, workdir)
     os.makedirs(os.path.join(workdir, "weights"), exist_ok=True)
-    with storage.atomic_path(os.path.join(workdir, CONFIG_FILE)) as tmp:
+    with files.atomic_path(os.path.join(workdir, CONFIG_FILE)) as tmp:
         with open(tmp, "w") as f:
             json.dump({"config": cfg.to_dict()}, f, indent=2, sort_keys=True)
     keras.utils.set_random_seed(cfg.train.seed)
@@ -324,7 +276,7 @@ def _run(cfg: CellRunConfig, workdir: str, warm_start: str | None) -> dict:
                "validation_loss": v_loss, "validation_accuracy": v_acc,
                "parameters": int(sum(int(np.prod(w.shape)) for w in model.trainable_weights)),
                "seconds_this_session": round(time.time() - began, 1)}
-    with storage.atomic_path(os.path.join(workdir, SUMMARY_FILE)) as tmp:
+    with files.atomic_path(os.path.join(workdir, SUMMARY_FILE)) as tmp:
         with open(tmp, "w") as f:
             json.dump(summary, f, indent=2)
     return summary

@@ -23,6 +23,7 @@ import tensorflow as tf
 from absl import logging
 
 from gpicl_tf.config import Config, normalize_section
+from gpicl_tf import io as files
 from gpicl_tf.data import device_episodes, kinds, pipeline, storage
 from gpicl_tf.errors import InvalidInputError
 from gpicl_tf.models import build_model
@@ -31,6 +32,7 @@ from gpicl_tf.training import callbacks as callbacks_lib
 from gpicl_tf.training import distribute
 from gpicl_tf.training import loop as loop_lib
 from gpicl_tf.training import objectives
+from gpicl_tf.training import optimizers
 
 CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
@@ -43,26 +45,17 @@ MUON_ADAM_LAYERS = ("token_embedding", "token_features", "logits", "prediction")
 
 
 def make_optimizer(cfg, schedule=None) -> keras.optimizers.Optimizer:
-    """Adam (AdamW when weight_decay > 0) or Muon, with warm-up + cosine decay,
-    clipping and, when cfg.ema_momentum > 0, a moving average of the weights.
-    `schedule` replaces the step-based cosine (e.g. `budget.BudgetSchedule`)."""
+    """A row run's optimizer (`optimizers.build_optimizer`): Adam (AdamW when
+    weight_decay > 0) or Muon, with warm-up + cosine decay, clipping and, when
+    cfg.ema_momentum > 0, a moving average of the weights. `schedule` replaces the
+    step-based cosine (e.g. `budget.BudgetSchedule`)."""
     if schedule is None:
-        schedule = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=0.0 if cfg.warmup_steps else cfg.learning_rate,
-            decay_steps=max(cfg.steps - cfg.warmup_steps, 1), alpha=cfg.min_lr_ratio,
-            warmup_target=cfg.learning_rate if cfg.warmup_steps else None,
-            warmup_steps=cfg.warmup_steps)
-    kwargs = dict(learning_rate=schedule, epsilon=cfg.adam_epsilon,
-                  global_clipnorm=cfg.clip_norm or None)
-    if cfg.ema_momentum > 0:
-        kwargs.update(use_ema=True, ema_momentum=cfg.ema_momentum)
-    if cfg.optimizer == "muon":
-        return keras.optimizers.Muon(weight_decay=cfg.weight_decay,
-                                     adam_weight_decay=cfg.weight_decay,
-                                     exclude_layers=list(MUON_ADAM_LAYERS), **kwargs)
-    if cfg.weight_decay > 0:
-        return keras.optimizers.AdamW(weight_decay=cfg.weight_decay, **kwargs)
-    return keras.optimizers.Adam(**kwargs)
+        schedule = optimizers.warmup_cosine(cfg.learning_rate, cfg.steps, cfg.warmup_steps,
+                                            cfg.min_lr_ratio)
+    return optimizers.build_optimizer(
+        cfg.optimizer, schedule, weight_decay=cfg.weight_decay, clip_norm=cfg.clip_norm,
+        epsilon=cfg.adam_epsilon, ema_momentum=cfg.ema_momentum,
+        muon_exclude=MUON_ADAM_LAYERS)
 
 
 def _history_rows(workdir: str) -> list[dict]:
@@ -275,7 +268,7 @@ def run(config: Config, workdir: str, episodes_dir: str, **kwargs) -> dict:
     if kwargs.get("strategy") == "multi_worker" and \
             not distribute.parse_tf_config(os.environ.get("TF_CONFIG")).is_chief:
         return _train(config, workdir, episodes_dir, **kwargs)
-    with storage.directory_lock(workdir, "training run"):
+    with files.directory_lock(workdir, "training run"):
         return _train(config, workdir, episodes_dir, **kwargs)
 
 
@@ -397,7 +390,7 @@ def _open_workdir(workdir: str, config: Config, episodes_dir: str) -> None:
     and its episodes written (what a resume is checked against)."""
     os.makedirs(workdir, exist_ok=True)
     for directory in (workdir, os.path.join(workdir, "backup")):
-        storage.remove_stale_temporaries(directory)
+        files.remove_stale_temporaries(directory)
     storage.write_json(os.path.join(workdir, CONFIG_FILE),
                        {"config": config.to_dict(), "episodes": os.path.abspath(episodes_dir)})
 

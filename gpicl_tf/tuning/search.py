@@ -26,6 +26,7 @@ from absl import logging
 
 from gpicl_tf import compat, tasks
 from gpicl_tf.config import Config, override
+from gpicl_tf import io as files
 from gpicl_tf.data import pipeline, storage
 from gpicl_tf.errors import InvalidInputError
 from gpicl_tf.training import budget, train as training
@@ -154,7 +155,7 @@ def write_results(rows: list[dict], config: Config, out_dir: str) -> dict:
                                                  {"trial", "status", "score"})
     paths = {k: os.path.join(out_dir, f) for k, f in
              (("csv", "results.csv"), ("md", "results.md"), ("best", "best_config.json"))}
-    with storage.atomic_path(paths["csv"]) as tmp:
+    with files.atomic_path(paths["csv"]) as tmp:
         with open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, keys)
             writer.writeheader()
@@ -162,7 +163,7 @@ def write_results(rows: list[dict], config: Config, out_dir: str) -> dict:
     fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(fmt(r.get(k, "")) for k in keys) + " |" for r in rows]
-    with storage.atomic_path(paths["md"]) as tmp:
+    with files.atomic_path(paths["md"]) as tmp:
         with open(tmp, "w") as f:
             f.write(f"Objective: {OBJECTIVE} (meta-validation, unseen tasks), best first.\n\n")
             f.write("\n".join(lines) + "\n")

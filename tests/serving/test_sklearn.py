@@ -63,8 +63,8 @@ def test_cross_val_score_and_pipeline(version):
 
 def test_errors_name_the_problem(version, tmp_path):
     X, y = _data()
-    with pytest.raises(ValueError, match="11 classes.*at most 10"):
-        GPICLClassifier(version).fit(np.zeros((11, 2)), np.arange(11))
+    with pytest.warns(UserWarning, match="11 classes, more than the 10 .* hierarchically"):
+        assert GPICLClassifier(version).fit(np.zeros((11, 2)), np.arange(11)).hierarchical_
     clf = GPICLClassifier(version).fit(X, y)
     with pytest.raises(ValueError, match="X has 2 features, but GPICLClassifier is expecting 5"):
         clf.predict(np.zeros((3, 2)))
@@ -89,6 +89,70 @@ def _released(name: str) -> str:
 
     models = {"general": sk.GENERAL_MODEL_DIR, "tabular": sk.TABULAR_MODEL_DIR}
     return os.path.join(models[name], "1")
+
+
+@pytest.mark.parametrize("name", ["general", "tabular"])
+def test_more_classes_than_slots_are_predicted_through_class_groups(name):
+    """15 well-separated classes on a model of 10 class slots: a warning; the
+    probabilities are P(group) P(class | group) for the groups of `class_groups`,
+    each factor the ensemble over its own context (the group's rows for the second);
+    and the classes are learnt (chance 1/15)."""
+    from gpicl_tf import sklearn as sk
+
+    path = os.path.join(sk.GENERAL_MODEL_DIR if name == "general" else sk.TABULAR_MODEL_DIR,
+                        "1" if name == "general" else "2")
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((15, 4)) * 4.0
+    y = np.tile(np.arange(15), 12)
+    X = centres[y] + rng.standard_normal((len(y), 4)) * 0.5
+    test_y = np.tile(np.arange(15), 4)
+    test_x = centres[test_y] + rng.standard_normal((len(test_y), 4)) * 0.5
+    labels = np.array([f"c{i:02d}" for i in range(15)])
+    with pytest.warns(UserWarning, match="15 classes, more than the 10 .* hierarchically"):
+        clf = GPICLClassifier(path, n_ensemble=2, calibrate=False).fit(X, labels[y])
+    proba = clf.predict_proba(test_x)
+    assert proba.shape == (60, 15)
+    np.testing.assert_allclose(proba.sum(1), 1.0, rtol=1e-5)
+    assert np.mean(clf.predict(test_x) == labels[test_y]) >= 0.8
+    groups = sk.class_groups(15, 10)
+    assert [g.tolist() for g in groups] == [list(range(8)), list(range(8, 15))]
+    train_x, queries = clf.train_x_, clf._encode(test_x)
+    top = clf._ensemble_proba(train_x, (y >= 8).astype(int), queries, 2)
+    for i, g in enumerate(groups):
+        rows = np.isin(y, g)
+        sub = clf._ensemble_proba(train_x[rows], y[rows] - g[0], queries, len(g))
+        np.testing.assert_allclose(proba[:, g], top[:, [i]] * sub, rtol=1e-6, atol=1e-9)
+
+
+def test_a_progress_bar_counts_the_model_calls(capsys):
+    """progress=True: a bar over the model calls (a cell model: one per chunk of
+    queries, the members batched); False, or "auto" below PROGRESS_MIN_CALLS: none;
+    the probabilities are the same with and without it."""
+    from gpicl_tf import sklearn as sk
+
+    path = os.path.join(sk.TABULAR_MODEL_DIR, "2")
+    X, y = _data(n=30)
+    quiet = GPICLClassifier(path, n_ensemble=2, progress=False).fit(X, y).predict_proba(X)
+    auto = GPICLClassifier(path, n_ensemble=2).fit(X, y).predict_proba(X)
+    assert capsys.readouterr().out == ""
+    loud = GPICLClassifier(path, n_ensemble=2, progress=True).fit(X, y).predict_proba(X)
+    out = capsys.readouterr().out
+    assert "1/1" in out and "call" in out, out
+    np.testing.assert_array_equal(quiet, loud)
+    np.testing.assert_array_equal(quiet, auto)
+    with pytest.raises(ValueError, match="progress='yes' is not True, False or 'auto'"):
+        GPICLClassifier(path, progress="yes").fit(X, y)
+
+
+def test_class_groups_split_evenly_and_name_bad_sizes():
+    from gpicl_tf.sklearn import class_groups
+
+    assert [len(g) for g in class_groups(11, 10)] == [6, 5]
+    assert [len(g) for g in class_groups(100, 10)] == [10] * 10
+    assert np.concatenate(class_groups(250, 10)).tolist() == list(range(250))
+    assert max(len(g) for g in class_groups(250, 10)) == 25      # split again below
+    with pytest.raises(ValueError, match="num_classes=10 > slots=10"):
+        class_groups(10, 10)
 
 
 def test_clip_must_be_a_finite_number_above_zero():

@@ -174,3 +174,32 @@ def test_step_parts_benchmark_runs():
             / step, (name, value, share)
     assert abs(ms["remainder"][0] - (step - ms["attention"][0] - ms["mlp"][0]
                                      - ms["norms"][0])) <= 0.002
+
+
+def test_cell_recipe_benchmark_counts_tables_exports_and_resumes(tmp_path):
+    """Two smoke variants: each row's steps and prior tables are its run's own (from
+    its log), each variant is exported, and a second call trains nothing again."""
+    import csv
+    import os
+
+    recipe = _bench_module("cell_recipe")
+    out = str(tmp_path)
+    args = ["--out", out, "--preset", "cell_smoke", "--steps", "6", "--export",
+            "--set", "train.log_every=1",
+            "--variant", "base=", "--variant", "rms=model.norm=rms"]
+    recipe.main(args)
+    text = open(os.path.join(out, "recipe.md")).read()
+    for name in ("base", "rms"):
+        with open(os.path.join(out, name, "log.csv")) as f:
+            rows = list(csv.DictReader(f))
+        tables = int(rows[-1]["tables"])
+        assert int(rows[-1]["step"]) == 6 and tables > 6, rows
+        assert f" | 6 | {tables:,} | " in text, (name, text)
+    assert "| rms | model.norm=rms |" in text and "log_every" not in text.split("\n", 1)[1]
+        assert os.path.exists(os.path.join(out, "export", name, "1", "saved_model.pb"))
+    stamp = os.path.getmtime(os.path.join(out, "rms", "summary.json"))
+    recipe.main(args)
+    assert os.path.getmtime(os.path.join(out, "rms", "summary.json")) == stamp
+    # a resumed session's count starts again from zero: the sessions are summed
+    assert recipe._tables_per_session([{"tables": "5"}, {"tables": "9"}, {"tables": "4"}]) \
+        == [9, 4]
