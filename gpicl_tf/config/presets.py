@@ -36,7 +36,7 @@ def _smoke() -> Config:
 def _cpu_adam() -> Config:
     """The main job's first recipe (before issue 33's search; its figures in
     docs/changelog.md, and the recipe of table1, fashion_cpu and the *_long runs). From
-    the plateau study (docs/plateau_cpu.md): the PFN layout leaves the loss plateau
+    the plateau study (docs/results/plateau.md): the PFN layout leaves the loss plateau
     after 800 steps where the paper layout does not within 1,000; with 90% of each
     batch on one fixed label permutation until the unseen-task loss leaves the
     plateau, after 500 (and 0.695 against 0.610 accuracy over the last 10 positions

@@ -89,8 +89,12 @@ class ModelConfig:
     `positions`: "none" (the causal mask alone orders the tokens) or
     "sinusoidal" (a fixed sine/cosine code of each token's position added to its
     embedding, paper layout only: the PFN layout's context is a set). In the paper
-    layout a label sits in the token after its input; pairing them takes a
-    previous-token head, which positions make easy to find (docs/plateau_cpu.md).
+    layout a label sits in the token after its input, so pairing them takes a
+    previous-token head; positions were meant to make that head easier to find,
+    but measured here they did not help: with the searched recipe the run without
+    them ended higher after 4,000 steps (0.154 against 0.121 over the last 10
+    positions), and the paper layout left its plateau without them (step 7,900 of
+    20,000; docs/results/plateau.md).
 
     MAML (`models.meta_learners.MAMLClassifier`): a classifier with `maml_hidden`
     ReLU units (0 = linear), `maml_steps` inner gradient steps on each prefix,

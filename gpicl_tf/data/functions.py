@@ -4,7 +4,7 @@ A task is derived from (seed, family, task id) alone, with numpy's generator
 seeded by that triple, so the same id gives the same function in every process
 (the evaluation re-creates a task's function to plot its curve). Episodes draw
 x ~ U(-1, 1)^d, observe y = f(x) + N(0, noise_std^2), and hide M of the N values
-as queries (value zeroed, query flag set), as in the source (PAPER.md).
+as queries (value zeroed, query flag set), as in the paper (Kirsch et al. 2022, arXiv:2212.04458).
 
 Families (`data.source = "functions:FAMILY"`):
     mlp     random MLPs (depth, width, tanh/swish/relu, fan-in-scaled weights),

@@ -21,7 +21,8 @@ the rest (`gpicl_tf.data.prior_task`). A classic task draws:
     scm  a random structural causal model: nodes computed in order from random
          earlier parents through a random nonlinearity plus noise; the features
          are some nodes and the label is read from others, so a feature can be a
-         cause or an effect of the label (TabPFN's SCM prior, PAPER.md);
+         cause or an effect of the label (TabPFN's SCM prior, Hollmann et al.
+         2023, arXiv:2207.01848);
     tree informative features are correlated Gaussians z; each score is a sum of
          random axis-aligned decision trees over z (piecewise constant, with
          interactions: the tree-based prior of TabICL);

@@ -64,7 +64,8 @@ class Split:
 
 
 def normalization_stats(x: np.ndarray) -> tuple[float, float]:
-    """Mean and standard deviation over all examples and features (PAPER.md)."""
+    """Mean and standard deviation over all examples and features (as in
+    Kirsch et al. 2022, arXiv:2212.04458)."""
     x64 = np.asarray(x, np.float64)
     std = float(x64.std())
     return float(x64.mean()), std if std > 0 else 1.0

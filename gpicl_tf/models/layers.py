@@ -112,7 +112,8 @@ class EpisodeTokens(layers.Layer):
 
     paper: token j = concat(x_j, one_hot(y_{j-1})), the first with zero labels.
     pfn:   context tokens concat(x_i, one_hot(y_i)), then query tokens
-           concat(x_j, 0) (PFNs / TabPFN; PAPER.md "Neighbours").
+           concat(x_j, 0) (PFNs, Muller et al. 2022, arXiv:2112.10510; TabPFN,
+           Hollmann et al. 2023, arXiv:2207.01848).
 
     Call with (inputs (B, N, N_x), labels (B, N) int); returns
     (tokens (B, T, N_x + C), mask (1, T, T)).

@@ -219,7 +219,8 @@ def query_logits(model: keras.Model, context_x, context_y, query_x):
 
 def state_size(config: ModelConfig, context_length: int, input_size: int = 0,
                num_classes: int = 0) -> int:
-    """Accessible state when predicting the next token (PAPER.md: the bottleneck).
+    """Accessible state when predicting the next token (the bottleneck of
+    Kirsch et al. 2022, arXiv:2212.04458).
 
     Transformer: keys and values of every layer and head over the context
     (the PFN layout keeps the context's, the paper layout the same count);

@@ -6,8 +6,8 @@
     >>> "general" in released.available()
     True
 
-`general`: the row Transformer of the `general_cpu` run (docs/results/general_cpu.md);
-`tabular`: the cell learner of the `cell_cpu` run (docs/tabular.md), the estimator's default. A model
+`general`: the row Transformer of the `general_cpu` run (docs/results/general_cpu.md), the
+estimator's default; `tabular`: the cell learner of the `cell_cpu` run (docs/tabular.md). A model
 directory can be served as is (`gpicl serve --model_base_path DIR`) or handed to
 `GPICLClassifier` (a version directory, DIR/1).
 """

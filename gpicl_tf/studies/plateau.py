@@ -4,7 +4,7 @@ Each variant is the preset without its curriculum bias plus the variant's
 overrides, trained on the preset's episodes (or its own, when it changes the
 data). "Left the plateau" is measured on unseen tasks, never on the (possibly
 biased) training batches: the first epoch whose meta-validation loss falls
-below 0.9 ln C. The cpu grid holds the nine variants of docs/plateau_cpu.md at
+below 0.9 ln C. The cpu grid holds the nine variants of docs/reports/plateau_cpu.md at
 1,000 steps, then the paper layout's interventions at 4,000.
 """
 

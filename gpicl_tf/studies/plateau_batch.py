@@ -1,6 +1,7 @@
 """The `plateau_batch` study: how long meta-training stays on the loss plateau
-against the meta-batch size, for both token layouts (PAPER.md: the plateau
-shortens with the batch size, a power law).
+against the meta-batch size, for both token layouts (Kirsch et al. 2022, arXiv:2212.04458:
+the plateau shortens with the batch size, a power law; measured here:
+docs/results/plateau_batch.md).
 
 Each cell trains until its unseen-task (meta-validation) loss first falls below
 0.9 ln C, or for its step budget, whichever comes first

@@ -1,6 +1,7 @@
 """The `state_size` study: accuracy on unseen tasks against the learner's
-accessible state and against its parameter count (PAPER.md: the state size,
-not the parameter count, decides what a meta-learner can learn in context).
+accessible state and against its parameter count (Kirsch et al. 2022, arXiv:2212.04458:
+the state size, not the parameter count, decides what a meta-learner can learn
+in context; measured here: docs/results/state_size.md).
 
 Transformers of several widths, LSTMs of several hidden sizes and VSML layers
 of several sub-LSTM sizes (few parameters, a large state), chosen so that the

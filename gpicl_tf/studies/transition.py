@@ -1,5 +1,6 @@
 """The `transition` study: from memorisation to general learning as the number of
-meta-training tasks grows (PAPER.md, "Phenomena"), for several model sizes.
+meta-training tasks grows (Kirsch et al. 2022, arXiv:2212.04458; measured here:
+docs/results/transition.md), for several model sizes.
 
 Every cell meta-trains on the same number of episodes (steps x batch): only the
 number of distinct tasks 2^k among them (k = log2_num_tasks; "fresh" = a task of

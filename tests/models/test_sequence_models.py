@@ -106,7 +106,8 @@ def test_config_round_trip_and_save_load(arch, layout, tmp_path):
 
 
 def test_paper_size_matches_the_paper():
-    """The model the paper preset builds has the paper's sizes (PAPER.md: N_M = 256,
+    """The model the paper preset builds has the paper's sizes (Kirsch et al. 2022,
+    arXiv:2212.04458; docs/guide/training.md: N_M = 256,
     4 layers, 8 heads of key/query/value size 32, MLP 4 N_M; tokens [x_j, one_hot(y_{j-1})]),
     read off its weights, and its parameter count and accessible state follow from them."""
     d, layers_, heads, head, mlp, n_x, c = 256, 4, 8, 32, 4 * 256, 784, 10

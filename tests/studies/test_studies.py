@@ -234,7 +234,7 @@ def test_results_csv_keeps_its_column_order_across_a_resume(tmp_path):
 
 def test_the_recipe_cells_are_the_runs_their_docs_name():
     """The plateau study's recipe cells train what `pipelines.train --preset cpu
-    --set model.layout=paper ...` trains (docs/plateau_cpu.md's commands)."""
+    --set model.layout=paper ...` trains (docs/results/plateau.md's commands)."""
     study = STUDIES["plateau"]
     cells = {c.name: c for c in runner.cells_of(study, "cpu")}
     standalone = {

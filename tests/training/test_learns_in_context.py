@@ -5,8 +5,9 @@ curriculum), shrunk to a 32-wide, 2-layer Transformer and 150 steps of 32
 episodes, meta-trains on a tiny task family: balanced two-class tables of 2-4
 noise-free features from the prior's random MLPs. On 128 episodes of tasks it
 never saw, accuracy over the last 10 of 32 examples minus the first 10 (the
-within-sequence improvement, PAPER.md's signature of in-context learning) must be
-clear of zero: the lower end of its 95% interval above 0. Seeds 0, 1, 2 gave
+within-sequence improvement, the signature of in-context learning in Kirsch et al.
+2022, arXiv:2212.04458) must be clear of zero: the lower end of its 95% interval
+above 0. Seeds 0, 1, 2 gave
 0.117 +- 0.033, 0.107 +- 0.030 and 0.105 +- 0.040 (lower ends 0.084, 0.077, 0.065).
 """
 
