@@ -55,7 +55,7 @@ import numpy as np
 
 from gpicl_tf.config import PriorConfig
 from gpicl_tf.data import prior_scm
-from gpicl_tf.data.prior_task import Task
+from gpicl_tf.data.prior_task import Task, draw_nuisance
 from gpicl_tf.errors import InvalidInputError
 
 SOURCE = "prior"
@@ -256,12 +256,7 @@ def sample_task(rng: np.random.Generator, cfg: PriorConfig, num_classes: int) ->
     if cfg.discrete_heavy_fraction and rng.random() < cfg.discrete_heavy_fraction:
         discrete, binary = float(rng.uniform(0.5, 1.0)), 0.5
     transforms = [_transform(rng, cfg, discrete, binary) for _ in range(d)]
-    columns = rng.permutation(d)
-    label_noise = float(rng.uniform(0.0, cfg.label_noise_max))
-    missing_rate, missing_columns = 0.0, None
-    if cfg.missing_fraction and rng.random() < cfg.missing_fraction:
-        missing_rate = float(rng.uniform(0.0, cfg.missing_rate_max))
-        missing_columns = rng.random(d) < 0.5
+    columns, label_noise, missing_rate, missing_columns = draw_nuisance(rng, d, cfg)
     return Task(num_features=d, num_classes=k, kind=kind, _latent=latent, _head=head,
                 _noise_features=d - m, _transforms=transforms, _columns=columns,
                 _label_noise=label_noise, _missing_rate=missing_rate,

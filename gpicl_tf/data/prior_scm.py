@@ -45,7 +45,7 @@ from __future__ import annotations
 import numpy as np
 
 from gpicl_tf.config import PriorConfig
-from gpicl_tf.data.prior_task import Task
+from gpicl_tf.data.prior_task import Task, draw_nuisance
 
 KINDS = ("mlp_scm", "tree_scm")
 _REFERENCE_ROWS = 256
@@ -360,12 +360,7 @@ def sample_task(rng: np.random.Generator, cfg: PriorConfig, num_classes: int) ->
         median = float(np.median(scm.ref_y))
         head = lambda s: (s[:, 0] > median).astype(np.int64)  # noqa: E731
     transform, levels = _categorical(rng, scm.ref_x, cfg)
-    columns = rng.permutation(d)
-    label_noise = float(rng.uniform(0.0, cfg.label_noise_max))
-    missing_rate, missing_columns = 0.0, None
-    if cfg.missing_fraction and rng.random() < cfg.missing_fraction:
-        missing_rate = float(rng.uniform(0.0, cfg.missing_rate_max))
-        missing_columns = rng.random(d) < 0.5
+    columns, label_noise, missing_rate, missing_columns = draw_nuisance(rng, d, cfg)
     return Task(num_features=d, num_classes=k, kind=kind, _latent=scm, _head=head,
                 _noise_features=0, _transforms=transform, _columns=columns,
                 _label_noise=label_noise, _missing_rate=missing_rate,

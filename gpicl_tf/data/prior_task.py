@@ -116,3 +116,17 @@ def both_sides_order(rng: np.random.Generator, y: np.ndarray, rows: int,
     fit = np.concatenate([pool[by_class[starts]], rest[:train - k]])
     test = np.concatenate([pool[by_class[starts + 1]], rest[train - k:rows - 2 * k]])
     return np.concatenate([rng.permutation(fit), rng.permutation(test)])
+
+
+def draw_nuisance(rng: np.random.Generator, d: int, cfg):
+    """The draws every kind of task makes after its latent and head, in this order:
+    the column order, the label-noise rate and, with probability
+    cfg.missing_fraction, a missing rate and the columns it hits:
+    (columns, label_noise, missing_rate, missing_columns or None)."""
+    columns = rng.permutation(d)
+    label_noise = float(rng.uniform(0.0, cfg.label_noise_max))
+    missing_rate, missing_columns = 0.0, None
+    if cfg.missing_fraction and rng.random() < cfg.missing_fraction:
+        missing_rate = float(rng.uniform(0.0, cfg.missing_rate_max))
+        missing_columns = rng.random(d) < 0.5
+    return columns, label_noise, missing_rate, missing_columns
