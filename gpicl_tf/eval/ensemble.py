@@ -8,7 +8,7 @@ so a member's probabilities over slots are read back at perm[:k] for classes
 
     >>> import numpy as np
     >>> classes_of_member(np.array([[0.1, 0.6, 0.3]]), np.array([2, 0, 1]), 2).round(3)
-    array([[0.333, 0.667]])
+    array([[0.75, 0.25]])
 """
 
 from __future__ import annotations
