@@ -25,13 +25,14 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from gpicl_tf.config.cell import cell_override, get_cell_preset  # noqa: E402
+from gpicl_tf.config import override  # noqa: E402
+from gpicl_tf.config.cell import get_cell_preset  # noqa: E402
 from gpicl_tf.training import cell_train  # noqa: E402
 
 
 def run_variant(base, name: str, sets: list[str], out: str, steps: int,
                 max_seconds: float = 0.0, export: bool = False) -> dict:
-    cfg = cell_override(base, [f"train.steps={steps}", f"train.warmup_steps={max(steps // 5, 1)}",
+    cfg = override(base, [f"train.steps={steps}", f"train.warmup_steps={max(steps // 5, 1)}",
                                f"train.checkpoint_every={max(steps // 3, 1)}",
                                f"train.max_seconds={max_seconds}"] + sets)
     workdir = os.path.join(out, name)

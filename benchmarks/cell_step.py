@@ -20,7 +20,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 
-from gpicl_tf.config.cell import cell_override, get_cell_preset  # noqa: E402
+from gpicl_tf.config import override  # noqa: E402
+from gpicl_tf.config.cell import get_cell_preset  # noqa: E402
 from gpicl_tf.data import tables  # noqa: E402
 from gpicl_tf.training import cell_train  # noqa: E402
 
@@ -58,13 +59,13 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--set", action="append", default=[])
     args = p.parse_args(argv)
-    base = cell_override(get_cell_preset(args.preset), args.set)
+    base = override(get_cell_preset(args.preset), args.set)
     batches = [tables.table_batch(base, s) for s in range(args.steps)]
     widths = [int(w) for w in args.widths.split(",") if w] or [base.model.model_size]
     rows, first = [], None
     for width in widths:
         for precision in args.variants.split(","):
-            cfg = cell_override(base, [f"train.precision={precision}", f"model.model_size={width}"])
+            cfg = override(base, [f"train.precision={precision}", f"model.model_size={width}"])
             sec, rate = measure(cfg, batches, args.repeats)
             first = first or sec
             rows.append((precision, width, sec, rate, first / sec))

@@ -18,7 +18,7 @@ from absl import logging
 
 from gpicl_tf import tasks
 from gpicl_tf.config import Config
-from gpicl_tf.config.run import override
+from gpicl_tf.config import override
 from gpicl_tf.data import episodes as episodes_lib, sources
 from gpicl_tf.errors import InvalidInputError
 from gpicl_tf.eval import evaluate as evaluate_lib

@@ -41,7 +41,7 @@ def resolve_cell_config():
         base = read_cell_config(FLAGS.config)
     else:
         base = cell.get_cell_preset(FLAGS.preset)
-    return cell.cell_override(base, FLAGS.set)
+    return config_lib.override(base, FLAGS.set)
 
 
 def read_cell_config(path: str):

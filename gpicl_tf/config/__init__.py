@@ -6,7 +6,8 @@ strings; an unknown section or key raises an error naming it.
 
     checks.py    the rules sections check when built, value conversion
     sections.py  the sections (DataConfig, ModelConfig, TrainConfig, ...)
-    run.py       Config: the sections together, JSON, older files, overrides
+    base.py      what both config families share: loading, JSON, overrides
+    run.py       Config: the row learners' sections together, older files
     presets.py   the named configs
     cell.py      the cell learner's config (its own sections and presets)
 
@@ -19,7 +20,8 @@ Example:
 from gpicl_tf.config.checks import (  # noqa: F401  (the rules config/cell.py imports from here)
     _POSITIVE, _all, _at_least, _between, _check, _coerce, _in, _tuple_fields)
 from gpicl_tf.config.presets import PRESETS, get_preset
-from gpicl_tf.config.run import Config, normalize_section, override
+from gpicl_tf.config.base import override
+from gpicl_tf.config.run import Config, normalize_section
 from gpicl_tf.config.sections import (ARCHS, BIAS_MODES, BIAS_SCHEDULES, LAYOUTS, LOOPS,
                                       PRECISIONS, DataConfig, EvalConfig, FunctionConfig,
                                       ModelConfig, PriorConfig, TrainConfig, TuneConfig)

@@ -3,11 +3,11 @@ prior tables (`gpicl_tf.data.tables`, `gpicl_tf.training.cell_train`).
 
 A `CellRunConfig` has four sections, `model`, `tables`, `train` and `prior`
 (the table prior's `PriorConfig`), round-trips through JSON and takes
-`section.key=value` overrides like the row learner's `Config`; each rule is
-checked once, when a section is built.
+`section.key=value` overrides (`config.base.override`, the row learner's
+`Config`'s too); each rule is checked once, when a section is built.
 
 Example:
-    >>> cfg = cell_override(get_cell_preset("cell_smoke"), ["train.steps=3"])
+    >>> cfg = override(get_cell_preset("cell_smoke"), ["train.steps=3"])
     >>> cfg.train.steps
     3
 """
@@ -15,13 +15,10 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
-import typing
-from typing import Any
 
 from gpicl_tf.config import PriorConfig
-from gpicl_tf.config.checks import (_at_least, _between, _check, _coerce, _in, sections_dict,
-                                    _POSITIVE, _tuple_fields)
+from gpicl_tf.config.base import Sections, override  # noqa: F401  (the example above)
+from gpicl_tf.config.checks import _POSITIVE, _at_least, _between, _check, _in
 from gpicl_tf.errors import InvalidInputError, UnknownKeyError
 
 OPTIMIZERS = ("adamw", "muon")
@@ -217,7 +214,7 @@ def tabicl_prior(**kw) -> PriorConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class CellRunConfig:
+class CellRunConfig(Sections):
     model: CellModelConfig = CellModelConfig()
     tables: TableConfig = TableConfig()
     train: CellTrainConfig = CellTrainConfig()
@@ -232,55 +229,6 @@ class CellRunConfig:
             raise InvalidInputError(
                 f"prior.max_classes={self.prior.max_classes} exceeds model.num_classes="
                 f"{self.model.num_classes}, the model's head")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready sections (tuple fields as lists)."""
-        return sections_dict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "CellRunConfig":
-        sections = _sections()
-        unknown = sorted(set(d) - set(sections))
-        if unknown:
-            raise UnknownKeyError(f"unknown config section(s) {unknown}; known: {sorted(sections)}")
-        base = dataclasses.asdict(cls())
-        return cls(**{name: _section(kind, {**base[name], **d.get(name, {})}, name)
-                      for name, kind in sections.items()})
-
-
-def _sections() -> dict[str, type]:
-    return {"model": CellModelConfig, "tables": TableConfig, "train": CellTrainConfig,
-            "prior": PriorConfig}
-
-
-def _section(kind: type, d: dict[str, Any], name: str):
-    hints = typing.get_type_hints(kind)
-    unknown = sorted(set(d) - set(hints))
-    if unknown:
-        raise UnknownKeyError(f"unknown key(s) {unknown} in config section '{name}'")
-    section = kind(**{k: _coerce(hints[k], v, f"{name}.{k}") for k, v in d.items()})
-    _tuple_fields(section, name)
-    return section
-
-
-def cell_override(config: CellRunConfig, assignments) -> CellRunConfig:
-    """`config` with each "section.key=value" applied (checked as at load)."""
-    d = config.to_dict()
-    for item in assignments:
-        key, sep, value = item.partition("=")
-        section, dot, field = key.strip().partition(".")
-        if not sep or not dot:
-            raise InvalidInputError(f"override {item!r} is not section.key=value")
-        if section not in d:
-            raise UnknownKeyError(f"unknown config section {section!r} in {item!r}; "
-                                  f"known: {sorted(d)}")
-        if field not in d[section]:
-            raise UnknownKeyError(f"unknown key {field!r} in config section {section!r}")
-        d[section][field] = value
-    return CellRunConfig.from_dict(d)
 
 
 def _cell_smoke() -> CellRunConfig:

@@ -464,17 +464,18 @@ def test_bad_tabicl_settings_are_named(change, match):
 
 
 def test_tabicl_prior_is_selected_by_config_and_overrides():
-    from gpicl_tf.config.cell import CellRunConfig, cell_override, tabicl_prior
+    from gpicl_tf.config import override
+    from gpicl_tf.config.cell import CellRunConfig, tabicl_prior
 
     cfg = CellRunConfig(prior=tabicl_prior())
     assert CellRunConfig.from_dict(json.loads(cfg.to_json())) == cfg
     assert cfg.prior.mixture == "tabicl" and cfg.prior.classes_on_both_sides
     assert (cfg.prior.min_features, cfg.prior.max_features, cfg.prior.max_classes) == (2, 100, 10)
-    plain = cell_override(CellRunConfig(), ["prior.mixture=tabicl",
+    plain = override(CellRunConfig(), ["prior.mixture=tabicl",
                                             "prior.classes_on_both_sides=true"])
     assert plain.prior.mixture == "tabicl" and plain.prior.classes_on_both_sides is True
     with pytest.raises(ValueError, match="prior.classes_on_both_sides='maybe'"):
-        cell_override(CellRunConfig(), ["prior.classes_on_both_sides=maybe"])
+        override(CellRunConfig(), ["prior.classes_on_both_sides=maybe"])
 
 
 def test_the_prior_speed_benchmark_reports_both_mixtures(capsys):

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from gpicl_tf.config import PriorConfig
-from gpicl_tf.config.cell import cell_override, get_cell_preset
+from gpicl_tf.config import override
+from gpicl_tf.config.cell import get_cell_preset
 from gpicl_tf.data import prior, tables
 
 
@@ -23,7 +24,7 @@ def test_a_batch_is_a_pure_function_of_seed_and_step(cfg):
     other = tables.table_batch(cfg, 4)
     assert any(a[k].shape != other[k].shape or not np.array_equal(a[k], other[k],
                                                                    equal_nan=True) for k in a)
-    reseeded = tables.table_batch(cell_override(cfg, ["train.seed=1"]), 3)
+    reseeded = tables.table_batch(override(cfg, ["train.seed=1"]), 3)
     assert not np.array_equal(reseeded["context_y"], a["context_y"]) or \
         reseeded["context_x"].shape != a["context_x"].shape
 
@@ -119,10 +120,10 @@ def test_categorical_heavy_tables_are_mostly_discrete():
 ])
 def test_bad_settings_are_named(cfg, key, value, match):
     with pytest.raises(ValueError, match=match):
-        cell_override(cfg, [f"{key}={value}"])
+        override(cfg, [f"{key}={value}"])
 
 
 def test_unknown_keys_are_named(cfg):
     with pytest.raises(KeyError, match="nope"):
-        cell_override(cfg, ["train.nope=1"])
+        override(cfg, ["train.nope=1"])
     assert dataclasses.replace(cfg.train, steps=9).steps == 9

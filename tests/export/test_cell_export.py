@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from gpicl_tf.config.cell import cell_override, get_cell_preset
+from gpicl_tf.config import override
+from gpicl_tf.config.cell import get_cell_preset
 from gpicl_tf.errors import InvalidInputError, MissingFileError
 from gpicl_tf.export import cell_export, saved_model
 from gpicl_tf.training import cell_train
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("cell_run"))
-    cell_train.run(cell_override(get_cell_preset("cell_smoke"), ["train.keep_every=2"]), workdir)
+    cell_train.run(override(get_cell_preset("cell_smoke"), ["train.keep_every=2"]), workdir)
     base = str(tmp_path_factory.mktemp("saved_models"))
     path = cell_export.export_cell_run(workdir, base, "tabular", max_context=40, max_queries=6)
     model = keras.models.load_model(os.path.join(workdir, cell_train.MODEL_FILE), compile=False)

@@ -9,14 +9,15 @@ import keras
 import numpy as np
 import pytest
 
-from gpicl_tf.config.cell import cell_override, get_cell_preset
+from gpicl_tf.config import override
+from gpicl_tf.config.cell import get_cell_preset
 from gpicl_tf.data import tables
 from gpicl_tf.errors import InvalidInputError, MissingFileError
 from gpicl_tf.training import cell_train
 
 
 def _cfg(*sets):
-    return cell_override(get_cell_preset("cell_smoke"), list(sets))
+    return override(get_cell_preset("cell_smoke"), list(sets))
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +181,7 @@ def test_train_cell_trains_the_config_file_it_is_given(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     with open(os.path.join(workdir, "config.json")) as f:
         stored = json.load(f)["config"]
-    assert stored == cell_override(cfg, ["train.seed=3"]).to_dict()
+    assert stored == override(cfg, ["train.seed=3"]).to_dict()
     with open(os.path.join(workdir, "log.csv")) as f:
         assert [int(r["step"]) for r in csv.DictReader(f)] == [1, 2]
     # a run's own config.json is a config file too

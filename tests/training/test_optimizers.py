@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from gpicl_tf.config import get_preset, override
-from gpicl_tf.config.cell import cell_override, get_cell_preset
+from gpicl_tf.config.cell import get_cell_preset
 from gpicl_tf.training import cell_train, optimizers, train
 
 
@@ -46,7 +46,7 @@ def test_both_configs_build_what_they_ask_for():
     assert type(opt) is keras.optimizers.Muon and opt.use_ema and opt.ema_momentum == 0.99
     assert opt.epsilon == row.train.adam_epsilon and opt.weight_decay == 0.02
     assert list(opt.exclude_layers) == list(train.MUON_ADAM_LAYERS)
-    cell = cell_override(get_cell_preset("cell_smoke"), ["train.weight_decay=0",
+    cell = override(get_cell_preset("cell_smoke"), ["train.weight_decay=0",
                                                         "train.warmup_steps=10",
                                                         "train.steps=4"])
     opt = cell_train.build_optimizer(cell)
