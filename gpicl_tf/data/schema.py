@@ -43,6 +43,7 @@ import dataclasses
 
 import tensorflow as tf
 
+from gpicl_tf.config import kinds as kind_registry
 from gpicl_tf.errors import InvalidInputError
 
 FORMAT = "gpicl_tf.episodes/1"
@@ -137,16 +138,15 @@ class RegressionLayout(Layout):
         return tf.TensorSpec([None, length, 2], tf.float32, name=TARGETS)
 
 
-LAYOUTS: dict[str, Layout] = {"classification": ClassificationLayout(),
-                              "regression": RegressionLayout()}
-DEFAULT_TASK = "classification"
+# each kind's layout, as its registration (`config.kinds`) names it
+CLASSIFICATION_LAYOUT = ClassificationLayout()
+REGRESSION_LAYOUT = RegressionLayout()
+DEFAULT_TASK = kind_registry.DEFAULT
 
 
 def layout_of(task: str) -> Layout:
     """The layout of the episodes of `task`; an unknown one is an error naming the known ones."""
-    if task not in LAYOUTS:
-        raise InvalidInputError(f"task={task!r} is not one of {tuple(LAYOUTS)}")
-    return LAYOUTS[task]
+    return kind_registry.part(task, "layout")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,6 +21,7 @@ from absl import logging
 from keras import layers
 
 from gpicl_tf.config import ModelConfig
+from gpicl_tf.config import kinds as kind_registry
 from gpicl_tf.data.schema import INPUTS, LABELS, QUERY, VALUES, EpisodeSchema
 from gpicl_tf.errors import InvalidInputError
 from gpicl_tf.models.layers import (EpisodeTokens, FunctionTokens, QueryOutputs,
@@ -130,7 +131,12 @@ XLA_SLOWER = frozenset({"vsml"})
 TRAIN_SETTINGS = {"vsml": ("optimizer=adam", "learning_rate=0.001", "clip_norm=25.0")}
 
 
-def _check_function_model(config: ModelConfig) -> None:
+def check_classification_model(config: ModelConfig) -> None:
+    """Every arch learns classification episodes; nothing more to check."""
+
+
+def check_function_model(config: ModelConfig) -> None:
+    """Function regression is learned by the PFN-layout Transformer only."""
     if config.arch != "transformer":
         raise InvalidInputError(
             f"arch={config.arch!r}: function regression episodes are learned by "
@@ -142,20 +148,15 @@ def _check_function_model(config: ModelConfig) -> None:
             "context); set model.layout=pfn")
 
 
-# The learners of each kind of episode (`EpisodeSchema.task`) by `ModelConfig.arch`,
-# and what else a model config must satisfy to learn that kind.
-LEARNERS = {
-    "classification": {"transformer": build_transformer, "lstm": build_lstm, "mlp": build_mlp,
-                       "maml": build_maml, "vsml": build_vsml},
-    "regression": {"transformer": build_function_transformer},
-}
-_KIND_CHECKS = {"classification": lambda config: None, "regression": _check_function_model}
 
 
 def check_model_config(config: ModelConfig, schema: EpisodeSchema) -> None:
     """Raises ValueError naming the value when `config` cannot learn `schema`'s
     episodes (ranges and choices are checked when the config loads)."""
-    _KIND_CHECKS[schema.task](config)
+    kind_registry.part(schema.task, "model_check")(config)
+    if kind_registry.learner(schema.task, config.arch) is None:
+        raise InvalidInputError(f"arch={config.arch!r} does not learn {schema.task} episodes; "
+                                f"those that do: {kind_registry.learners(schema.task)}")
     if config.arch in ("lstm", "maml", "vsml") and config.layout != "paper":
         raise InvalidInputError(f"layout={config.layout!r}: the {config.arch.upper()} reads the "
                                 "paper layout only")
@@ -173,7 +174,7 @@ def build_model(config: ModelConfig, schema: EpisodeSchema) -> keras.Model:
                         config.key_size, config.num_heads, config.model_size,
                         config.head_size * config.num_heads, config.model_size,
                         config.model_size // config.num_heads)
-    return LEARNERS[schema.task][config.arch](config, schema)
+    return kind_registry.learner(schema.task, config.arch)(config, schema)
 
 
 def _transformer_parts(model: keras.Model):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 
+from gpicl_tf.config import kinds as kind_registry
 from gpicl_tf.data import kinds
 from gpicl_tf.training import objectives, train
 
@@ -11,7 +12,7 @@ from gpicl_tf.training import objectives, train
 class Task(abc.ABC):
     """One kind of episode, as the applications see it: a bundle naming its parts
     in the layers below (how its episodes are written and read, `kind`: a
-    `data.kinds` module; the learners of `models.sequence_models.LEARNERS`; the
+    `data.kinds` module; its learners, `config.kinds.learners`; the
     loss and metrics, `objective`: `training.objectives`) and what only the
     applications ask: its evaluation against baselines and its report.
 
@@ -37,7 +38,7 @@ class Task(abc.ABC):
     @property
     def objective(self) -> objectives.Objective:
         """The loss and metrics this task's learners train with."""
-        return objectives.OBJECTIVES[self.name]
+        return kind_registry.part(self.name, "objective")
 
     @property
     def curriculum(self) -> bool:

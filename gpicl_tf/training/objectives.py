@@ -14,6 +14,7 @@ import abc
 import numpy as np
 import tensorflow as tf
 
+from gpicl_tf.config import kinds as kind_registry
 from gpicl_tf.data.schema import EpisodeSchema
 from gpicl_tf.models.layers import sequence_accuracy_parts
 from gpicl_tf.training.metrics import (EpisodeCrossEntropy, QueryMSE, episode_cross_entropy,
@@ -92,10 +93,11 @@ class Regression(Objective):
         return {"mse": float(sums[0] / sums[1]) if sums[1] else 0.0}
 
 
-OBJECTIVES: dict[str, Objective] = {"classification": Classification(),
-                                    "regression": Regression()}
+# each kind's objective, as its registration (`config.kinds`) names it
+CLASSIFICATION = Classification()
+REGRESSION = Regression()
 
 
 def of(schema: EpisodeSchema) -> Objective:
     """The objective of the episodes `schema` describes."""
-    return OBJECTIVES[schema.task]
+    return kind_registry.part(schema.task, "objective")

@@ -31,7 +31,7 @@ def test_metric_logs_match_the_keras_metrics():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, (4, 12)).astype("int32")
     logits = rng.standard_normal((4, 12, 3)).astype("float32")
-    task = objectives.OBJECTIVES["classification"]
+    task = objectives.CLASSIFICATION
     sums = task.batch_sums(y, logits, window=5).numpy()
     got = task.metric_logs(sums, window=5)
     for metric in sequence_metrics(5):

@@ -1,7 +1,9 @@
 """Kinds of episodes, as the data stages see them: each writes and reads its own
-records (`base.EpisodeKind`); its shapes are `schema.LAYOUTS`. The writer picks
-the kind of a source (`for_source`), the readers the kind of an episode set's
-schema (`of`). A new kind is a module here and a layout in `schema`.
+records (`base.EpisodeKind`); its shapes are its `schema` layout. Both are parts
+of the kind's one registration (`gpicl_tf.config.kinds`). The writer picks the
+kind of a source (`for_source`), the readers the kind of an episode set's
+schema (`of`). A new kind is a module here, a layout in `schema` and its
+registration.
 
 Example:
     >>> for_source("functions:sine").name
@@ -12,31 +14,28 @@ Example:
 
 from __future__ import annotations
 
+from gpicl_tf.config import kinds as kind_registry
 from gpicl_tf.data import schema as schema_lib
-from gpicl_tf.data.kinds import classification, regression
 from gpicl_tf.data.kinds.base import EpisodeKind
-
-KINDS: dict[str, EpisodeKind] = {k.name: k for k in (classification.KIND, regression.KIND)}
 
 
 def get(name: str) -> EpisodeKind:
     """The kind called `name`; an unknown name is an error naming the known ones."""
-    schema_lib.layout_of(name)
-    return KINDS[name]
+    return kind_registry.part(name, "episodes")
 
 
 def of(schema: schema_lib.EpisodeSchema) -> EpisodeKind:
     """The kind of the episodes `schema` describes."""
-    return KINDS[schema.task]
+    return get(schema.task)
 
 
 def for_source(source: str) -> EpisodeKind:
-    """The kind whose episodes `source` writes (the first that claims it, else
-    the default: a dataset source is classification)."""
-    for kind in KINDS.values():
-        if kind.claims(source):
-            return kind
-    return KINDS[schema_lib.DEFAULT_TASK]
+    """The kind whose episodes `source` writes (the first registered that claims
+    it, else the default: a dataset source is classification)."""
+    for name in kind_registry.names():
+        if get(name).claims(source):
+            return get(name)
+    return get(kind_registry.DEFAULT)
 
 
-__all__ = ["KINDS", "EpisodeKind", "for_source", "get", "of"]
+__all__ = ["EpisodeKind", "for_source", "get", "of"]
