@@ -1,7 +1,8 @@
-"""Does VSML learn in context? Meta-train it on the smallest task family, test on unseen tasks.
+"""Does VSML (or the LSTM) learn in context? Meta-train it on a small task family, test
+on unseen tasks.
 
-    nice -n 19 python benchmarks/vsml_learns.py [--classes 2] [--inputs 8] [--length 24]
-        [--state 16] [--batch 128] [--learning_rate 1e-2] [--seconds 200] [--steps 5000]
+    nice -n 19 python benchmarks/vsml_learns.py [--arch vsml|lstm] [--classes 2] [--inputs 8]
+        [--length 24] [--state 16] [--batch 128] [--learning_rate 1e-2] [--seconds 200] [--steps 5000]
         [--episodes 1024] [--window 4] [--seed 0]
 
 The task family is the project's own (gpicl_tf.data.augment), made small: the first
@@ -12,7 +13,8 @@ labels (`task_permutation`); an episode is `--length` examples drawn uniformly f
 the split. Meta-training draws tasks 0 .. 2^16 - 1 and examples of the training
 split; meta-testing draws `--episodes` episodes of unseen tasks (ids from
 `UNSEEN_TASK_OFFSET`) and of the test split. The learner is the project's VSML
-(`build_model`, arch "vsml"), meta-trained with the authors' recipe (Adam,
+(`build_model`, arch "vsml", `--state` its `vsml_state`) or LSTM (`--arch lstm`,
+`--state` its units), meta-trained with the authors' recipe (Adam,
 gradients clipped at a global norm of 25, 128 episodes a step, the loss averaged
 over every prediction of the episode) for `--seconds` of training or `--steps`
 steps, whichever comes first. The learning rate is 1e-2 by default, not the
@@ -97,6 +99,7 @@ def _line(name: str, report: dict, window: int) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--arch", choices=("vsml", "lstm"), default="vsml")
     p.add_argument("--classes", type=int, default=2)
     p.add_argument("--inputs", type=int, default=8)
     p.add_argument("--length", type=int, default=24)
@@ -122,7 +125,9 @@ def main() -> None:
                               args.episodes, args.length)
 
     # ------------------------------------------------------------------ model
-    config = ModelConfig(arch="vsml", layout="paper", vsml_state=args.state)
+    config = ModelConfig(arch=args.arch, layout="paper",
+                         **({"vsml_state": args.state} if args.arch == "vsml"
+                            else {"lstm_units": args.state}))
     model = build_model(config, EpisodeSchema(args.length, args.inputs, args.classes))
     model.compile(optimizer=keras.optimizers.Adam(args.learning_rate, global_clipnorm=25.0),
                   loss=EpisodeCrossEntropy())
@@ -142,7 +147,7 @@ def main() -> None:
 
     # ------------------------------------------------------------------ meta-test
     after = accuracy_report(model, test_x, test_y, args.window)
-    print(f"{step} steps of {args.batch} episodes in {seconds:.0f} s; {args.episodes} "
+    print(f"{args.arch} (state {args.state}): {step} steps of {args.batch} episodes in {seconds:.0f} s; {args.episodes} "
           f"unseen-task episodes of {args.length} examples, {args.classes} classes, "
           f"{args.inputs} inputs (chance {1 / args.classes:.3f})")
     print(_line("before meta-training", before, args.window))
