@@ -37,16 +37,16 @@ from sklearn.utils.multiclass import type_of_target
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from gpicl_tf import released, sklearn_cell
+from gpicl_tf import released
 from gpicl_tf.data import prior
 from gpicl_tf.errors import InvalidInputError, MissingFileError
-from gpicl_tf.eval.ensemble import classes_of_member
+from gpicl_tf.sklearn_cell import CellFeed
+from gpicl_tf.sklearn_row import RowFeed
 
 PREPROCESSINGS = ("auto", "standard", "quantile", "power", "mix")
-# n_ensemble=None and preprocessing="auto" resolve per backbone: row models were
-# measured with 8 members of standard preprocessing, cell models with 4 mixed ones
-AUTO_ENSEMBLE = {"row": 8, "cell": 4}
-AUTO_PREPROCESSING = {"row": "standard", "cell": "mix"}
+# What differs between the backbones (defaults, encoding, ensemble), one strategy
+# each; n_ensemble=None and preprocessing="auto" take the strategy's defaults.
+FEEDS = {feed.backbone: feed for feed in (RowFeed(), CellFeed())}
 CALIBRATION_MIN_ROWS = 30
 
 _LOADED: dict = {}
@@ -203,20 +203,21 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
                           "the classes of each group: `class_groups`), one more in-context "
                           "pass per group", UserWarning, stacklevel=2)
         self.backbone_ = meta.get("backbone", "row")
+        feed = FEEDS[self.backbone_]
         if self.n_ensemble is not None and (
                 isinstance(self.n_ensemble, bool) or
                 not isinstance(self.n_ensemble, (int, np.integer)) or self.n_ensemble < 1):
             raise InvalidInputError(
                 f"n_ensemble={self.n_ensemble!r} must be an integer >= 1 (or None)")
-        self.n_ensemble_ = int(self.n_ensemble or AUTO_ENSEMBLE[self.backbone_])
+        self.n_ensemble_ = int(self.n_ensemble or feed.n_ensemble)
         if not (isinstance(self.progress, (bool, np.bool_)) or
                 (isinstance(self.progress, str) and self.progress == "auto")):
             raise InvalidInputError(f"progress={self.progress!r} is not True, False or 'auto'")
         if self.preprocessing not in PREPROCESSINGS:
             raise InvalidInputError(
                 f"preprocessing={self.preprocessing!r} is not one of {PREPROCESSINGS}")
-        self.preprocessing_ = AUTO_PREPROCESSING[self.backbone_] \
-            if self.preprocessing == "auto" else self.preprocessing
+        self.preprocessing_ = feed.preprocessing if self.preprocessing == "auto" \
+            else self.preprocessing
         categorical = _column_indices(self.categorical_features, X.shape[1],
                                       getattr(self, "feature_names_in_", None))
         # per column, scaled by a power of two before the variance: no underflow at
@@ -231,9 +232,7 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
                           f"{self.max_context_}: each ensemble member sees a random "
                           f"{self.max_context_} of them", UserWarning, stacklevel=2)
         self.clip_ = self._clip(meta)
-        self.max_features_ = self._max_features(meta)
-        if self.backbone_ == "cell" and self.max_features_ is None:
-            self.max_features_ = int(meta["schema"]["input_size"])
+        self.max_features_ = self._max_features(meta, feed)
         self.train_x_ = self._encode(X)
         self.context_y_ = y_index
         self.mean_, self.scale_ = mean, np.where(std > 0, std, 1.0)
@@ -253,33 +252,19 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
                 "meta-training setting)")
         return float(self.clip)
 
-    def _max_features(self, meta: dict) -> int | None:
+    def _max_features(self, meta: dict, feed) -> int | None:
         if self.max_features is None:
-            return None
+            return feed.unbounded_max_features(meta)
         if isinstance(self.max_features, str):
             if self.max_features != "auto":
                 raise InvalidInputError(
                     f"max_features={self.max_features!r} is not 'auto', None or an integer")
-            if meta.get("backbone") == "cell":
-                return int(meta["config"]["prior"]["max_features"])
-            from gpicl_tf.config import DataConfig
-            from gpicl_tf.data.episodes import parse_mixture
-
-            data = meta["config"].get("data", {})
-            sources = [data.get("source")] + ([s for s, _ in parse_mixture(DataConfig(
-                mixture=tuple(data["mixture"])))] if data.get("mixture") else [])
-            return meta["config"].get("prior", {}).get("max_features") \
-                if "prior" in sources else None
+            return feed.auto_max_features(meta)
         if isinstance(self.max_features, bool) or not isinstance(
                 self.max_features, (int, np.integer)) or self.max_features < 1:
             raise InvalidInputError(
                 f"max_features={self.max_features!r} must be 'auto', None or an integer >= 1")
         return int(self.max_features)
-
-    def _width(self) -> int:
-        """Columns each member projects: the encoded width, or max_features_ below it."""
-        d = self.train_x_.shape[1]
-        return d if self.max_features_ is None else min(d, self.max_features_)
 
     def _fit_temperature(self) -> float:
         """The temperature minimising the log loss of out-of-fold in-context
@@ -306,53 +291,8 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
         return float(np.exp(best.x))
 
     def _encode(self, X: np.ndarray) -> np.ndarray:
-        """Numeric columns as they are, categorical ones one-hot, and a missing-value
-        indicator per column that had missing values in the training rows (a cell
-        model: `sklearn_cell.encode`)."""
-        if self.backbone_ == "cell":
-            return sklearn_cell.encode(X, self.categories_)
-        numeric = [j for j in range(X.shape[1]) if j not in self.categories_]
-        parts = [X[:, numeric]]
-        for j, cats in self.categories_.items():
-            parts.append((X[:, [j]] == cats[None]).astype(float))
-        parts.append(np.isnan(X[:, self.missing_columns_]).astype(float))
-        return np.concatenate(parts, axis=1)
-
-    def _prepare(self, member: int, fit_x: np.ndarray,
-                 x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(context rows `fit_x`, rows `x`) prepared as member `member` prepares them,
-        every statistic (quantiles, scales, principal directions) from `fit_x`."""
-        kind = self.preprocessing_
-        if kind == "mix":
-            kind = ("standard", "quantile")[member % 2]
-        if kind == "quantile":
-            fit_x, x = _to_normal_scores(fit_x, fit_x), _to_normal_scores(fit_x, x)
-        elif kind == "power":
-            power = sklearn_cell.power_transform
-            fit_x, x = power(fit_x, fit_x), power(fit_x, x)
-        fit_z, z = (prior.prepare_table(fit_x, rows, self.clip_) for rows in (fit_x, x))
-        k = self._width()
-        if k == z.shape[1]:
-            return fit_z, z
-        # the leading k principal directions of the context rows
-        _, _, vt = np.linalg.svd(fit_z - fit_z.mean(0), full_matrices=False)
-        basis = np.zeros((z.shape[1], k))                    # [d, k]; fewer context rows
-        basis[:, :min(k, len(vt))] = vt[:k].T               # than k: zero columns
-        fit_s, s = fit_z @ basis, z @ basis
-        scale = np.sqrt(max(float(fit_s.var(0).sum()) / k, 1e-12))   # the columns' mean
-        return (np.clip(fit_s / scale, -self.clip_, self.clip_),       # variance 1, kept
-                np.clip(s / scale, -self.clip_, self.clip_))           # ratios
-
-    def _member(self, m: int, meta: dict, n: int | None = None):
-        rng = np.random.default_rng([self.random_state_, m])
-        d = self._width()
-        n_x = meta["schema"]["input_size"]
-        projection = rng.standard_normal((d, n_x)) / np.sqrt(d)
-        permutation = rng.permutation(meta["schema"]["num_classes"])
-        n = len(self.context_y_) if n is None else n
-        keep = np.sort(rng.choice(n, meta["max_context"], replace=False)) \
-            if n > meta["max_context"] else np.arange(n)
-        return projection, permutation, keep
+        """X as the backbone reads it (`RowFeed.encode`, `CellFeed.encode`)."""
+        return FEEDS[self.backbone_].encode(self, X)
 
     def predict_proba(self, X):
         check_is_fitted(self, "train_x_")
@@ -405,30 +345,10 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
         rows (labels 0 .. k - 1, k <= class_slots_) as context, averaged over the
         ensemble."""
         fn, meta = _load(self.model_path_)
-        step = int(meta["max_queries"])
-        chunks = -(-len(queries_raw) // step)
-        calls = chunks * (1 if self.backbone_ == "cell" else self.n_ensemble_)
-        bar = _progress_bar(self.progress, calls)
-        if self.backbone_ == "cell":
-            return sklearn_cell.ensemble_proba(
-                fn, meta, self.n_ensemble_, self.random_state_, self.preprocessing_, train_x,
-                train_y, queries_raw, k, self.max_features_, _to_normal_scores,
-                on_call=bar)
-        total = np.zeros((len(queries_raw), k))
-        for m in range(self.n_ensemble_):
-            projection, permutation, keep = self._member(m, meta, len(train_y))
-            fit_x = train_x[keep]
-            context, queries = self._prepare(m, fit_x, queries_raw)
-            context_x = (context @ projection)[None].astype(np.float32)
-            queries = queries @ projection
-            context_y = permutation[train_y[keep]][None].astype(np.int64)
-            for start in range(0, len(queries), step):
-                q = queries[start:start + step][None].astype(np.float32)
-                probs = fn(context_x=context_x, context_y=context_y,
-                           query_x=q)["probabilities"].numpy()[0]     # [Q, C]
-                total[start:start + step] += classes_of_member(probs, permutation, k)
-                bar()
-        return total / self.n_ensemble_
+        feed = FEEDS[self.backbone_]
+        chunks = -(-len(queries_raw) // int(meta["max_queries"]))
+        bar = _progress_bar(self.progress, feed.calls(chunks, self.n_ensemble_))
+        return feed.ensemble_proba(self, fn, meta, train_x, train_y, queries_raw, k, bar)
 
     def predict(self, X):
         check_is_fitted(self, "train_x_")
@@ -506,21 +426,3 @@ def _column_indices(spec, n_features: int, names) -> np.ndarray:
         raise InvalidInputError(
             f"categorical_features={items} names columns outside [0, {n_features})")
     return indices
-
-
-def _to_normal_scores(fit_x: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Each column of `x` through the empirical distribution of `fit_x`'s column
-    (ties averaged, NaN ignored and kept) to standard-normal scores."""
-    from scipy.special import ndtri
-
-    out = np.full(x.shape, np.nan)
-    for j in range(x.shape[1]):
-        ref = np.sort(fit_x[~np.isnan(fit_x[:, j]), j])
-        if not len(ref):
-            continue
-        col = x[:, j]
-        ok = ~np.isnan(col)
-        lo = np.searchsorted(ref, col[ok], side="left")
-        hi = np.searchsorted(ref, col[ok], side="right")
-        out[ok, j] = ndtri((lo + hi + 1) / (2 * len(ref) + 2))
-    return out

@@ -1,4 +1,5 @@
-"""How `GPICLClassifier` feeds a cell model (`gpicl_tf.models.cell`, backbone "cell").
+"""How `GPICLClassifier` feeds a cell model (`gpicl_tf.models.cell`, backbone "cell"),
+its strategy `CellFeed` (the row model's: `gpicl_tf.sklearn_row.RowFeed`).
 
 A cell model reads raw columns (it standardises each with the context rows
 itself) and missing values as NaN, so no projection, imputation or indicator
@@ -181,3 +182,38 @@ def ensemble_proba(fn, meta: dict, n_ensemble: int, random_state: int, preproces
         if on_call is not None:
             on_call()
     return total / n_ensemble
+
+
+class CellFeed:
+    """The cell backbone's side of the estimator: its defaults, its encoding and its
+    ensemble (all members in one batched call per chunk of queries). Methods read
+    the fitted estimator `est` (`random_state_`, `preprocessing_`, `max_features_`,
+    `categories_`, `n_ensemble_`)."""
+
+    backbone = "cell"
+    n_ensemble = 4              # measured with 4 members cycling the three preprocessings
+    preprocessing = "mix"
+
+    def auto_max_features(self, meta: dict) -> int:
+        """max_features="auto": the widest tables of the model's prior."""
+        return int(meta["config"]["prior"]["max_features"])
+
+    def unbounded_max_features(self, meta: dict) -> int:
+        """max_features=None: the most columns the model reads."""
+        return int(meta["schema"]["input_size"])
+
+    def encode(self, est, X: np.ndarray) -> np.ndarray:
+        return encode(X, est.categories_)
+
+    def calls(self, chunks: int, n_ensemble: int) -> int:
+        """Model calls of a predict of `chunks` chunks of queries: the members batched."""
+        return chunks
+
+    def ensemble_proba(self, est, fn, meta: dict, train_x: np.ndarray, train_y: np.ndarray,
+                       queries: np.ndarray, k: int, on_call) -> np.ndarray:
+        from gpicl_tf.sklearn_row import to_normal_scores
+
+        return ensemble_proba(fn, meta, est.n_ensemble_, est.random_state_, est.preprocessing_,
+                              train_x, train_y, queries, k, est.max_features_,
+                              to_normal_scores, on_call=on_call)
+

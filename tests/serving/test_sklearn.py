@@ -6,7 +6,9 @@ from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler
 
-from gpicl_tf.sklearn import GPICLClassifier
+from gpicl_tf.sklearn import FEEDS, GPICLClassifier
+
+ROW = FEEDS["row"]
 
 # starts a server process or trains and exports a model: not in the fast loop
 pytestmark = pytest.mark.slow
@@ -42,8 +44,8 @@ def test_long_context_is_subsampled(version):
     assert clf.subsampled_ and clf.max_context_ == 11
     assert not GPICLClassifier(version).fit(X[:11], y[:11]).subsampled_
     assert clf.predict_proba(X[:4]).shape == (4, 3)
-    _, _, keep = clf._member(0, {"schema": {"input_size": 16, "num_classes": 10},
-                                 "max_context": 11})
+    _, _, keep = ROW.member(clf, 0, {"schema": {"input_size": 16, "num_classes": 10},
+                                     "max_context": 11})
     assert len(keep) == 11 and len(set(keep)) == 11
 
 
@@ -339,8 +341,8 @@ def test_wide_tables_are_reduced_to_the_priors_width(version):
     np.testing.assert_array_equal(plain.predict_proba(X[:5]), GPICLClassifier(
         version, n_ensemble=2, max_features=None).fit(X, y).predict_proba(X[:5]))
     narrow = GPICLClassifier(version, n_ensemble=2, max_features=3).fit(X, y)
-    assert narrow._width() == 3
-    z, queries = narrow._prepare(0, narrow.train_x_, narrow.train_x_)
+    assert ROW.width(narrow) == 3
+    z, queries = ROW.prepare(narrow, 0, narrow.train_x_, narrow.train_x_)
     np.testing.assert_array_equal(z, queries)          # the context is prepared as queries are
     assert z.shape == (40, 3)
     np.testing.assert_allclose(z.mean(0), 0.0, atol=1e-9)
@@ -353,7 +355,7 @@ def test_wide_tables_are_reduced_to_the_priors_width(version):
     # fewer context rows than max_features: the missing directions are constant columns
     few = GPICLClassifier(version, n_ensemble=1, max_features=10, calibrate=False).fit(
         X[:6], y[:6])
-    assert few._prepare(0, few.train_x_, few.train_x_)[1].shape == (6, 10)
+    assert ROW.prepare(few, 0, few.train_x_, few.train_x_)[1].shape == (6, 10)
     assert few.predict_proba(X[6:9]).shape == (3, len(few.classes_))
     for bad in ("all", 0, 2.5, True):
         with pytest.raises(ValueError, match="max_features"):
@@ -365,7 +367,7 @@ def test_the_released_general_model_reduces_to_its_priors_width():
 
     X, y = _data(n=40, d=50)
     clf = GPICLClassifier(os.path.join(sk.GENERAL_MODEL_DIR, "1"), n_ensemble=1).fit(X, y)
-    assert clf.max_features_ == 32 and clf._width() == 32
+    assert clf.max_features_ == 32 and ROW.width(clf) == 32
     assert clf.predict_proba(X[:3]).shape == (3, 3)
 
 
