@@ -121,3 +121,62 @@ def test_tabular_baselines_cross_validate_within_the_smallest_class():
     assert tabular.cv_folds(np.array([0, 1] * 250)) == 5
     assert tabular.cv_folds(np.array([0, 1] * 15)) == 3      # 30 rows: 30 // 10
     assert tabular.cv_folds(np.array([0, 1, 1, 1])) == 2
+
+
+@pytest.mark.slow
+def test_estimator_speed_benchmark_times_the_real_estimator(model_base):
+    """The accuracy it prints beside its timings is the estimator's on the same
+    splits, computed here (so the timed object is the real estimator)."""
+    import importlib.util
+
+    import numpy as np
+    from sklearn.datasets import load_iris
+
+    from gpicl_tf.sklearn import GPICLClassifier
+
+    path = os.path.join(model_base, "gpicl", "1")
+    done = subprocess.run([sys.executable, "benchmarks/estimator_speed.py", path, "--rows", "20",
+                           "--test_rows", "30", "--repeats", "2", "--datasets", "iris",
+                           "--n_ensemble", "2"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    row = re.search(r"\| iris \| 4 \| 30 \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| [\d.]+ \| ([\d.]+) \|",
+                    done.stdout)
+    assert row, done.stdout
+    fit, predict, total, accuracy = map(float, row.groups())
+    spec = importlib.util.spec_from_file_location("speed", "benchmarks/estimator_speed.py")
+    speed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(speed)
+    x, y = load_iris(return_X_y=True)
+    want = []
+    for r in range(2):
+        train, test = speed.split(y, 20, 30, r)
+        clf = GPICLClassifier(path, n_ensemble=2, random_state=r).fit(x[train], y[train])
+        want.append(np.mean(clf.predict(x[test]) == y[test]))
+    assert accuracy == pytest.approx(np.mean(want), abs=5e-4)
+    assert fit > 0 and predict > 0 and total == pytest.approx(fit + predict, abs=2e-3)
+    assert "target (issue 38): fit + predict at 100 rows under 1 s: not met" in done.stdout
+    bad = subprocess.run([sys.executable, "benchmarks/estimator_speed.py", path, "--datasets",
+                          "nope"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "unknown dataset(s) ['nope']" in bad.stderr
+
+
+def test_the_out_of_fold_prior_undoes_a_prior_shift():
+    """tabular_decisions' corrections on a known case: a model that under-predicts
+    class 1 by half is corrected by the prior match and the out-of-fold weights."""
+    import importlib.util
+
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("decisions", "benchmarks/tabular_decisions.py")
+    decisions = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(decisions)
+    proba = np.array([[0.6, 0.4], [0.7, 0.3], [0.8, 0.2], [0.9, 0.1]])
+    matched = decisions.prior_matched(proba, np.array([0.5, 0.5]))
+    np.testing.assert_allclose(matched.sum(1), 1.0)
+    np.testing.assert_allclose(matched.mean(0), [0.5, 0.5], atol=0.05)
+    assert matched.argmax(1).tolist() == [1, 1, 0, 0]
+    # out of fold the model shows the same shift on its training rows: weights 2/3, 2
+    weights = decisions.out_of_fold_prior(proba, np.array([0.5, 0.5]))
+    np.testing.assert_allclose(weights, [0.5 / 0.75, 0.5 / 0.25])
+    assert (proba * weights).argmax(1).tolist() == [1, 1, 0, 0]
+    assert "out-of-fold prior" in decisions.RULES
