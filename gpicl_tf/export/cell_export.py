@@ -29,7 +29,8 @@ import tensorflow as tf
 
 from gpicl_tf import io as files
 from gpicl_tf.errors import InvalidInputError, MissingFileError
-from gpicl_tf.export.saved_model import (CONFIG_FILE, SIGNATURE, WARMUP_FILE, gated_inputs,
+from gpicl_tf.export.saved_model import (CONFIG_FILE, SIGNATURE, WARMUP_FILE,
+                                         check_request_sizes, gated_inputs, request_checks,
                                          write_version, write_warmup)
 from gpicl_tf.models.cell import CellTransformer
 from gpicl_tf.training import cell_train
@@ -43,32 +44,8 @@ def cell_serving_function(model: CellTransformer, max_context: int, max_queries:
     k, max_features = model.num_classes, model.max_features
 
     def serve(context_x, context_y, query_x):
-        b, n, q = tf.shape(context_x)[0], tf.shape(context_x)[1], tf.shape(query_x)[1]
-        c = tf.shape(context_x)[2]
-        checks = [
-            tf.debugging.assert_equal(tf.shape(context_y), tf.shape(context_x)[:2],
-                                      message="context_y must be [B, N] for context_x [B, N, C]"),
-            tf.debugging.assert_equal(tf.shape(query_x)[0], b,
-                                      message="query_x and context_x differ in batch size"),
-            tf.debugging.assert_equal(tf.shape(query_x)[2], c,
-                                      message="query_x and context_x differ in columns"),
-            tf.debugging.assert_greater(c, 0, message="no feature columns"),
-            tf.debugging.assert_less_equal(c, max_features,
-                                           message=f"more than {max_features} feature columns"),
-            tf.debugging.assert_greater(n, 0, message="the context is empty"),
-            tf.debugging.assert_less_equal(n, max_context,
-                                           message=f"context longer than {max_context}"),
-            tf.debugging.assert_greater(q, 0, message="no queries"),
-            tf.debugging.assert_less_equal(q, max_queries,
-                                           message=f"more than {max_queries} queries"),
-            tf.debugging.assert_non_negative(context_y, message="negative context label"),
-            tf.debugging.assert_less(context_y, tf.constant(k, tf.int64),
-                                     message=f"context label >= num_classes={k}"),
-            tf.debugging.assert_equal(tf.reduce_any(tf.math.is_inf(context_x)), False,
-                                      message="context_x has Inf"),
-            tf.debugging.assert_equal(tf.reduce_any(tf.math.is_inf(query_x)), False,
-                                      message="query_x has Inf"),
-        ]
+        checks = request_checks(context_x, context_y, query_x, k, max_context, max_queries,
+                                max_features=max_features)
         context_x, context_y, query_x = gated_inputs(checks, context_x, context_y, query_x)
         logits = model({"context_x": context_x, "context_y": context_y, "query_x": query_x},
                        training=False)                                 # [B, Q, K]
@@ -101,9 +78,7 @@ def export_cell_model(model: CellTransformer, config: dict, base: str, name: str
     if not isinstance(model, CellTransformer):
         raise InvalidInputError(f"export_cell_model takes a CellTransformer, not "
                                 f"{type(model).__name__}")
-    for key, value in (("max_context", max_context), ("max_queries", max_queries)):
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100_000:
-            raise InvalidInputError(f"{key}={value!r} must be an integer in [1, 100000]")
+    check_request_sizes(max_context, max_queries, model.max_features)   # the row models' bounds
     bad = first_non_finite_weight(model)
     if bad:
         raise InvalidInputError(f"model weight {bad!r} holds NaN or Inf: refusing to export a "

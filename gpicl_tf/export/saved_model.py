@@ -65,6 +65,50 @@ def check_request_sizes(max_context, max_queries, input_size) -> None:
             "smaller bounds")
 
 
+def request_checks(context_x, context_y, query_x, num_classes: int, max_context: int,
+                   max_queries: int, max_features: int | None = None) -> list:
+    """The checks every request meets before any model op (both backbones, the same
+    bounds): shapes that agree, 1 .. max_context context rows, 1 .. max_queries
+    queries, labels in [0, num_classes), and values that are finite. With
+    `max_features` (a model that reads any number of columns, NaN as missing):
+    1 .. max_features columns, the same in context and queries, and no Inf (NaN
+    allowed); without it the columns are fixed by the signature and NaN is refused."""
+    b, n, q = tf.shape(context_x)[0], tf.shape(context_x)[1], tf.shape(query_x)[1]
+    shape = "[B, N, d]" if max_features is None else "[B, N, C]"
+    checks = [
+        tf.debugging.assert_equal(tf.shape(context_y), tf.shape(context_x)[:2],
+                                  message=f"context_y must be [B, N] for context_x {shape}"),
+        tf.debugging.assert_equal(tf.shape(query_x)[0], b,
+                                  message="query_x and context_x differ in batch size"),
+    ]
+    if max_features is not None:
+        c = tf.shape(context_x)[2]
+        checks += [
+            tf.debugging.assert_equal(tf.shape(query_x)[2], c,
+                                      message="query_x and context_x differ in columns"),
+            tf.debugging.assert_greater(c, 0, message="no feature columns"),
+            tf.debugging.assert_less_equal(c, max_features,
+                                           message=f"more than {max_features} feature columns"),
+        ]
+    checks += [
+        tf.debugging.assert_greater(n, 0, message="the context is empty"),
+        tf.debugging.assert_less_equal(n, max_context, message=f"context longer than {max_context}"),
+        tf.debugging.assert_greater(q, 0, message="no queries"),
+        tf.debugging.assert_less_equal(q, max_queries, message=f"more than {max_queries} queries"),
+        tf.debugging.assert_non_negative(context_y, message="negative context label"),
+        tf.debugging.assert_less(context_y, tf.constant(num_classes, tf.int64),
+                                 message=f"context label >= num_classes={num_classes}"),
+    ]
+    if max_features is None:
+        checks += [tf.debugging.assert_all_finite(context_x, "context_x has NaN or Inf"),
+                   tf.debugging.assert_all_finite(query_x, "query_x has NaN or Inf")]
+    else:
+        checks += [tf.debugging.assert_equal(tf.reduce_any(tf.math.is_inf(x)), False,
+                                             message=f"{name} has Inf")
+                   for name, x in (("context_x", context_x), ("query_x", query_x))]
+    return checks
+
+
 def gated_inputs(checks: list, context_x, context_y, query_x):
     """The request's tensors (labels as int32) behind every check: no model op can
     run before them, so a bad request is named by its check, not met first by a
@@ -83,24 +127,8 @@ def serving_function(model: keras.Model, schema: EpisodeSchema, max_context: int
     d, c = schema.input_size, schema.num_classes
 
     def serve(context_x, context_y, query_x):
-        b, n, q = tf.shape(context_x)[0], tf.shape(context_x)[1], tf.shape(query_x)[1]
-        checks = [
-            tf.debugging.assert_equal(tf.shape(context_y), tf.shape(context_x)[:2],
-                                      message="context_y must be [B, N] for context_x [B, N, d]"),
-            tf.debugging.assert_equal(tf.shape(query_x)[0], b,
-                                      message="query_x and context_x differ in batch size"),
-            tf.debugging.assert_greater(n, 0, message="the context is empty"),
-            tf.debugging.assert_less_equal(n, max_context,
-                                           message=f"context longer than {max_context}"),
-            tf.debugging.assert_greater(q, 0, message="no queries"),
-            tf.debugging.assert_less_equal(q, max_queries,
-                                           message=f"more than {max_queries} queries"),
-            tf.debugging.assert_non_negative(context_y, message="negative context label"),
-            tf.debugging.assert_less(context_y, tf.constant(c, tf.int64),
-                                     message=f"context label >= num_classes={c}"),
-            tf.debugging.assert_all_finite(context_x, "context_x has NaN or Inf"),
-            tf.debugging.assert_all_finite(query_x, "query_x has NaN or Inf"),
-        ]
+        b, q = tf.shape(context_x)[0], tf.shape(query_x)[1]
+        checks = request_checks(context_x, context_y, query_x, c, max_context, max_queries)
         context_x, context_y, query_x = gated_inputs(checks, context_x, context_y, query_x)
         logits = query_logits(model, context_x, context_y, query_x)       # [B, Q, C]
         probabilities = tf.reshape(tf.nn.softmax(tf.cast(logits, tf.float32)), [b, q, c])

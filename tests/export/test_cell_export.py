@@ -88,6 +88,12 @@ def test_export_refuses_bad_sizes_and_missing_runs(exported, tmp_path):
         cell_export.export_cell_model(model, {}, str(tmp_path), "x", max_context=0)
     with pytest.raises(InvalidInputError, match="max_queries=2000000000"):
         cell_export.export_cell_model(model, {}, str(tmp_path), "x", max_queries=2_000_000_000)
+    # the row models' bound on one request's numbers (saved_model.check_request_sizes)
+    with pytest.raises(InvalidInputError, match="max_context=3000000 and max_queries=1024 "
+                                                "with 16 features make one episode"):
+        cell_export.export_cell_model(model, {}, str(tmp_path), "x", max_context=3_000_000)
+    with pytest.raises(InvalidInputError, match="max_context=True must be a whole number"):
+        cell_export.export_cell_model(model, {}, str(tmp_path), "x", max_context=True)
     with pytest.raises(MissingFileError, match="no finished cell run"):
         cell_export.export_cell_run(str(tmp_path), str(tmp_path), "x")
     with pytest.raises(MissingFileError, match="kept no weights of step 3"):
