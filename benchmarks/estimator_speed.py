@@ -110,12 +110,17 @@ def main():
         print(f"| {name} | {r['columns']} | {r['test_rows']} | {r['fit']:.3f} | "
               f"{r['predict']:.3f} | {r['total']:.3f} | {r['spread']:.3f} | "
               f"{r['accuracy']:.3f} |", flush=True)
+    if not results:
+        print("no table had enough rows")
+        return
     fit = float(np.mean([r["fit"] for r in results.values()]))
     total = float(np.mean([r["total"] for r in results.values()]))
     print(f"mean over {len(results)} tables: fit {fit:.3f} s + predict {total - fit:.3f} s = "
           f"{total:.3f} s per fit + predict (fit {fit / total:.0%} of it)")
     print(f"target (issue 38): fit + predict at 100 rows under 1 s: "
-          f"{'met' if total < 1.0 and args.rows == 100 else 'not met'}")
+          f"{'met' if total < 1.0 and args.rows == 100 and args.n_ensemble is None else 'not met'}"
+          + ("" if args.rows == 100 and args.n_ensemble is None
+             else " (measured off the target's settings: 100 rows, the default ensemble)"))
 
 
 if __name__ == "__main__":

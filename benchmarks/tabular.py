@@ -62,7 +62,7 @@ from sklearn.svm import SVC  # noqa: E402
 from gpicl_tf.config import DataConfig  # noqa: E402
 from gpicl_tf.data import sources  # noqa: E402
 from gpicl_tf.data.storage import atomic_path, sha256_file  # noqa: E402
-from gpicl_tf import sklearn_cell  # noqa: E402
+from gpicl_tf import sklearn_cell, sklearn_row  # noqa: E402
 from gpicl_tf.sklearn import GPICLClassifier  # noqa: E402
 
 ESTIMATOR = "GPICL (in context)"
@@ -379,7 +379,8 @@ def main():
             f"{os.path.basename(os.path.abspath(path))}"
         models[label] = path
     code = "".join(sha256_file(f) for f in (inspect.getfile(GPICLClassifier),
-                                            inspect.getfile(sklearn_cell)))
+                                            inspect.getfile(sklearn_cell),
+                                            inspect.getfile(sklearn_row)))
     base_settings = {"splits": args.splits, "baselines": BASELINES_VERSION}
     results = {}
     for dataset in args.datasets.split(","):

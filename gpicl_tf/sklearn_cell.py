@@ -86,24 +86,31 @@ def yeo_johnson_lambda(x: np.ndarray) -> float:
     return float(optimize.fminbound(neg_llf, lb, ub, xtol=1.48e-08))
 
 
+def _near_constant(x: np.ndarray) -> bool:
+    """scikit-learn's test of a column indistinguishable from a constant (the error
+    bound of the two-pass variance, `preprocessing._data._is_constant_feature`)."""
+    n, eps, var, mean = len(x), np.finfo(np.float64).eps, x.var(), x.mean()
+    return bool(var <= n * eps * var + (n * mean * eps) ** 2)
+
+
 def power_transforms(fit_x: np.ndarray, *xs: np.ndarray) -> list[np.ndarray]:
     """Each of `xs` through the Yeo-Johnson transform per column fitted on `fit_x`
     (NaN ignored and kept), standardised with `fit_x`'s transformed statistics, as
     scikit-learn's `PowerTransformer()` does (each column fitted once for all of
-    `xs`); a column the transform cannot fit (fewer than 2 values, constant), or
-    that it sends beyond +-1e6 standard deviations, stays as it is (a large fitted
-    lambda can send a far query value past float32's range)."""
+    `xs`; lambda 1, the identity, for a column scikit-learn deems constant); a column
+    the transform cannot fit (fewer than 2 values, constant), or that it sends beyond
+    +-1e6 standard deviations, stays as it is (a large fitted lambda can send a far
+    query value past float32's range)."""
     outs = [x.copy() for x in xs]
     with np.errstate(all="ignore"):
         for j in range(fit_x.shape[1]):
             ref = fit_x[~np.isnan(fit_x[:, j]), j]
             if len(ref) < 2 or np.ptp(ref) == 0:
                 continue
-            lmbda = yeo_johnson_lambda(ref)
+            lmbda = 1.0 if _near_constant(ref) else yeo_johnson_lambda(ref)
             t = yeo_johnson(ref, lmbda)
-            mean, var = t.mean(), t.var()
-            n, eps = len(t), np.finfo(np.float64).eps     # scikit-learn's near-constant rule
-            std = 1.0 if var <= n * eps * var + (n * mean * eps) ** 2 else np.sqrt(var)
+            mean, std = t.mean(), np.sqrt(t.var())
+            std = 1.0 if _near_constant(t) else std
             for x, out in zip(xs, outs):
                 ok = ~np.isnan(x[:, j])
                 values = (yeo_johnson(x[ok, j], lmbda) - mean) / std

@@ -47,6 +47,17 @@ def test_bad_names_and_references_are_named():
     spec = registry.get("regression")
     with pytest.raises(ValueError, match="kind 'regression' is registered already"):
         registry.register(spec)
+    monkeypatched = registry.KindSpec(name="ranking", layout="gpicl_tf.data.schema:NOPE",
+                                      episodes=spec.episodes, learners=spec.learners,
+                                      model_check=spec.model_check, objective=spec.objective,
+                                      task=spec.task)
+    registry._KINDS["ranking"] = monkeypatched
+    try:
+        with pytest.raises(ValueError, match=r"ranking.layout='gpicl_tf.data.schema:NOPE' "
+                                             "names nothing importable"):
+            registry.part("ranking", "layout")
+    finally:
+        del registry._KINDS["ranking"]
     with pytest.raises(ValueError, match=r"ranking.task='tasks.ranking' is not 'module:attr"):
         registry.KindSpec(name="ranking", layout=spec.layout, episodes=spec.episodes,
                           learners=spec.learners, model_check=spec.model_check,

@@ -7,6 +7,7 @@ strings; an unknown section or key raises an error naming it.
     checks.py    the rules sections check when built, value conversion
     sections.py  the sections (DataConfig, ModelConfig, TrainConfig, ...)
     base.py      what both config families share: loading, JSON, overrides
+    kinds.py     the kinds of episodes, each registered once with its parts
     run.py       Config: the row learners' sections together, older files
     presets.py   the named configs
     cell.py      the cell learner's config (its own sections and presets)

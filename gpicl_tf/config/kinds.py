@@ -87,17 +87,24 @@ def _resolve(ref: str):
     return getattr(importlib.import_module(module), attribute)
 
 
+def _resolved(ref: str, where: str):
+    try:
+        return _resolve(ref)
+    except (ImportError, AttributeError) as e:
+        raise InvalidInputError(f"{where}={ref!r} names nothing importable: {e}") from e
+
+
 def part(name: str, which: str):
     """Kind `name`'s part `which` (one of `PARTS`), imported on first use."""
     if which not in PARTS:
         raise InvalidInputError(f"part={which!r} is not one of {PARTS}")
-    return _resolve(getattr(get(name), which))
+    return _resolved(getattr(get(name), which), f"{name}.{which}")
 
 
 def learner(name: str, arch: str):
     """The builder of kind `name`'s learner `arch`, or None if the kind has none."""
     refs = dict(get(name).learners)
-    return _resolve(refs[arch]) if arch in refs else None
+    return _resolved(refs[arch], f"{name}.learners[{arch!r}]") if arch in refs else None
 
 
 def learners(name: str) -> tuple[str, ...]:

@@ -60,6 +60,13 @@ def test_the_power_transform_is_scikit_learns():
     lmbda = sklearn_cell.yeo_johnson_lambda(fit_x[:, 0])
     assert lmbda == pytest.approx(PowerTransformer().fit(fit_x[:, :1]).lambdas_[0], abs=1e-9)
     assert sklearn_cell.yeo_johnson_lambda(np.zeros(4)) == 1.0
+    # a column scikit-learn deems constant (spread 1e-6 at 1e8): lambda 1, scale 1, as it does
+    near = (1e8 + rng.standard_normal(n) * 1e-6)[:, None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = PowerTransformer().fit(near).transform(near)
+    np.testing.assert_allclose(sklearn_cell.power_transform(near, near), want, rtol=1e-9,
+                               atol=1e-6)
 
 
 @pytest.mark.parametrize("kind", ["standard", "quantile", "power"])
