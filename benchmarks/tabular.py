@@ -3,7 +3,7 @@
     python benchmarks/tabular.py [LABEL=]saved_models/tabular/1 [[LABEL=]OTHER_VERSION ...]
         [--rows 50,100,500] [--splits 10] [--datasets iris,wine,breast_cancer,digits]
         [--n_ensemble N] [--preprocessing auto|standard|quantile|power|mix]
-        [--max_features auto|none|N] [--out runs/tabular]
+        [--max_features auto|none|N] [--prior_correction] [--out runs/tabular]
 
 Several exported versions (row or cell models; e.g. one per meta-training time)
 are measured on the same splits beside the same baselines; the first is the one
@@ -141,9 +141,10 @@ def cv_folds(y_train: np.ndarray) -> int:
 
 
 def estimator(model_path: str, n_ensemble, seed: int, preprocessing: str = "auto",
-              max_features="auto"):
+              max_features="auto", prior_correction: bool = False):
     return lambda: GPICLClassifier(model_path, n_ensemble=n_ensemble, random_state=seed,
-                                   preprocessing=preprocessing, max_features=max_features)
+                                   preprocessing=preprocessing, max_features=max_features,
+                                   prior_correction=prior_correction)
 
 
 def baselines(folds: int, seed: int) -> dict:
@@ -362,6 +363,9 @@ def main():
                         help="the estimator's preprocessing: auto, standard, quantile, power, mix")
     parser.add_argument("--max_features", default="auto",
                         help="the estimator's max_features: auto, none or an integer")
+    parser.add_argument("--prior_correction", action="store_true",
+                        help="the estimator's prior_correction (class weights from the "
+                             "training rows' out-of-fold predictions)")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     unknown = [d for d in args.datasets.split(",") if d not in DATASETS]
@@ -393,10 +397,11 @@ def main():
             for label, path in models.items():
                 settings = {"model": model_fingerprint(path), "estimator": code,
                             "max_features": args.max_features, "splits": args.splits,
-                            "n_ensemble": args.n_ensemble, "preprocessing": args.preprocessing}
+                            "n_ensemble": args.n_ensemble, "preprocessing": args.preprocessing,
+                            **({"prior_correction": True} if args.prior_correction else {})}
                 def learners(folds, split, label=label, path=path):
                     return {label: estimator(path, args.n_ensemble, split, args.preprocessing,
-                                             max_features)}
+                                             max_features, args.prior_correction)}
 
                 part, was = cached(args.out, label, dataset, rows, settings,
                                    lambda: run_case(x, y, rows, args.splits, learners))

@@ -17,7 +17,9 @@ member (`subsampled_` says so, and a warning names the sizes). More classes than
 the model's class slots are predicted hierarchically (`hierarchical_`, with a
 warning): groups of classes, then the classes of each group. With 30 or more
 training rows, `predict_proba` is calibrated by one temperature fitted on
-out-of-fold in-context predictions of the training rows (`temperature_`).
+out-of-fold in-context predictions of the training rows (`temperature_`), and
+with `prior_correction` the same predictions reweight the classes so that their
+mean matches the training rows' class frequencies (`class_weights_`).
 
 Example:
     >>> clf = GPICLClassifier("saved_models/gpicl/1", n_ensemble=8)  # doctest: +SKIP
@@ -144,6 +146,12 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
             in context from the other two; the one temperature that minimises their
             log loss) and apply it in `predict_proba`; needs at least 30 rows, else
             the temperature stays 1. Argmax predictions do not change.
+        prior_correction: reweight the classes by the training rows' class
+            frequency over their mean out-of-fold probability (the same 3 folds as
+            the calibration; at least 30 rows), undoing the prior the model shows
+            on this table (`class_weights_`); this changes argmax predictions.
+            Inductive: each row's answer stands alone. Off by default
+            (`benchmarks/tabular_decisions.py`, rule "out-of-fold prior", measures it).
         progress: a progress bar (stdout) over the model calls of a predict: True,
             False, or "auto" (when it takes more than `PROGRESS_MIN_CALLS` calls).
     """
@@ -151,7 +159,7 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
     def __init__(self, model_path: str | None = None, n_ensemble: int | None = None,
                  random_state: int = 0, preprocessing: str = "auto", categorical_features=(),
                  clip: float | None = None, max_features="auto", calibrate: bool = True,
-                 progress="auto"):
+                 progress="auto", prior_correction: bool = False):
         self.model_path = model_path
         self.n_ensemble = n_ensemble
         self.random_state = random_state
@@ -161,6 +169,7 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
         self.max_features = max_features
         self.calibrate = calibrate
         self.progress = progress
+        self.prior_correction = prior_correction
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -236,9 +245,19 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
         self.train_x_ = self._encode(X)
         self.context_y_ = y_index
         self.mean_, self.scale_ = mean, np.where(std > 0, std, 1.0)
+        for name in ("calibrate", "prior_correction"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise InvalidInputError(f"{name}={getattr(self, name)!r} is not True or False")
         self.temperature_ = 1.0
-        if self.calibrate and len(y) >= CALIBRATION_MIN_ROWS:
-            self.temperature_ = self._fit_temperature()
+        self.class_weights_ = np.ones(len(self.classes_))
+        if (self.calibrate or self.prior_correction) and len(y) >= CALIBRATION_MIN_ROWS:
+            oof = self._out_of_fold_proba()
+            if self.prior_correction:
+                freq = np.bincount(y_index, minlength=len(self.classes_)) / len(y_index)
+                self.class_weights_ = freq / np.clip(oof.mean(0), 1e-12, None)
+                oof = _reweighted(oof, self.class_weights_)
+            if self.calibrate:
+                self.temperature_ = self._fit_temperature(oof)
         return self
 
     def _clip(self, meta: dict) -> float:
@@ -266,11 +285,9 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
                 f"max_features={self.max_features!r} must be 'auto', None or an integer >= 1")
         return int(self.max_features)
 
-    def _fit_temperature(self) -> float:
-        """The temperature minimising the log loss of out-of-fold in-context
-        predictions of the training rows (3 folds, each predicted from the rest)."""
-        from scipy.optimize import minimize_scalar
-
+    def _out_of_fold_proba(self) -> np.ndarray:
+        """Out-of-fold in-context probabilities [n, classes] of the training rows
+        (3 folds, each predicted from the rest)."""
         rng = np.random.default_rng([self.random_state_, 7])
         n = len(self.context_y_)
         fold = rng.permutation(n) % 3
@@ -279,6 +296,14 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
             held = fold == f
             probs[held] = self._class_proba(self.train_x_[~held], self.context_y_[~held],
                                             self.train_x_[held])
+        return probs
+
+    def _fit_temperature(self, probs: np.ndarray) -> float:
+        """The temperature minimising the log loss of the out-of-fold probabilities
+        `probs` of the training rows."""
+        from scipy.optimize import minimize_scalar
+
+        n = len(self.context_y_)
         logp = np.log(np.clip(probs, 1e-12, 1.0))
         truth = self.context_y_
 
@@ -306,6 +331,8 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
                 f"row(s) {np.flatnonzero(bad)[:10].tolist()} of X overflow when standardised "
                 "with the training data's scale; rescale X")
         probs = self._class_proba(self.train_x_, self.context_y_, self._encode(X))
+        if np.any(self.class_weights_ != 1.0):
+            probs = _reweighted(probs, self.class_weights_)
         if self.temperature_ != 1.0:
             probs = probs ** (1.0 / self.temperature_)
             probs /= probs.sum(1, keepdims=True)
@@ -357,6 +384,12 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
 
 # "auto" progress: a bar once a predict takes more model calls than this
 PROGRESS_MIN_CALLS = 16
+
+
+def _reweighted(probs: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Rows of `probs` times per-class `weights`, renormalised."""
+    out = probs * weights
+    return out / np.clip(out.sum(1, keepdims=True), 1e-300, None)
 
 
 def _progress_bar(progress, calls: int):

@@ -291,6 +291,29 @@ def test_calibration_fits_a_temperature_that_keeps_the_predictions(version):
     assert few.temperature_ == 1.0
 
 
+def test_the_prior_correction_reweights_classes_by_their_out_of_fold_mean(version):
+    """prior_correction: class weights = training class frequency / mean out-of-fold
+    probability (the calibration's folds), applied before the temperature; off: none."""
+    X, y = _data(n=36)
+    with pytest.warns(UserWarning, match="exceed the model's context"):
+        plain = GPICLClassifier(version, n_ensemble=2).fit(X, y)
+        fixed = GPICLClassifier(version, n_ensemble=2, prior_correction=True).fit(X, y)
+    np.testing.assert_array_equal(plain.class_weights_, np.ones(3))
+    oof = fixed._out_of_fold_proba()
+    freq = np.bincount(fixed.context_y_, minlength=3) / len(y)
+    np.testing.assert_allclose(fixed.class_weights_, freq / oof.mean(0), rtol=1e-9)
+    assert not np.allclose(fixed.class_weights_, 1.0)
+    raw = GPICLClassifier(version, n_ensemble=2, calibrate=False).fit(X, y).predict_proba(X[:9])
+    want = raw * fixed.class_weights_
+    want /= want.sum(1, keepdims=True)
+    want = want ** (1.0 / fixed.temperature_)
+    want /= want.sum(1, keepdims=True)
+    np.testing.assert_allclose(fixed.predict_proba(X[:9]), want, rtol=1e-6)
+    np.testing.assert_array_equal(fixed.predict(X[:9]), fixed.classes_[want.argmax(1)])
+    with pytest.raises(ValueError, match="prior_correction='yes' is not True or False"):
+        GPICLClassifier(version, prior_correction="yes").fit(X, y)
+
+
 def test_without_a_path_the_default_model_is_used(version, tmp_path, monkeypatch):
     from gpicl_tf import sklearn as sk
 
