@@ -191,6 +191,24 @@ def ensemble_proba(fn, meta: dict, n_ensemble: int, random_state: int, preproces
     return total / n_ensemble
 
 
+def to_normal_scores(fit_x: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Each column of `x` through the empirical distribution of `fit_x`'s column
+    (ties averaged, NaN ignored and kept) to standard-normal scores."""
+    from scipy.special import ndtri
+
+    out = np.full(x.shape, np.nan)
+    for j in range(x.shape[1]):
+        ref = np.sort(fit_x[~np.isnan(fit_x[:, j]), j])
+        if not len(ref):
+            continue
+        col = x[:, j]
+        ok = ~np.isnan(col)
+        lo = np.searchsorted(ref, col[ok], side="left")
+        hi = np.searchsorted(ref, col[ok], side="right")
+        out[ok, j] = ndtri((lo + hi + 1) / (2 * len(ref) + 2))
+    return out
+
+
 class CellFeed:
     """The cell backbone's side of the estimator: its defaults, its encoding and its
     ensemble (all members in one batched call per chunk of queries). Methods read
@@ -218,8 +236,6 @@ class CellFeed:
 
     def ensemble_proba(self, est, fn, meta: dict, train_x: np.ndarray, train_y: np.ndarray,
                        queries: np.ndarray, k: int, on_call) -> np.ndarray:
-        from gpicl_tf.sklearn_row import to_normal_scores
-
         return ensemble_proba(fn, meta, est.n_ensemble_, est.random_state_, est.preprocessing_,
                               train_x, train_y, queries, k, est.max_features_,
                               to_normal_scores, on_call=on_call)

@@ -18,25 +18,7 @@ import numpy as np
 
 from gpicl_tf.data import prior
 from gpicl_tf.eval.ensemble import classes_of_member
-from gpicl_tf.sklearn_cell import power_transforms
-
-
-def to_normal_scores(fit_x: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Each column of `x` through the empirical distribution of `fit_x`'s column
-    (ties averaged, NaN ignored and kept) to standard-normal scores."""
-    from scipy.special import ndtri
-
-    out = np.full(x.shape, np.nan)
-    for j in range(x.shape[1]):
-        ref = np.sort(fit_x[~np.isnan(fit_x[:, j]), j])
-        if not len(ref):
-            continue
-        col = x[:, j]
-        ok = ~np.isnan(col)
-        lo = np.searchsorted(ref, col[ok], side="left")
-        hi = np.searchsorted(ref, col[ok], side="right")
-        out[ok, j] = ndtri((lo + hi + 1) / (2 * len(ref) + 2))
-    return out
+from gpicl_tf.sklearn_cell import power_transforms, to_normal_scores
 
 
 class RowFeed:

@@ -5,7 +5,7 @@ import pytest
 
 from gpicl_tf import sklearn_cell
 from gpicl_tf.data import prior
-from gpicl_tf.sklearn_row import to_normal_scores as _to_normal_scores
+from gpicl_tf.sklearn_cell import to_normal_scores as _to_normal_scores
 
 
 def test_categorical_columns_become_category_indices_and_unseen_ones_missing():
