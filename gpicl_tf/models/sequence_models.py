@@ -177,13 +177,31 @@ def build_model(config: ModelConfig, schema: EpisodeSchema) -> keras.Model:
     return kind_registry.learner(schema.task, config.arch)(config, schema)
 
 
+# The layers of a PFN-layout Transformer built by `build_transformer` that its
+# one-pass serving call (`query_logits`) replays; any other layer (positions,
+# a layer added later) would be skipped silently, so a model holding one is refused.
+_PFN_SERVED = frozenset({"token_embedding", "final_norm", "query_outputs", "logits"})
+
+
 def _transformer_parts(model: keras.Model):
     """(tokens, embedding, blocks, final norm, logits) of a Transformer built by
-    `build_transformer`, or None for another model."""
+    `build_transformer`, or None for another model. Raises InvalidInputError
+    naming the layer when a PFN-layout Transformer holds a layer that the
+    one-pass serving call would not replay."""
     by_type = [layer for layer in model.layers if isinstance(layer, TransformerBlock)]
     tokens = [layer for layer in model.layers if isinstance(layer, EpisodeTokens)]
     if not by_type or len(tokens) != 1:
         return None
+    if tokens[0].layout == "pfn":
+        unknown = [layer.name for layer in model.layers
+                   if not isinstance(layer, (keras.layers.InputLayer, EpisodeTokens,
+                                             TransformerBlock))
+                   and layer.name not in _PFN_SERVED]
+        if unknown:
+            raise InvalidInputError(
+                f"the PFN-layout Transformer {model.name!r} holds layers {unknown} that its "
+                "one-pass serving call does not replay; serve it through a model built by "
+                "build_transformer")
     names = {layer.name: layer for layer in model.layers}
     return (tokens[0], names["token_embedding"], by_type, names["final_norm"], names["logits"])
 

@@ -215,3 +215,28 @@ def test_sinusoidal_positions_tell_equal_tokens_apart_and_keep_causality(tmp_pat
     model.save(path)
     np.testing.assert_allclose(np.asarray(keras.models.load_model(path)(episode)), base,
                                rtol=1e-6, atol=1e-6)
+
+
+def test_the_pfn_serving_call_refuses_a_layer_it_would_not_replay():
+    """query_logits replays a PFN Transformer's layers by hand; a model holding a
+    layer it does not know (here positions, which the config forbids with the PFN
+    layout) is refused with the layer's name instead of served without it."""
+    import keras
+
+    from gpicl_tf.models.layers import SinusoidalPositions
+    from gpicl_tf.models.sequence_models import query_logits
+
+    model = build_model(_config("transformer", "pfn"), SCHEMA)
+    episode = _episode(length=6)
+    query_logits(model, episode["inputs"], episode["labels"], episode["inputs"][:, :2])
+    inputs = {k: keras.Input(shape=t.shape[1:], name=k, dtype=t.dtype)
+              for k, t in zip(("inputs", "labels"), model.inputs)}
+    tokens, mask = model.get_layer("episode_tokens")(inputs["inputs"], inputs["labels"])
+    h = SinusoidalPositions(name="positions")(model.get_layer("token_embedding")(tokens))
+    for layer in model.layers:
+        if layer.name.startswith("transformer_block_"):
+            h = layer(h, mask)
+    h = model.get_layer("query_outputs")(model.get_layer("final_norm")(h))
+    rewired = keras.Model(inputs, model.get_layer("logits")(h))
+    with pytest.raises(ValueError, match=r"\['positions'\]"):
+        query_logits(rewired, episode["inputs"], episode["labels"], episode["inputs"][:, :2])
