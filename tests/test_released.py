@@ -26,8 +26,8 @@ def test_a_bad_name_is_an_error_naming_it():
 
 def test_the_estimator_defaults_to_the_released_models(monkeypatch):
     """With no model_path and no $GPICL_MODEL, the estimator loads the newest version of
-    the released `general` model (the row Transformer of general_cpu, its model card's
-    sizes) and answers exactly as with that path given."""
+    the released `tabular` model (the cell learner of the cell_recipe preset, its model
+    card's sizes) and answers exactly as with that path given."""
     import json
 
     import numpy as np
@@ -37,30 +37,30 @@ def test_the_estimator_defaults_to_the_released_models(monkeypatch):
 
     monkeypatch.delenv("GPICL_MODEL", raising=False)
     path = sk.default_model_path()
-    versions = [v for v in os.listdir(released.model_dir("general")) if v.isdigit()]
-    assert path == os.path.join(released.model_dir("general"), max(versions, key=int))
+    versions = [v for v in os.listdir(released.model_dir("tabular")) if v.isdigit()]
+    assert path == os.path.join(released.model_dir("tabular"), max(versions, key=int))
     with open(os.path.join(path, "gpicl_config.json")) as f:
         meta = json.load(f)
-    model, data = meta["config"]["model"], meta["config"]["data"]
-    assert meta.get("backbone", "row") == "row" and data["source"] == "mixture"
-    assert (model["arch"], model["layout"], model["model_size"], model["num_layers"]) == \
-        ("transformer", "pfn", 128, 3)
-    assert meta["max_context"] == 512 and meta["schema"]["num_classes"] == 10
+    model = meta["config"]["model"]
+    assert meta["backbone"] == "cell"
+    assert (model["model_size"], model["num_layers"], model["decoder"], model["thinking_rows"],
+            tuple(model["feature_groups"])) == (96, 3, "mean", 16, (1, 3, 7, 15))
+    assert meta["max_context"] == 1024 and model["num_classes"] == 10
     X, y = load_iris(return_X_y=True)
     order = np.random.default_rng(0).permutation(len(y))
     train, test = order[:60], order[60:90]
     default = sk.GPICLClassifier(n_ensemble=2).fit(X[train], y[train])
     explicit = sk.GPICLClassifier(path, n_ensemble=2).fit(X[train], y[train])
-    assert default.model_path_ == path
+    assert default.model_path_ == path and default.backbone_ == "cell"
     np.testing.assert_array_equal(default.predict_proba(X[test]),
                                   explicit.predict_proba(X[test]))
-    assert default.score(X[test], y[test]) > 0.5           # iris: chance is 1/3
+    assert default.score(X[test], y[test]) > 0.8           # iris: chance is 1/3
     version = os.path.join(sk.GENERAL_MODEL_DIR, "1")
     monkeypatch.setenv("GPICL_MODEL", version)             # the user's choice still wins
     assert sk.default_model_path() == version
-    monkeypatch.setenv("GPICL_MODEL", sk.TABULAR_MODEL_DIR)   # a model directory: its newest
-    newest = max((v for v in os.listdir(sk.TABULAR_MODEL_DIR) if v.isdigit()), key=int)
-    assert sk.default_model_path() == os.path.join(sk.TABULAR_MODEL_DIR, newest)
+    monkeypatch.setenv("GPICL_MODEL", sk.GENERAL_MODEL_DIR)   # a model directory: its newest
+    newest = max((v for v in os.listdir(sk.GENERAL_MODEL_DIR) if v.isdigit()), key=int)
+    assert sk.default_model_path() == os.path.join(sk.GENERAL_MODEL_DIR, newest)
 
 
 def test_version_comes_from_the_package():
@@ -69,7 +69,7 @@ def test_version_comes_from_the_package():
     assert isinstance(gpicl_tf.__version__, str) and gpicl_tf.__version__[0].isdigit()
 
 
-RELEASED = ("general/1", "tabular/1", "tabular/2")
+RELEASED = ("general/1", "tabular/1", "tabular/2", "tabular/3")
 ANSWERS_FILE = os.path.join(os.path.dirname(__file__), "released_answers.json")
 
 
