@@ -124,8 +124,26 @@ def power_transform(fit_x: np.ndarray, x: np.ndarray) -> np.ndarray:
     return power_transforms(fit_x, x)[0]
 
 
+def to_normal_scores(fit_x: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Each column of `x` through the empirical distribution of `fit_x`'s column
+    (ties averaged, NaN ignored and kept) to standard-normal scores."""
+    from scipy.special import ndtri
+
+    out = np.full(x.shape, np.nan)
+    for j in range(x.shape[1]):
+        ref = np.sort(fit_x[~np.isnan(fit_x[:, j]), j])
+        if not len(ref):
+            continue
+        col = x[:, j]
+        ok = ~np.isnan(col)
+        lo = np.searchsorted(ref, col[ok], side="left")
+        hi = np.searchsorted(ref, col[ok], side="right")
+        out[ok, j] = ndtri((lo + hi + 1) / (2 * len(ref) + 2))
+    return out
+
+
 def prepare_member(member: int, rng: np.random.Generator, preprocessing: str,
-                   fit_x: np.ndarray, x: np.ndarray, max_features: int, to_normal_scores):
+                   fit_x: np.ndarray, x: np.ndarray, max_features: int):
     """(context [N, C], rows [Q, C]) of one member: column subset and order,
     then its preprocessing with statistics of the context rows `fit_x`."""
     d = fit_x.shape[1]
@@ -159,8 +177,7 @@ def to_model(context: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 def ensemble_proba(fn, meta: dict, n_ensemble: int, random_state: int, preprocessing: str,
                    train_x: np.ndarray, train_y: np.ndarray, queries: np.ndarray,
-                   num_classes: int, max_features: int, to_normal_scores,
-                   on_call=None) -> np.ndarray:
+                   num_classes: int, max_features: int, on_call=None) -> np.ndarray:
     """Class probabilities [Q, num_classes] of the rows `queries` given the
     context (train_x, train_y), averaged over `n_ensemble` members (batched: one
     model call per chunk of queries, `on_call()` after each)."""
@@ -174,7 +191,7 @@ def ensemble_proba(fn, meta: dict, n_ensemble: int, random_state: int, preproces
         keep = np.sort(rng.choice(n, max_context, replace=False)) if n > max_context \
             else np.arange(n)
         context, mine = to_model(*prepare_member(m, rng, preprocessing, train_x[keep],
-                                                 queries, max_features, to_normal_scores))
+                                                 queries, max_features))
         contexts.append(context)
         rows.append(mine)
         labels.append(perm[train_y[keep]].astype(np.int64))
@@ -189,24 +206,6 @@ def ensemble_proba(fn, meta: dict, n_ensemble: int, random_state: int, preproces
         if on_call is not None:
             on_call()
     return total / n_ensemble
-
-
-def to_normal_scores(fit_x: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Each column of `x` through the empirical distribution of `fit_x`'s column
-    (ties averaged, NaN ignored and kept) to standard-normal scores."""
-    from scipy.special import ndtri
-
-    out = np.full(x.shape, np.nan)
-    for j in range(x.shape[1]):
-        ref = np.sort(fit_x[~np.isnan(fit_x[:, j]), j])
-        if not len(ref):
-            continue
-        col = x[:, j]
-        ok = ~np.isnan(col)
-        lo = np.searchsorted(ref, col[ok], side="left")
-        hi = np.searchsorted(ref, col[ok], side="right")
-        out[ok, j] = ndtri((lo + hi + 1) / (2 * len(ref) + 2))
-    return out
 
 
 class CellFeed:
@@ -238,5 +237,5 @@ class CellFeed:
                        queries: np.ndarray, k: int, on_call) -> np.ndarray:
         return ensemble_proba(fn, meta, est.n_ensemble_, est.random_state_, est.preprocessing_,
                               train_x, train_y, queries, k, est.max_features_,
-                              to_normal_scores, on_call=on_call)
+                              on_call=on_call)
 

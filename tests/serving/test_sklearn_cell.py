@@ -5,7 +5,6 @@ import pytest
 
 from gpicl_tf import sklearn_cell
 from gpicl_tf.data import prior
-from gpicl_tf.sklearn_cell import to_normal_scores as _to_normal_scores
 
 
 def test_categorical_columns_become_category_indices_and_unseen_ones_missing():
@@ -74,15 +73,14 @@ def test_a_member_uses_only_context_statistics_and_permutes_columns(kind):
     rng = np.random.default_rng(1)
     fit_x, x = rng.standard_normal((20, 6)), rng.standard_normal((5, 6))
     member = {"standard": 0, "quantile": 1, "power": 2}[kind]
-    a, b = sklearn_cell.prepare_member(member, np.random.default_rng(7), "mix", fit_x, x, 6,
-                                       _to_normal_scores)
+    a, b = sklearn_cell.prepare_member(member, np.random.default_rng(7), "mix", fit_x, x, 6)
     columns = np.random.default_rng(7).permutation(6)
     if kind == "standard":
         np.testing.assert_array_equal(a, fit_x[:, columns])
         np.testing.assert_array_equal(b, x[:, columns])
     # the rows' preparation does not depend on the other rows (only on the context)
     _, alone = sklearn_cell.prepare_member(member, np.random.default_rng(7), "mix", fit_x,
-                                           x[:1], 6, _to_normal_scores)
+                                           x[:1], 6)
     np.testing.assert_allclose(alone, b[:1])
 
 
@@ -90,7 +88,7 @@ def test_wide_tables_give_each_member_a_column_subset():
     rng = np.random.default_rng(2)
     fit_x = rng.standard_normal((10, 30))
     a, b = sklearn_cell.prepare_member(0, np.random.default_rng(3), "standard", fit_x,
-                                       fit_x[:2], 8, _to_normal_scores)
+                                       fit_x[:2], 8)
     assert a.shape == (10, 8) and b.shape == (2, 8)
     chosen = [int(np.flatnonzero((fit_x == a[:, [j]]).all(0))[0]) for j in range(8)]
     assert len(set(chosen)) == 8
