@@ -228,12 +228,14 @@ class CellTransformer(keras.Model):
         h = ops.concatenate([cells, ops.cast(label_tokens, cells.dtype)], axis=2)  # (B, R, T, E)
         if m:
             h = ops.concatenate([self.thinking_tokens(ids), h], axis=1)      # (B, M + R, T, E)
-        for block in self.blocks:
-            h = block(h, num_context=m + n)      # every row reads thinking + training rows
+        for i, block in enumerate(self.blocks):
+            # every row reads thinking + training rows; the last layer returns test rows only
+            last = i == len(self.blocks) - 1
+            h = block(h, num_context=m + n, first_output_row=m + n if last else 0)
         if self.decoder == "mean":
-            out = ops.mean(h[:, m + n:, :-1, :], axis=2)                   # (B, Q, E)
+            out = ops.mean(h[:, :, :-1, :], axis=2)                        # (B, Q, E)
         else:
-            out = h[:, m + n:, -1, :]                                      # (B, Q, E)
+            out = h[:, :, -1, :]                                           # (B, Q, E)
         out = self.output_norm(out)
         logits = ops.cast(self.head_output(self.head_dense(out)), "float32")  # (B, Q, K)
         return mask_absent_classes(logits, context_y)

@@ -97,6 +97,34 @@ def test_cell_block_with_the_layer_helper():
                 {"num_context": 5}, expected_shape=(2, 7, 4, 16))
 
 
+def test_attend_is_the_attention_layers_own_call():
+    """`attend` computes what Keras' MultiHeadAttention computes with the same
+    weights (queries and a shorter context), to float32 rounding."""
+    from gpicl_tf.models.cell_layers import attend
+
+    rng = np.random.default_rng(1)
+    layer = keras.layers.MultiHeadAttention(4, 6)
+    query = rng.standard_normal((3, 7, 24)).astype(np.float32)
+    context = rng.standard_normal((3, 5, 24)).astype(np.float32)
+    want = np.asarray(layer(query, context))
+    for w in layer.weights:                               # biases off zero: they count too
+        w.assign(rng.standard_normal(w.shape).astype(np.float32) * 0.3)
+    want = np.asarray(layer(query, context))
+    np.testing.assert_allclose(np.asarray(attend(layer, query, context)), want, atol=2e-5)
+    assert np.abs(want).max() > 0.1
+
+
+def test_a_block_asked_for_the_test_rows_returns_just_those():
+    """first_output_row: the block's output rows from there on, as the whole
+    block's (the model's last layer skips the training rows' updates)."""
+    block = CellBlock(16, 2, 2)
+    x = np.random.default_rng(2).standard_normal((2, 9, 4, 16)).astype(np.float32)
+    whole = np.asarray(block(x, num_context=6))
+    tail = np.asarray(block(x, num_context=6, first_output_row=6))
+    assert tail.shape == (2, 3, 4, 16)
+    np.testing.assert_allclose(tail, whole[:, 6:], atol=1e-5)
+
+
 def test_transformer_block_with_the_layer_helper():
     from gpicl_tf.models.layers import TransformerBlock, attention_mask
 

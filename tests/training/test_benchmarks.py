@@ -1,5 +1,6 @@
 """The training benchmark runs end to end (smoke preset, a few steps)."""
 
+import os
 import re
 import subprocess
 import sys
@@ -203,3 +204,14 @@ def test_cell_recipe_benchmark_counts_tables_exports_and_resumes(tmp_path):
     # a resumed session's count starts again from zero: the sessions are summed
     assert recipe._tables_per_session([{"tables": "5"}, {"tables": "9"}, {"tables": "4"}]) \
         == [9, 4]
+
+
+def test_cell_attention_benchmark_compares_equal_outputs():
+    done = subprocess.run([sys.executable, "benchmarks/cell_attention.py", "--repeats", "1",
+                           "--width", "8", "--heads", "2"], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": "."})
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line.split("|") for line in done.stdout.splitlines() if line.startswith("| across")]
+    assert len(rows) == 2
+    for row in rows:
+        assert float(row[5]) > 0 and float(row[6]) < 1e-4, row
