@@ -185,8 +185,8 @@ def attend(attention: layers.MultiHeadAttention, query, context):
     (S, L', E) -> (S, L, E)) computed from the layer's own weights with the heads
     moved into the batch and plain batched matmuls: the same numbers as Keras' call
     to float32 rounding (`tests/models/test_cell.py`), 1.2 times as fast as its einsum
-    path at a digits predict's shapes on this CPU (`benchmarks/cell_attention.py`). The layer stays
-    the weights' home, so saved models and checkpoints are unchanged."""
+    path at a digits predict's shapes on this CPU (`benchmarks/cell_attention.py`). The
+    layer stays the weights' home, so saved models and checkpoints are unchanged."""
     s, length, k = ops.shape(query)[0], ops.shape(query)[1], ops.shape(context)[1]
     kernel = attention.query_dense.kernel                                 # (E, heads, dh)
     e, heads, dh = kernel.shape

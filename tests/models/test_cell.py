@@ -106,7 +106,7 @@ def test_attend_is_the_attention_layers_own_call():
     layer = keras.layers.MultiHeadAttention(4, 6)
     query = rng.standard_normal((3, 7, 24)).astype(np.float32)
     context = rng.standard_normal((3, 5, 24)).astype(np.float32)
-    want = np.asarray(layer(query, context))
+    layer(query, context)                                 # builds the weights
     for w in layer.weights:                               # biases off zero: they count too
         w.assign(rng.standard_normal(w.shape).astype(np.float32) * 0.3)
     want = np.asarray(layer(query, context))
