@@ -295,7 +295,25 @@ def _cell_recipe() -> CellRunConfig:
                                   average_last=10, average_every=20))
 
 
-CELL_PRESETS = {"cell_smoke": _cell_smoke, "cell_cpu": _cell_cpu, "cell_recipe": _cell_recipe}
+def _cell_mixed() -> CellRunConfig:
+    """cell_recipe on a broader prior (issue 38: version 4's candidate): half of the
+    tasks from TabICL's SCM mixture (`prior.mixture=both`: real tree splits,
+    categorical columns, class thresholds by value or rank) and half from the
+    classic one, and tables of up to 512 rows (cell_recipe: 256) so that contexts
+    of 256-460 training rows are seen. Meant as a warm start of version 3:
+
+        python -m pipelines.train_cell --preset cell_mixed --workdir runs/cell_mixed \
+            --warm_start gpicl_tf/released/tabular/3 --set train.steps=2000 \
+            --set train.learning_rate=0.0015 --set train.warmup_steps=100
+    """
+    base = _cell_recipe()
+    return dataclasses.replace(
+        base, prior=dataclasses.replace(base.prior, mixture="both", tabicl_share=0.5),
+        tables=dataclasses.replace(base.tables, max_rows=512))
+
+
+CELL_PRESETS = {"cell_smoke": _cell_smoke, "cell_cpu": _cell_cpu, "cell_recipe": _cell_recipe,
+                "cell_mixed": _cell_mixed}
 
 
 def get_cell_preset(name: str) -> CellRunConfig:

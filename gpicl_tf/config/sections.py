@@ -425,7 +425,10 @@ class PriorConfig:
             or "tabicl" (TabICL's SCM mixture, `gpicl_tf.data.prior_scm`; reads the
             feature, class, concentration, label-noise, tree_depth_max,
             tree_count_max and missing settings and those below, not `kinds`,
-            informative_min, discrete_*, heavy_tail_fraction or mlp_*).
+            informative_min, discrete_*, heavy_tail_fraction or mlp_*), or "both"
+            (each task from "tabicl" with probability `tabicl_share`, else from
+            "classic").
+        tabicl_share: "both": the share of tasks drawn from TabICL's mixture.
         tree_fraction: "tabicl": share of tree-based SCMs (the rest MLP-based).
         categorical_fraction: "tabicl": probability that a column is categorical
             (integer codes).
@@ -467,6 +470,7 @@ class PriorConfig:
     scm_layers_max: int = 6
     scm_hidden_max: int = 128
     classes_on_both_sides: bool = False
+    tabicl_share: float = 0.5
 
     def __post_init__(self):
         _tuple_fields(self, "prior")
@@ -481,7 +485,8 @@ class PriorConfig:
             "tree_depth_max": _at_least(1), "tree_count_max": _at_least(1),
             "discrete_heavy_fraction": _between(0.0, 1.0),
             "missing_fraction": _between(0.0, 1.0), "missing_rate_max": _between(0.0, 1.0),
-            "mixture": _in(("classic", "tabicl")), "tree_fraction": _between(0.0, 1.0),
+            "mixture": _in(("classic", "tabicl", "both")),
+            "tabicl_share": _between(0.0, 1.0), "tree_fraction": _between(0.0, 1.0),
             "categorical_fraction": _between(0.0, 1.0),
             "categorical_max_levels": _between(2, 256), "rank_fraction": _between(0.0, 1.0),
             "scm_layers_max": _at_least(2), "scm_hidden_max": _at_least(4),

@@ -5,9 +5,10 @@ pair and the word "prior"), so the same id is the same task in every process.
 `prior.mixture` picks the generator: "classic" (the default, below; its tasks are
 byte-identical to earlier versions') or "tabicl" (TabICL's 70% MLP-based / 30%
 tree-based SCMs with categorical columns and class thresholds by value or rank:
-`gpicl_tf.data.prior_scm`). With `classes_on_both_sides`, a task's
-`sample(rng, n, train=t)` puts every class it keeps in both the first t rows and
-the rest (`gpicl_tf.data.prior_task`). A classic task draws:
+`gpicl_tf.data.prior_scm`) or "both" (each task from TabICL's mixture with
+probability `tabicl_share`, else from the classic one). With
+`classes_on_both_sides`, a task's `sample(rng, n, train=t)` puts every class it
+keeps in both the first t rows and the rest (`gpicl_tf.data.prior_task`). A classic task draws:
 
 - a number of features d in [min_features, max_features], of which a fraction
   in [informative_min, 1] carries signal and the rest is noise;
@@ -242,8 +243,9 @@ def _class_count(rng: np.random.Generator, low: int, high: int) -> int:
 
 
 def sample_task(rng: np.random.Generator, cfg: PriorConfig, num_classes: int) -> Task:
-    """Draws one task (see the module's docstring; `prior_scm` for mixture="tabicl")."""
-    if cfg.mixture == "tabicl":
+    """Draws one task (see the module's docstring; `prior_scm` for mixture="tabicl",
+    and for a `tabicl_share` of the tasks with mixture="both")."""
+    if cfg.mixture == "tabicl" or (cfg.mixture == "both" and rng.random() < cfg.tabicl_share):
         return prior_scm.sample_task(rng, cfg, num_classes)
     d = int(rng.integers(cfg.min_features, cfg.max_features + 1))
     m = max(1, int(round(d * rng.uniform(cfg.informative_min, 1.0))))

@@ -1,19 +1,25 @@
-"""SavedModel export in TF Serving's layout: BASE/NAME/VERSION/.
+"""SavedModel export in TF Serving's layout: BASE/NAME/VERSION/, for every backbone.
 
 Example:
     >>> path = export_run("runs/cpu/transformer", "saved_models", "gpicl")  # doctest: +SKIP
     saved_models/gpicl/1
 
-The `serving_default` signature takes a labelled context and queries:
+One `export_model` takes a row learner or a cell learner; the backbone supplies
+its endpoint, warm-up request and metadata (`RowExport`, `CellExport`), and both
+meet the same request checks (`request_checks`) and bounds
+(`check_request_sizes`). The `serving_default` signature takes a labelled
+context and queries:
 
     context_x float32 [B, N, d]   context_y int64 [B, N]   query_x float32 [B, Q, d]
     -> probabilities float32 [B, Q, C], classes int64 [B, Q]
 
 Every query sees the whole context and no other query: its answer is the
 model's prediction for it appended as example N + 1. A PFN-layout Transformer
-computes all queries in one pass of N + Q tokens; other models run each query
-as its own sequence of N + 1 examples. N is at most the model's maximum
-context (training episode length - 1) and Q at most `max_queries`.
+computes all queries in one pass of N + Q tokens; other row models run each
+query as its own sequence of N + 1 examples; N is at most the model's maximum
+context (training episode length - 1) and Q at most `max_queries`. A cell
+model reads any number of columns d up to its `max_features` (NaN = missing)
+and gives probability 0 to classes absent from the context.
 
 A version is written under a hidden temporary name and renamed to its number
 only when complete (config JSON and warm-up requests included), so TF Serving
@@ -36,6 +42,7 @@ from gpicl_tf import io as files
 from gpicl_tf.data.schema import EpisodeSchema
 from gpicl_tf.errors import InvalidInputError, MissingFileError
 from gpicl_tf.models import query_logits  # (importing models registers its layers)
+from gpicl_tf.models.cell import CellTransformer
 from gpicl_tf.training import train
 from gpicl_tf.training.callbacks import first_non_finite_weight
 
@@ -193,55 +200,166 @@ def write_models_config(base: str) -> str:
     return path
 
 
-def export_model(model: keras.Model, config: dict, base: str, name: str,
-                 max_queries: int = 256, max_context: int = 0) -> str:
-    """Exports `model` as the next version of BASE/NAME; returns the version path.
+class RowExport:
+    """The row learners' side of an export (`export_model`): the endpoint
+    (`serving_function`), its warm-up request and its metadata. Refuses a learner
+    whose source is not exported (regression, ...), a context bound below the
+    meta-training context, or a longer one for a model other than a Transformer.
 
-    `max_context`: the longest context a request may carry; 0 = the meta-training
-    context (episode length - 1). A Transformer has no positional encoding, so a
-    longer one is accepted (the model then reads more examples than it was
-    meta-trained on: measure before relying on it); the LSTM keeps its own."""
-    data = config["data"]
-    task = tasks.for_source(str(data.get("source", "")))
-    if not task.exportable:
-        raise InvalidInputError(
-            f"data.source={data['source']!r}: {task.name} learners are not exported; the "
-            "serving signature maps labelled context to class probabilities")
+    max_context: 0 = the meta-training context (episode length - 1); a Transformer
+    has no positional encoding, so a longer one is accepted (the model then reads
+    more examples than it was meta-trained on: measure before relying on it)."""
+
+    backbone = "row"
+    default_max_queries = 256
+
+    def __init__(self, model: keras.Model, config: dict, max_context: int, max_queries: int):
+        data = config["data"]
+        task = tasks.for_source(str(data.get("source", "")))
+        if not task.exportable:
+            raise InvalidInputError(
+                f"data.source={data['source']!r}: {task.name} learners are not exported; the "
+                "serving signature maps labelled context to class probabilities")
+        self.schema = EpisodeSchema(data["episode_length"], data["input_size"],
+                                    data["num_classes"])
+        self.trained = trained = self.schema.episode_length - 1
+        arch = config.get("model", {}).get("arch")
+        if isinstance(max_context, bool) or not isinstance(max_context, int) or \
+                max_context < 0 or (max_context and max_context < trained):
+            raise InvalidInputError(
+                f"max_context={max_context!r} must be 0 (the meta-training context, {trained}) "
+                f"or at least {trained}")
+        if max_context > trained and arch != "transformer":
+            raise InvalidInputError(
+                f"max_context={max_context} beyond the meta-training context ({trained}) needs "
+                f"a Transformer; this model is {arch!r}")
+        self.model, self.config = model, config
+        self.max_context, self.max_queries = max_context or trained, max_queries
+        self.input_size = self.schema.input_size
+
+    def endpoint(self):
+        return serving_function(self.model, self.schema, self.max_context, self.max_queries)
+
+    def warmup(self) -> dict:
+        return warmup_example(self.schema)
+
+    def write_files(self, tmp: str) -> None:
+        """Nothing beside the SavedModel: a row run's Keras model stays in its workdir."""
+
+    def metadata(self) -> dict:
+        d, c = self.schema.input_size, self.schema.num_classes
+        return {"config": self.config, "schema": self.schema.to_dict(),
+                "max_context": self.max_context, "trained_context": self.trained,
+                "max_queries": self.max_queries, "signature": SIGNATURE,
+                "inputs": {"context_x": [None, None, d], "context_y": [None, None],
+                           "query_x": [None, None, d]},
+                "outputs": {"probabilities": [None, None, c], "classes": [None, None]}}
+
+
+def cell_serving_function(model: CellTransformer, max_context: int, max_queries: int):
+    """(serve, input signature) of the cell model's endpoint: any number of feature
+    columns up to the model's `max_features` (context and queries alike), missing
+    values as NaN; probabilities 0 for classes absent from the context."""
+    k, max_features = model.num_classes, model.max_features
+
+    def serve(context_x, context_y, query_x):
+        checks = request_checks(context_x, context_y, query_x, k, max_context, max_queries,
+                                max_features=max_features)
+        context_x, context_y, query_x = gated_inputs(checks, context_x, context_y, query_x)
+        logits = model({"context_x": context_x, "context_y": context_y, "query_x": query_x},
+                       training=False)                                 # [B, Q, K]
+        probabilities = tf.nn.softmax(tf.cast(logits, tf.float32))
+        return {"probabilities": probabilities,
+                "classes": tf.argmax(probabilities, axis=-1, output_type=tf.int64)}
+
+    signature = [tf.TensorSpec([None, None, None], tf.float32, name="context_x"),
+                 tf.TensorSpec([None, None], tf.int64, name="context_y"),
+                 tf.TensorSpec([None, None, None], tf.float32, name="query_x")]
+    return serve, signature
+
+
+class CellExport:
+    """The cell learner's side of an export (`export_model`; `gpicl_tf.models.cell`):
+    no random projection (the model standardises each column with the context
+    rows itself), and the version also holds the Keras model
+    (`assets.extra/cell_model.keras`), so training can continue from a released
+    model (`cell_train.run(..., warm_start=VERSION_DIR)`).
+
+    max_context: 0 = 1,024 rows (the model reads any length; meta-training used at
+    most `tables.max_rows` rows)."""
+
+    backbone = "cell"
+    default_max_queries = 1024
+
+    def __init__(self, model: CellTransformer, config: dict, max_context: int,
+                 max_queries: int, extra: dict | None = None):
+        self.model, self.config, self.extra = model, config, extra
+        self.max_context, self.max_queries = max_context or 1024, max_queries
+        self.input_size = model.max_features
+
+    def endpoint(self):
+        return cell_serving_function(self.model, self.max_context, self.max_queries)
+
+    def warmup(self, seed: int = 0) -> dict:
+        rng = np.random.default_rng(seed)
+        c = min(4, self.model.max_features)
+        return {"context_x": rng.standard_normal((1, 8, c)).astype(np.float32),
+                "context_y": (np.arange(8) % 2)[None].astype(np.int64),
+                "query_x": rng.standard_normal((1, 2, c)).astype(np.float32)}
+
+    def write_files(self, tmp: str) -> None:
+        self.model.save(os.path.join(tmp, files.RELEASED_KERAS))
+
+    def metadata(self) -> dict:
+        f_max, k = self.model.max_features, self.model.num_classes
+        return {"backbone": self.backbone, "config": self.config,
+                "schema": {"input_size": f_max, "num_classes": k, "variable_features": True,
+                           "missing_values": True},
+                "max_context": self.max_context, "max_queries": self.max_queries,
+                "trained_context": int(self.config.get("tables", {}).get("max_rows", 0)),
+                "signature": SIGNATURE, **({"training": self.extra} if self.extra else {}),
+                "inputs": {"context_x": [None, None, None], "context_y": [None, None],
+                           "query_x": [None, None, None]},
+                "outputs": {"probabilities": [None, None, k], "classes": [None, None]}}
+
+
+def export_model(model: keras.Model, config: dict, base: str, name: str,
+                 max_context: int = 0, max_queries: int | None = None,
+                 extra: dict | None = None) -> str:
+    """Exports `model`, a row learner or a cell learner (`CellTransformer`), as the
+    next version of BASE/NAME; returns the version path.
+
+    The backbone supplies its endpoint, warm-up request and metadata (`RowExport`,
+    `CellExport`); both meet the same request checks and the same bounds
+    (`check_request_sizes`). max_context: the longest context a request may carry,
+    0 = the backbone's default (see its class); max_queries: the most queries,
+    None = the backbone's default (row 256, cell 1,024); `extra`: stored in a cell
+    version's metadata (e.g. the run's summary)."""
+    if isinstance(model, CellTransformer):
+        spec = CellExport(model, config, max_context, CellExport.default_max_queries
+                          if max_queries is None else max_queries, extra)
+    else:
+        if extra:
+            raise InvalidInputError("extra metadata is stored for cell models only")
+        spec = RowExport(model, config, max_context, RowExport.default_max_queries
+                         if max_queries is None else max_queries)
+    check_request_sizes(spec.max_context, spec.max_queries, spec.input_size)
     bad = first_non_finite_weight(model)
     if bad:
         raise InvalidInputError(
             f"model weight {bad!r} holds NaN or Inf: refusing to export a model "
             "that would serve garbage")
-    schema = EpisodeSchema(data["episode_length"], data["input_size"], data["num_classes"])
-    trained = schema.episode_length - 1
-    if max_context < 0 or (max_context and max_context < trained):
-        raise InvalidInputError(
-            f"max_context={max_context} must be 0 (the meta-training context, {trained}) or "
-            f"at least {trained}")
-    if max_context > trained and config.get("model", {}).get("arch") != "transformer":
-        raise InvalidInputError(
-            f"max_context={max_context} beyond the meta-training context ({trained}) needs a "
-            f"Transformer; this model is {config.get('model', {}).get('arch')!r}")
-    max_context = max_context or trained
-    check_request_sizes(max_context, max_queries, schema.input_size)
 
     def write(tmp: str) -> None:
-        serve, signature = serving_function(model, schema, max_context, max_queries)
+        serve, signature = spec.endpoint()
         archive = keras.export.ExportArchive()
         archive.track(model)
         archive.add_endpoint(name=SIGNATURE, fn=serve, input_signature=signature)
         archive.write_out(tmp, verbose=False)
-        write_warmup(os.path.join(tmp, WARMUP_FILE), name, warmup_example(schema))
-        meta = {"config": config, "schema": schema.to_dict(), "max_context": max_context,
-                "trained_context": trained,
-                "max_queries": max_queries, "signature": SIGNATURE,
-                "inputs": {"context_x": [None, None, schema.input_size],
-                           "context_y": [None, None], "query_x": [None, None,
-                                                                   schema.input_size]},
-                "outputs": {"probabilities": [None, None, schema.num_classes],
-                            "classes": [None, None]}}
+        write_warmup(os.path.join(tmp, WARMUP_FILE), name, spec.warmup())
+        spec.write_files(tmp)
         with open(os.path.join(tmp, CONFIG_FILE), "w") as f:
-            json.dump(meta, f, indent=2, sort_keys=True)
+            json.dump(spec.metadata(), f, indent=2, sort_keys=True)
 
     return write_version(base, name, write)
 
@@ -292,4 +410,4 @@ def export_run(workdir: str, base: str, name: str = "gpicl", max_queries: int = 
     with open(os.path.join(workdir, train.CONFIG_FILE)) as f:
         config = json.load(f)["config"]
     model = keras.models.load_model(model_path, compile=False)
-    return export_model(model, config, base, name, max_queries, max_context)
+    return export_model(model, config, base, name, max_context, max_queries)

@@ -332,6 +332,20 @@ def test_tabicl_tasks_mix_mlp_and_tree_scms_and_are_fixed_functions_of_their_id(
     assert x.shape == (20, 6) and np.all(np.isfinite(x)) and y.max() < a.num_classes
 
 
+def test_both_mixtures_draw_each_task_from_one_of_them_by_the_share():
+    kinds = {}
+    for share in (0.0, 0.5, 1.0):
+        cfg = _tabicl(mixture="both", tabicl_share=share, kinds=("mlp", "scm", "tree"))
+        kinds[share] = [prior.task(0, i, cfg, 10).kind for i in range(200)]
+    tabicl = {"mlp_scm", "tree_scm"}
+    assert set(kinds[0.0]) == {"mlp", "scm", "tree"} and set(kinds[1.0]) == tabicl
+    assert 0.4 < np.mean([k in tabicl for k in kinds[0.5]]) < 0.6
+    with pytest.raises(ValueError, match="prior.tabicl_share=1.5"):
+        _tabicl(mixture="both", tabicl_share=1.5)
+    with pytest.raises(ValueError, match="prior.mixture='some'"):
+        _tabicl(mixture="some")
+
+
 def test_tabicl_categorical_columns_are_integer_codes_of_their_drawn_cardinality():
     cfg = _tabicl(min_features=40, max_features=40, categorical_fraction=0.5)
     fractions, full = [], []

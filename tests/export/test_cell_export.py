@@ -84,21 +84,34 @@ def test_bad_requests_are_refused_naming_the_problem(exported, change, match):
 
 def test_export_refuses_bad_sizes_and_missing_runs(exported, tmp_path):
     _, model, base, workdir = exported
-    with pytest.raises(InvalidInputError, match="max_context=0"):
-        cell_export.export_cell_model(model, {}, str(tmp_path), "x", max_context=0)
+    with pytest.raises(InvalidInputError, match="max_context=-1"):
+        saved_model.export_model(model, {}, str(tmp_path), "x", max_context=-1)
     with pytest.raises(InvalidInputError, match="max_queries=2000000000"):
-        cell_export.export_cell_model(model, {}, str(tmp_path), "x", max_queries=2_000_000_000)
+        saved_model.export_model(model, {}, str(tmp_path), "x", max_queries=2_000_000_000)
     # the row models' bound on one request's numbers (saved_model.check_request_sizes)
     with pytest.raises(InvalidInputError, match="max_context=3000000 and max_queries=1024 "
                                                 "with 16 features make one episode"):
-        cell_export.export_cell_model(model, {}, str(tmp_path), "x", max_context=3_000_000)
+        saved_model.export_model(model, {}, str(tmp_path), "x", max_context=3_000_000)
     with pytest.raises(InvalidInputError, match="max_context=True must be a whole number"):
-        cell_export.export_cell_model(model, {}, str(tmp_path), "x", max_context=True)
+        saved_model.export_model(model, {}, str(tmp_path), "x", max_context=True)
+    with pytest.raises(InvalidInputError, match="max_queries=0 must be a whole number"):
+        saved_model.export_model(model, {}, str(tmp_path), "x", max_queries=0)
+    assert not os.path.exists(tmp_path / "x")
     with pytest.raises(MissingFileError, match="no finished cell run"):
         cell_export.export_cell_run(str(tmp_path), str(tmp_path), "x")
     with pytest.raises(MissingFileError, match="kept no weights of step 3"):
         cell_export.export_cell_step(workdir, 3, str(tmp_path), "x")
     assert os.path.basename(cell_export.export_cell_step(workdir, 2, str(tmp_path), "x")) == "1"
+
+
+def test_the_one_export_takes_a_cell_model_with_its_default_bounds(exported, tmp_path):
+    _, model, _, _ = exported
+    path = saved_model.export_model(model, {"tables": {"max_rows": 24}}, str(tmp_path), "d",
+                                    extra={"steps": 4})
+    meta = json.load(open(os.path.join(path, saved_model.CONFIG_FILE)))
+    assert (meta["backbone"], meta["max_context"], meta["max_queries"]) == ("cell", 1024, 1024)
+    assert meta["trained_context"] == 24 and meta["training"] == {"steps": 4}
+    assert os.path.exists(os.path.join(path, cell_train.RELEASED_KERAS))
 
 
 def test_warm_start_from_a_released_version(exported):

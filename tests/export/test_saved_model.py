@@ -251,6 +251,7 @@ def test_a_longer_context_can_be_exported_for_a_transformer(exported, tmp_path):
     ({"max_queries": -5}, "max_queries=-5 must be"),
     ({"max_context": 2_000_000_000}, "one episode of 34,000,004,096 numbers, more than"),
     ({"max_queries": 10 ** 7}, "more than the 33,554,432"),
+    ({"extra": {"steps": 3}}, "extra metadata is stored for cell models only"),
 ])
 def test_export_refuses_sizes_a_server_cannot_take(exported, tmp_path, sizes, message):
     path, model, _ = exported
