@@ -51,8 +51,8 @@ def run_variant(base, name: str, sets: list[str], out: str, steps: int,
     if export:
         version = os.path.join(out, "export", name, "1")
         if not os.path.exists(version):
-            from gpicl_tf.export import cell_export
-            cell_export.export_cell_run(workdir, os.path.join(out, "export"), name)
+            from gpicl_tf.export import saved_model
+            saved_model.export_run(workdir, os.path.join(out, "export"), name)
     return {"name": name, "sets": sets, "curve": curve, "summary": summary, "tables": tables,
             "seconds": curve[-1][3] if curve else time.time() - t0}
 

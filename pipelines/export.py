@@ -1,4 +1,5 @@
-"""Exports a finished training run as the next SavedModel version for TF Serving.
+"""Exports a finished training run (row or cell learner) as the next SavedModel
+version for TF Serving.
 
     python -m pipelines.export --workdir runs/cpu/transformer --export_dir saved_models \
         --export_name gpicl
@@ -17,9 +18,13 @@ flags.DEFINE_string("export_dir", "saved_models", "TF Serving model base directo
 flags.DEFINE_string("export_name", "gpicl", "model name of the export")
 flags.DEFINE_string("out", None, "deprecated: --export_dir")
 flags.DEFINE_string("name", None, "deprecated: --export_name")
-flags.DEFINE_integer("max_queries", 256, "most queries per request")
-flags.DEFINE_integer("max_context", 0, "longest context per request (0: the meta-training "
-                     "context; a Transformer accepts longer ones)")
+flags.DEFINE_integer("max_queries", 0, "most queries per request (0: the backbone's "
+                     "default, a row model 256, a cell model 1,024)")
+flags.DEFINE_integer("max_context", 0, "longest context per request (0: the backbone's "
+                     "default: a row model's meta-training context, where a Transformer "
+                     "accepts longer ones; 1,024 rows for a cell model)")
+flags.DEFINE_integer("step", 0, "a cell run: export the weights it kept at this step "
+                     "(train.keep_every) instead of the finished model")
 FLAGS = flags.FLAGS
 
 DEPRECATED = {"out": "export_dir", "name": "export_name"}   # old flag -> its new name
@@ -50,8 +55,9 @@ def main(argv):
     export_dir, export_name = export_flags()
     from gpicl_tf.export import saved_model
 
-    print(saved_model.export_run(FLAGS.workdir, export_dir, export_name, FLAGS.max_queries,
-                                 FLAGS.max_context))
+    print(saved_model.export_run(FLAGS.workdir, export_dir, export_name,
+                                 max_context=FLAGS.max_context, max_queries=FLAGS.max_queries,
+                                 step=FLAGS.step))
 
 
 if __name__ == "__main__":

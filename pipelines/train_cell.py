@@ -53,11 +53,11 @@ def main(argv):
 
     summary_path = os.path.join(FLAGS.workdir, cell_train.SUMMARY_FILE)
     if FLAGS.export_step:
-        from gpicl_tf.export import cell_export
+        from gpicl_tf.export import saved_model
 
-        print(cell_export.export_cell_step(FLAGS.workdir, FLAGS.export_step, FLAGS.export_dir,
-                                           FLAGS.export_name, max_context=FLAGS.max_context,
-                                           redraw_column_ids=FLAGS.redraw_column_ids))
+        print(saved_model.export_run(FLAGS.workdir, FLAGS.export_dir, FLAGS.export_name,
+                                     max_context=FLAGS.max_context, step=FLAGS.export_step,
+                                     redraw_column_ids=FLAGS.redraw_column_ids))
         return
     if os.path.exists(summary_path):
         with open(summary_path) as f:
@@ -66,11 +66,11 @@ def main(argv):
         summary = cell_train.run(cfg, FLAGS.workdir, warm_start=FLAGS.warm_start)
     print(json.dumps(summary, indent=2))
     if FLAGS.export_dir:
-        from gpicl_tf.export import cell_export
+        from gpicl_tf.export import saved_model
 
-        print(cell_export.export_cell_run(FLAGS.workdir, FLAGS.export_dir, FLAGS.export_name,
-                                          max_context=FLAGS.max_context,
-                                          redraw_column_ids=FLAGS.redraw_column_ids))
+        print(saved_model.export_run(FLAGS.workdir, FLAGS.export_dir, FLAGS.export_name,
+                                     max_context=FLAGS.max_context,
+                                     redraw_column_ids=FLAGS.redraw_column_ids))
 
 
 if __name__ == "__main__":

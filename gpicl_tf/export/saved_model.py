@@ -324,7 +324,7 @@ class CellExport:
 
 
 def export_model(model: keras.Model, config: dict, base: str, name: str,
-                 max_context: int = 0, max_queries: int | None = None,
+                 max_context: int = 0, max_queries: int = 0,
                  extra: dict | None = None) -> str:
     """Exports `model`, a row learner or a cell learner (`CellTransformer`), as the
     next version of BASE/NAME; returns the version path.
@@ -333,16 +333,17 @@ def export_model(model: keras.Model, config: dict, base: str, name: str,
     `CellExport`); both meet the same request checks and the same bounds
     (`check_request_sizes`). max_context: the longest context a request may carry,
     0 = the backbone's default (see its class); max_queries: the most queries,
-    None = the backbone's default (row 256, cell 1,024); `extra`: stored in a cell
+    0 = the backbone's default (row 256, cell 1,024); `extra`: stored in a cell
     version's metadata (e.g. the run's summary)."""
     if isinstance(model, CellTransformer):
-        spec = CellExport(model, config, max_context, CellExport.default_max_queries
-                          if max_queries is None else max_queries, extra)
+        spec = CellExport(model, config, max_context,
+                          max_queries if max_queries != 0 else CellExport.default_max_queries,
+                          extra)
     else:
         if extra:
             raise InvalidInputError("extra metadata is stored for cell models only")
-        spec = RowExport(model, config, max_context, RowExport.default_max_queries
-                         if max_queries is None else max_queries)
+        spec = RowExport(model, config, max_context,
+                         max_queries if max_queries != 0 else RowExport.default_max_queries)
     check_request_sizes(spec.max_context, spec.max_queries, spec.input_size)
     bad = first_non_finite_weight(model)
     if bad:
@@ -399,15 +400,51 @@ def write_version(base: str, name: str, write) -> str:
     return version
 
 
-def export_run(workdir: str, base: str, name: str = "gpicl", max_queries: int = 256,
-               max_context: int = 0) -> str:
-    """Exports the finished training run in `workdir` (model.keras + config.json)."""
-    model_path = os.path.join(workdir, train.MODEL_FILE)
-    if not os.path.exists(os.path.join(workdir, train.SUMMARY_FILE)):
-        raise MissingFileError(
-            f"{workdir!r} holds no finished training run "
-            f"({train.SUMMARY_FILE} missing)")
-    with open(os.path.join(workdir, train.CONFIG_FILE)) as f:
-        config = json.load(f)["config"]
-    model = keras.models.load_model(model_path, compile=False)
-    return export_model(model, config, base, name, max_context, max_queries)
+def export_run(workdir: str, base: str, name: str = "gpicl", *, max_context: int = 0,
+               max_queries: int = 0, step: int = 0, redraw_column_ids: bool = False) -> str:
+    """Exports the finished training run in `workdir` (model.keras, config.json,
+    summary.json) of either backbone as the next version of BASE/NAME
+    (`export_model`; 0 = the backbone's default bound). A cell run's summary goes
+    into the version's metadata. Cell runs only: `step` exports the weights the
+    run kept at that step (`train.keep_every`) instead of its finished model, e.g.
+    for a curve of benchmark accuracy against meta-training time;
+    `redraw_column_ids` redraws the model's column-identity table
+    (`CellTransformer.redraw_column_ids`)."""
+    config_path = os.path.join(workdir, train.CONFIG_FILE)
+    if step:
+        if not os.path.exists(config_path):
+            raise MissingFileError(f"{workdir!r} holds no training run ({config_path} missing)")
+        with open(config_path) as f:
+            config = json.load(f)["config"]
+        if "tables" not in config:
+            raise InvalidInputError(f"step={step}: only a cell run keeps the weights of its "
+                                    f"steps (train.keep_every); {workdir!r} is a row run")
+        path = os.path.join(workdir, "weights", f"step-{step}.weights.h5")
+        if not os.path.exists(path):
+            raise MissingFileError(f"{workdir!r} kept no weights of step {step} ({path} "
+                                   "missing; train.keep_every sets which are kept)")
+        from gpicl_tf.config.cell import CellRunConfig
+        from gpicl_tf.training import cell_train
+
+        model = cell_train.build_model(CellRunConfig.from_dict(config))
+        model.load_weights(path)
+        extra = {"steps": step, "weights": os.path.basename(path)}
+    else:
+        summary_path = os.path.join(workdir, train.SUMMARY_FILE)
+        if not os.path.exists(summary_path):
+            raise MissingFileError(f"{workdir!r} holds no finished training run "
+                                   f"({train.SUMMARY_FILE} missing)")
+        with open(config_path) as f:
+            config = json.load(f)["config"]
+        model = keras.models.load_model(os.path.join(workdir, train.MODEL_FILE), compile=False)
+        extra = None
+        if isinstance(model, CellTransformer):
+            with open(summary_path) as f:
+                extra = json.load(f)
+    if redraw_column_ids:
+        if not isinstance(model, CellTransformer):
+            raise InvalidInputError("redraw_column_ids is for cell runs; "
+                                    f"{workdir!r} is a row run")
+        model.redraw_column_ids()
+        extra = {**extra, "column_ids": "redrawn N(0, 1) at export"}
+    return export_model(model, config, base, name, max_context, max_queries, extra)

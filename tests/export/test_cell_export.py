@@ -13,7 +13,7 @@ import tensorflow as tf
 from gpicl_tf.config import override
 from gpicl_tf.config.cell import get_cell_preset
 from gpicl_tf.errors import InvalidInputError, MissingFileError
-from gpicl_tf.export import cell_export, saved_model
+from gpicl_tf.export import saved_model
 from gpicl_tf.training import cell_train
 
 # trains and exports a model: not in the fast loop
@@ -25,7 +25,7 @@ def exported(tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("cell_run"))
     cell_train.run(override(get_cell_preset("cell_smoke"), ["train.keep_every=2"]), workdir)
     base = str(tmp_path_factory.mktemp("saved_models"))
-    path = cell_export.export_cell_run(workdir, base, "tabular", max_context=40, max_queries=6)
+    path = saved_model.export_run(workdir, base, "tabular", max_context=40, max_queries=6)
     model = keras.models.load_model(os.path.join(workdir, cell_train.MODEL_FILE), compile=False)
     return path, model, base, workdir
 
@@ -94,14 +94,14 @@ def test_export_refuses_bad_sizes_and_missing_runs(exported, tmp_path):
         saved_model.export_model(model, {}, str(tmp_path), "x", max_context=3_000_000)
     with pytest.raises(InvalidInputError, match="max_context=True must be a whole number"):
         saved_model.export_model(model, {}, str(tmp_path), "x", max_context=True)
-    with pytest.raises(InvalidInputError, match="max_queries=0 must be a whole number"):
-        saved_model.export_model(model, {}, str(tmp_path), "x", max_queries=0)
+    with pytest.raises(InvalidInputError, match="max_queries=-3 must be a whole number"):
+        saved_model.export_model(model, {}, str(tmp_path), "x", max_queries=-3)
     assert not os.path.exists(tmp_path / "x")
-    with pytest.raises(MissingFileError, match="no finished cell run"):
-        cell_export.export_cell_run(str(tmp_path), str(tmp_path), "x")
+    with pytest.raises(MissingFileError, match="no finished training run"):
+        saved_model.export_run(str(tmp_path), str(tmp_path), "x")
     with pytest.raises(MissingFileError, match="kept no weights of step 3"):
-        cell_export.export_cell_step(workdir, 3, str(tmp_path), "x")
-    assert os.path.basename(cell_export.export_cell_step(workdir, 2, str(tmp_path), "x")) == "1"
+        saved_model.export_run(workdir, str(tmp_path), "x", step=3)
+    assert os.path.basename(saved_model.export_run(workdir, str(tmp_path), "x", step=2)) == "1"
 
 
 def test_the_one_export_takes_a_cell_model_with_its_default_bounds(exported, tmp_path):

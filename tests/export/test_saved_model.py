@@ -247,7 +247,6 @@ def test_a_longer_context_can_be_exported_for_a_transformer(exported, tmp_path):
 
 
 @pytest.mark.parametrize("sizes, message", [
-    ({"max_queries": 0}, "max_queries=0 must be a whole number >= 1"),
     ({"max_queries": -5}, "max_queries=-5 must be"),
     ({"max_context": 2_000_000_000}, "one episode of 34,000,004,096 numbers, more than"),
     ({"max_queries": 10 ** 7}, "more than the 33,554,432"),
@@ -259,6 +258,14 @@ def test_export_refuses_sizes_a_server_cannot_take(exported, tmp_path, sizes, me
     with pytest.raises(ValueError, match=message):
         saved_model.export_model(model, config, str(tmp_path), "gpicl", **sizes)
     assert not os.path.exists(tmp_path / "gpicl" / "1")
+
+
+def test_cell_only_export_options_are_refused_for_a_row_run(trained_run, tmp_path):
+    with pytest.raises(ValueError, match="step=2: only a cell run keeps the weights"):
+        saved_model.export_run(trained_run, str(tmp_path), "gpicl", step=2)
+    with pytest.raises(ValueError, match="redraw_column_ids is for cell runs"):
+        saved_model.export_run(trained_run, str(tmp_path), "gpicl", redraw_column_ids=True)
+    assert not os.path.exists(tmp_path / "gpicl")
 
 
 def test_export_refuses_a_base_inside_a_model_version(exported):
