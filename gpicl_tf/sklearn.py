@@ -50,6 +50,8 @@ PREPROCESSINGS = ("auto", "standard", "quantile", "power", "mix")
 # each; n_ensemble=None and preprocessing="auto" take the strategy's defaults.
 FEEDS = {feed.backbone: feed for feed in (RowFeed(), CellFeed())}
 CALIBRATION_MIN_ROWS = 30
+# the fewest columns feature selection offers a cell model (GPICLClassifier._select_features)
+SELECTION_MIN_COLUMNS = 16
 
 _LOADED: dict = {}
 # The released models inside this package: the row Transformer of general_cpu, and the
@@ -139,9 +141,18 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
             -> 0.719 at 100 rows; standardising each component instead lost 18
             points on Ionosphere). "auto": that
             setting of the model's meta-training, where it had a prior, else no
-            reduction; None: never; an int: that width. A cell model reads a random
-            subset of this many columns per member instead ("auto": its prior's
-            widest tables; None: the model's maximum).
+            reduction; None: never; an int: that width. A cell model reads at most
+            this many columns instead ("auto": its prior's widest tables; None: the
+            model's maximum): see `feature_selection`.
+        feature_selection: a cell model's table wider than `max_features_` is read
+            through its columns most related to the label (`selected_features_`:
+            max_features_, half or a quarter of it, whichever gives the lowest
+            out-of-fold log loss on the training rows, `selection_losses_`; the
+            columns ranked by ANOVA F on each context's own rows), so an
+            uninformative column does not displace an informative one (measured:
+            mlbench's DNA, 180 binary columns, benchmarks/tabular.py); False: a
+            random subset of max_features_ columns per member. A row model
+            ignores it (it reduces wide tables by principal components).
         calibrate: fit a temperature on the training rows (each of 3 folds predicted
             in context from the other two; the one temperature that minimises their
             log loss) and apply it in `predict_proba`; needs at least 30 rows, else
@@ -159,7 +170,8 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
     def __init__(self, model_path: str | None = None, n_ensemble: int | None = None,
                  random_state: int = 0, preprocessing: str = "auto", categorical_features=(),
                  clip: float | None = None, max_features="auto", calibrate: bool = True,
-                 progress="auto", prior_correction: bool = False):
+                 progress="auto", prior_correction: bool = False,
+                 feature_selection: bool = True):
         self.model_path = model_path
         self.n_ensemble = n_ensemble
         self.random_state = random_state
@@ -170,6 +182,7 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
         self.calibrate = calibrate
         self.progress = progress
         self.prior_correction = prior_correction
+        self.feature_selection = feature_selection
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -245,13 +258,17 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
         self.train_x_ = self._encode(X)
         self.context_y_ = y_index
         self.mean_, self.scale_ = mean, np.where(std > 0, std, 1.0)
-        for name in ("calibrate", "prior_correction"):
+        for name in ("calibrate", "prior_correction", "feature_selection"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise InvalidInputError(f"{name}={getattr(self, name)!r} is not True or False")
         self.temperature_ = 1.0
         self.class_weights_ = np.ones(len(self.classes_))
+        self.selected_features_, self.selection_losses_, oof = None, {}, None
+        if self.backbone_ == "cell" and self.feature_selection and \
+                self.max_features_ is not None and X.shape[1] > self.max_features_:
+            oof = self._select_features()
         if (self.calibrate or self.prior_correction) and len(y) >= CALIBRATION_MIN_ROWS:
-            oof = self._out_of_fold_proba()
+            oof = self._out_of_fold_proba() if oof is None else oof
             if self.prior_correction:
                 freq = np.bincount(y_index, minlength=len(self.classes_)) / len(y_index)
                 self.class_weights_ = freq / np.clip(oof.mean(0), 1e-12, None)
@@ -297,6 +314,34 @@ class GPICLClassifier(ClassifierMixin, BaseEstimator):
             probs[held] = self._class_proba(self.train_x_[~held], self.context_y_[~held],
                                             self.train_x_[held])
         return probs
+
+    def _select_features(self) -> np.ndarray | None:
+        """For a cell model's table wider than `max_features_`: sets
+        `selected_features_`, the number of most label-related columns its
+        members read (`sklearn_cell.top_columns`, chosen on each context's own
+        rows), to the one of max_features_, 1/2 and 1/4 of it (at least
+        SELECTION_MIN_COLUMNS) with the lowest out-of-fold log loss on the
+        training rows (`selection_losses_`); returns that candidate's
+        out-of-fold probabilities. Below CALIBRATION_MIN_ROWS rows, no folds:
+        max_features_ columns by relevance."""
+        widths = [w for w in (self.max_features_, self.max_features_ // 2,
+                              self.max_features_ // 4) if w >= SELECTION_MIN_COLUMNS]
+        widths = widths or [self.max_features_]
+        if len(self.context_y_) < CALIBRATION_MIN_ROWS or len(widths) == 1:
+            self.selected_features_ = widths[0]
+            return None
+        best = None
+        n = len(self.context_y_)
+        for w in widths:
+            self.selected_features_ = w
+            oof = self._out_of_fold_proba()
+            loss = float(-np.mean(np.log(np.clip(oof[np.arange(n), self.context_y_],
+                                                 1e-12, None))))
+            self.selection_losses_[w] = loss
+            if best is None or loss < best[0]:
+                best = (loss, w, oof)
+        self.selected_features_ = best[1]
+        return best[2]
 
     def _fit_temperature(self, probs: np.ndarray) -> float:
         """The temperature minimising the log loss of the out-of-fold probabilities

@@ -10,8 +10,12 @@ column is needed. Each ensemble member differs by:
 - its preprocessing: the raw values ("standard"), normal scores through the
   context rows' quantiles ("quantile") or a Yeo-Johnson power transform fitted
   on the context rows ("power"); "mix" cycles through the three;
-- a random subset of `max_features` columns when the table is wider, and of
-  `max_context` rows when the context is longer.
+- a random subset of `max_context` rows when the context is longer.
+A table wider than `max_features` columns is read either through the `select`
+columns most related to the label on the context rows (`relevance`: the one-way
+ANOVA F statistic of each column; every member reads the same columns in its own
+order), or, without `select`, through a random subset of `max_features` columns
+per member.
 All members go to the model in one batched call when their shapes agree.
 """
 
@@ -142,12 +146,49 @@ def to_normal_scores(fit_x: np.ndarray, x: np.ndarray) -> np.ndarray:
     return out
 
 
+def relevance(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per column of `x` [n, d] (NaN: the column's mean), the one-way ANOVA F
+    statistic of its values grouped by the labels `y`: between-class over
+    within-class variance. A column that is constant within every class scores
+    +inf if its class means differ, else 0 (constant, or no value)."""
+    x = np.asarray(x, np.float64)
+    with np.errstate(all="ignore"):
+        mean = np.nanmean(x, 0)
+    mean = np.where(np.isfinite(mean), mean, 0.0)
+    x = np.where(np.isnan(x), mean, x)
+    classes, y = np.unique(y, return_inverse=True)
+    k, n = len(classes), len(y)
+    if k < 2 or n <= k:
+        return np.zeros(x.shape[1])
+    counts = np.bincount(y, minlength=k).astype(np.float64)
+    class_means = np.stack([x[y == c].mean(0) for c in range(k)])          # [k, d]
+    between = (counts[:, None] * (class_means - x.mean(0)) ** 2).sum(0) / (k - 1)
+    within = ((x - class_means[y]) ** 2).sum(0) / (n - k)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f = between / within
+    constant = np.ptp(x, 0) == 0
+    f = np.where(within > 0, f, np.inf)         # within == 0: the classes separate exactly
+    return np.where(constant, 0.0, np.where(np.isnan(f), 0.0, f))
+
+
+def top_columns(x: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
+    """The `k` columns of `x` with the largest `relevance` to `y`, in column order
+    (ties: the earlier column)."""
+    return np.sort(np.argsort(-relevance(x, y), kind="stable")[:k])
+
+
 def prepare_member(member: int, rng: np.random.Generator, preprocessing: str,
-                   fit_x: np.ndarray, x: np.ndarray, max_features: int):
-    """(context [N, C], rows [Q, C]) of one member: column subset and order,
-    then its preprocessing with statistics of the context rows `fit_x`."""
+                   fit_x: np.ndarray, x: np.ndarray, max_features: int,
+                   columns: np.ndarray | None = None):
+    """(context [N, C], rows [Q, C]) of one member: column subset and order (of
+    `columns` when given, else a random `max_features` of a wider table), then its
+    preprocessing with statistics of the context rows `fit_x`."""
     d = fit_x.shape[1]
-    columns = rng.permutation(d)[:max_features] if d > max_features else rng.permutation(d)
+    if columns is not None:
+        columns = rng.permutation(columns)
+    else:
+        columns = rng.permutation(d)[:max_features] if d > max_features else \
+            rng.permutation(d)
     fit_x, x = fit_x[:, columns], x[:, columns]
     kind = member_preprocessing(preprocessing, member)
     if kind == "quantile":
@@ -177,11 +218,15 @@ def to_model(context: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 def ensemble_proba(fn, meta: dict, n_ensemble: int, random_state: int, preprocessing: str,
                    train_x: np.ndarray, train_y: np.ndarray, queries: np.ndarray,
-                   num_classes: int, max_features: int, on_call=None) -> np.ndarray:
+                   num_classes: int, max_features: int, on_call=None,
+                   select: int | None = None) -> np.ndarray:
     """Class probabilities [Q, num_classes] of the rows `queries` given the
     context (train_x, train_y), averaged over `n_ensemble` members (batched: one
-    model call per chunk of queries, `on_call()` after each)."""
+    model call per chunk of queries, `on_call()` after each). `select`: a table
+    wider than that reads its `top_columns` on this context (see the module doc)."""
     slots = int(meta["schema"]["num_classes"])
+    chosen = top_columns(train_x, train_y, select) \
+        if select and train_x.shape[1] > select else None
     max_context, step = int(meta["max_context"]), int(meta["max_queries"])
     contexts, rows, labels, perms = [], [], [], []
     for m in range(n_ensemble):
@@ -191,7 +236,7 @@ def ensemble_proba(fn, meta: dict, n_ensemble: int, random_state: int, preproces
         keep = np.sort(rng.choice(n, max_context, replace=False)) if n > max_context \
             else np.arange(n)
         context, mine = to_model(*prepare_member(m, rng, preprocessing, train_x[keep],
-                                                 queries, max_features))
+                                                 queries, max_features, chosen))
         contexts.append(context)
         rows.append(mine)
         labels.append(perm[train_y[keep]].astype(np.int64))
@@ -237,5 +282,5 @@ class CellFeed:
                        queries: np.ndarray, k: int, on_call) -> np.ndarray:
         return ensemble_proba(fn, meta, est.n_ensemble_, est.random_state_, est.preprocessing_,
                               train_x, train_y, queries, k, est.max_features_,
-                              on_call=on_call)
+                              on_call=on_call, select=est.selected_features_)
 

@@ -448,3 +448,35 @@ def test_the_released_tabular_model_learns_and_is_the_default(monkeypatch):
         assert (clf.predict(X_test) == y_test).mean() > 0.9      # chance: about 0.4
     default = GPICLClassifier(n_ensemble=1).fit(X_train, y_train)
     assert default.backbone_ == "cell" and default.model_path_.startswith(sk.TABULAR_MODEL_DIR)
+
+
+@pytest.mark.slow
+def test_a_cell_model_reads_a_wide_tables_informative_columns():
+    """A table wider than the cell model's max_features (auto: its prior's 100): with
+    feature selection its members read the columns most related to the label, at
+    the width (100, 50 or 25) whose out-of-fold log loss is lowest; without it, a
+    random 100 of the 140, which misses informative ones."""
+    from gpicl_tf import sklearn as sk
+
+    rng = np.random.default_rng(0)
+    n, d = 400, 140
+    X = rng.standard_normal((n, d))
+    informative = rng.choice(d, 6, replace=False)
+    y = (X[:, informative] @ rng.standard_normal(6) > 0).astype(int)
+    version = os.path.join(sk.TABULAR_MODEL_DIR, "3")
+    train, test = slice(0, 100), slice(100, None)
+    chosen = GPICLClassifier(version, n_ensemble=2).fit(X[train], y[train])
+    assert chosen.selected_features_ in (100, 50, 25)
+    assert sorted(chosen.selection_losses_) == [25, 50, 100]
+    assert chosen.selection_losses_[chosen.selected_features_] == min(
+        chosen.selection_losses_.values())
+    random = GPICLClassifier(version, n_ensemble=2, feature_selection=False).fit(
+        X[train], y[train])
+    assert random.selected_features_ is None
+    accuracy = {name: (clf.predict(X[test]) == y[test]).mean()
+                for name, clf in (("chosen", chosen), ("random", random))}
+    assert accuracy["chosen"] > accuracy["random"] + 0.05, accuracy
+    few = GPICLClassifier(version, n_ensemble=1, calibrate=False).fit(X[:20], y[:20])
+    assert few.selected_features_ == 100 and few.selection_losses_ == {}
+    with pytest.raises(ValueError, match="feature_selection='yes' is not True or False"):
+        GPICLClassifier(version, feature_selection="yes").fit(X[train], y[train])

@@ -94,6 +94,65 @@ def test_wide_tables_give_each_member_a_column_subset():
     assert len(set(chosen)) == 8
 
 
+def test_relevance_is_the_anova_f_statistic_and_names_the_informative_columns():
+    from sklearn.feature_selection import f_classif
+
+    rng = np.random.default_rng(4)
+    y = np.arange(60) % 3
+    x = rng.standard_normal((60, 8))
+    x[:, 5] += 2.0 * y                                       # informative
+    x[:, 2] += 1.5 * (y == 1)                                # less informative
+    np.testing.assert_allclose(sklearn_cell.relevance(x, y), f_classif(x, y)[0], rtol=1e-10)
+    assert sklearn_cell.top_columns(x, y, 2).tolist() == [2, 5]
+    special = np.stack([np.full(60, 3.0), y * 1.0, np.where(y == 0, np.nan, y + 0.1 * x[:, 0])], 1)
+    f = sklearn_cell.relevance(special, y)
+    # constant: 0; separated exactly: inf; a missing value counts as the column's mean
+    assert f[0] == 0.0 and f[1] == np.inf and np.isfinite(f[2]) and f[2] > 0
+    assert np.all(sklearn_cell.relevance(x[:, :3], np.zeros(60)) == 0)   # one class
+
+
+def test_a_member_given_columns_reads_just_those_in_its_own_order():
+    rng = np.random.default_rng(5)
+    fit_x = rng.standard_normal((10, 30))
+    a, _ = sklearn_cell.prepare_member(0, np.random.default_rng(3), "standard", fit_x,
+                                       fit_x[:2], 8, columns=np.array([4, 9, 17]))
+    chosen = [int(np.flatnonzero((fit_x == a[:, [j]]).all(0))[0]) for j in range(3)]
+    assert sorted(chosen) == [4, 9, 17]
+
+
+def test_ensemble_members_read_the_contexts_top_columns_when_selecting():
+    rng = np.random.default_rng(6)
+    y = np.arange(40) % 2
+    x = rng.standard_normal((40, 50))
+    informative = [3, 20, 41]
+    x[:, informative] += 3.0 * y[:, None]
+    seen = []
+
+    class Answer:                                            # as a served model's tensor
+        def __init__(self, value):
+            self.value = value
+
+        def numpy(self):
+            return self.value
+
+    def fn(context_x, context_y, query_x):
+        seen.append(context_x)
+        b, q = query_x.shape[:2]
+        return {"probabilities": Answer(np.full((b, q, 10), 0.1))}
+
+    def source(column):                       # the column of x it is (scaled, float32)
+        r = [abs(np.corrcoef(column, x[:, c])[0, 1]) for c in range(x.shape[1])]
+        return int(np.argmax(r))
+
+    meta = {"schema": {"num_classes": 10}, "max_context": 1024, "max_queries": 1024}
+    args = (fn, meta, 2, 0, "standard", x, y, x[:4], 2, 20)
+    sklearn_cell.ensemble_proba(*args, select=3)
+    for member in seen[0]:                                   # [N, 3] per member
+        assert sorted(source(member[:, j]) for j in range(3)) == informative
+    sklearn_cell.ensemble_proba(*args)                      # no selection: 20 random columns
+    assert seen[1].shape == (2, 40, 20)
+
+
 def test_a_power_transform_never_sends_a_value_past_float32():
     """mlbench's Glass: a column whose fitted lambda sent a far test value past
     float32's range (an Inf the served model refused)."""
