@@ -3,7 +3,8 @@
     python benchmarks/tabular.py [LABEL=]saved_models/tabular/1 [[LABEL=]OTHER_VERSION ...]
         [--rows 50,100,500] [--splits 10] [--datasets iris,wine,breast_cancer,digits]
         [--n_ensemble N] [--preprocessing auto|standard|quantile|power|mix]
-        [--max_features auto|none|N] [--prior_correction] [--out runs/tabular]
+        [--max_features auto|none|N] [--prior_correction] [--no_feature_selection]
+        [--out runs/tabular]
 
 Several exported versions (row or cell models; e.g. one per meta-training time)
 are measured on the same splits beside the same baselines; the first is the one
@@ -141,10 +142,12 @@ def cv_folds(y_train: np.ndarray) -> int:
 
 
 def estimator(model_path: str, n_ensemble, seed: int, preprocessing: str = "auto",
-              max_features="auto", prior_correction: bool = False):
+              max_features="auto", prior_correction: bool = False,
+              feature_selection: bool = True):
     return lambda: GPICLClassifier(model_path, n_ensemble=n_ensemble, random_state=seed,
                                    preprocessing=preprocessing, max_features=max_features,
-                                   prior_correction=prior_correction)
+                                   prior_correction=prior_correction,
+                                   feature_selection=feature_selection)
 
 
 def baselines(folds: int, seed: int) -> dict:
@@ -366,6 +369,9 @@ def main():
     parser.add_argument("--prior_correction", action="store_true",
                         help="the estimator's prior_correction (class weights from the "
                              "training rows' out-of-fold predictions)")
+    parser.add_argument("--no_feature_selection", action="store_true",
+                        help="the estimator's feature_selection=False (a cell model reads a "
+                             "random max_features columns of a wider table per member)")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     unknown = [d for d in args.datasets.split(",") if d not in DATASETS]
@@ -398,10 +404,13 @@ def main():
                 settings = {"model": model_fingerprint(path), "estimator": code,
                             "max_features": args.max_features, "splits": args.splits,
                             "n_ensemble": args.n_ensemble, "preprocessing": args.preprocessing,
-                            **({"prior_correction": True} if args.prior_correction else {})}
+                            **({"prior_correction": True} if args.prior_correction else {}),
+                            **({"feature_selection": False} if args.no_feature_selection
+                               else {})}
                 def learners(folds, split, label=label, path=path):
                     return {label: estimator(path, args.n_ensemble, split, args.preprocessing,
-                                             max_features, args.prior_correction)}
+                                             max_features, args.prior_correction,
+                                             not args.no_feature_selection)}
 
                 part, was = cached(args.out, label, dataset, rows, settings,
                                    lambda: run_case(x, y, rows, args.splits, learners))
