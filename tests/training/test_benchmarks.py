@@ -215,3 +215,17 @@ def test_cell_attention_benchmark_compares_equal_outputs():
     assert len(rows) == 2
     for row in rows:
         assert float(row[5]) > 0 and float(row[6]) < 1e-4, row
+
+
+def test_vsml_learns_curriculum_episodes_hold_only_the_first_classes():
+    bench = _bench_module("vsml_learns")
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((50, 64)).astype(np.float32), np.arange(50) % 10
+    proj = rng.standard_normal((3, 64, 4)).astype(np.float32)
+    perm = np.stack([rng.permutation(10) for _ in range(3)])
+    inputs, labels = bench.episodes(np.random.default_rng(1), (x, y), proj, perm, 6, 20, 3)
+    assert inputs.shape == (6, 20, 4) and labels.shape == (6, 20)
+    # each episode's labels are its task's slots of classes 0-2: three of the ten
+    assert all(len(set(row)) <= 3 for row in labels.tolist())
+    _, every = bench.episodes(np.random.default_rng(1), (x, y), proj, perm, 6, 200)
+    assert max(len(set(row)) for row in every.tolist()) == 10
