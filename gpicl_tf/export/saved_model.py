@@ -124,6 +124,26 @@ def gated_inputs(checks: list, context_x, context_y, query_x):
         return tf.identity(context_x), tf.cast(context_y, tf.int32), tf.identity(query_x)
 
 
+def endpoint(logits_of, checks_of, width: int | None):
+    """(serve, input signature) of a `serving_default` endpoint: the request's
+    `checks_of(context_x, context_y, query_x)` gate every model op
+    (`gated_inputs`), then `logits_of` answers [B, Q, C] and the endpoint returns
+    their softmax and argmax. `width`: the feature columns (None: any number)."""
+
+    def serve(context_x, context_y, query_x):
+        checks = checks_of(context_x, context_y, query_x)
+        context_x, context_y, query_x = gated_inputs(checks, context_x, context_y, query_x)
+        logits = logits_of(context_x, context_y, query_x)
+        probabilities = tf.nn.softmax(tf.cast(logits, tf.float32))
+        return {"probabilities": probabilities,
+                "classes": tf.argmax(probabilities, axis=-1, output_type=tf.int64)}
+
+    signature = [tf.TensorSpec([None, None, width], tf.float32, name="context_x"),
+                 tf.TensorSpec([None, None], tf.int64, name="context_y"),
+                 tf.TensorSpec([None, None, width], tf.float32, name="query_x")]
+    return serve, signature
+
+
 def serving_function(model: keras.Model, schema: EpisodeSchema, max_context: int,
                      max_queries: int):
     """The serving endpoint: (context_x, context_y, query_x) -> probabilities, classes.
@@ -133,19 +153,13 @@ def serving_function(model: keras.Model, schema: EpisodeSchema, max_context: int
     """
     d, c = schema.input_size, schema.num_classes
 
-    def serve(context_x, context_y, query_x):
+    def logits_of(context_x, context_y, query_x):
         b, q = tf.shape(context_x)[0], tf.shape(query_x)[1]
-        checks = request_checks(context_x, context_y, query_x, c, max_context, max_queries)
-        context_x, context_y, query_x = gated_inputs(checks, context_x, context_y, query_x)
         logits = query_logits(model, context_x, context_y, query_x)       # [B, Q, C]
-        probabilities = tf.reshape(tf.nn.softmax(tf.cast(logits, tf.float32)), [b, q, c])
-        return {"probabilities": probabilities,
-                "classes": tf.argmax(probabilities, axis=-1, output_type=tf.int64)}
+        return tf.reshape(tf.cast(logits, tf.float32), [b, q, c])
 
-    signature = [tf.TensorSpec([None, None, d], tf.float32, name="context_x"),
-                 tf.TensorSpec([None, None], tf.int64, name="context_y"),
-                 tf.TensorSpec([None, None, d], tf.float32, name="query_x")]
-    return serve, signature
+    return endpoint(logits_of, lambda *request: request_checks(*request, c, max_context,
+                                                                max_queries), d)
 
 
 def next_version(model_dir: str) -> int:
@@ -262,20 +276,12 @@ def cell_serving_function(model: CellTransformer, max_context: int, max_queries:
     values as NaN; probabilities 0 for classes absent from the context."""
     k, max_features = model.num_classes, model.max_features
 
-    def serve(context_x, context_y, query_x):
-        checks = request_checks(context_x, context_y, query_x, k, max_context, max_queries,
-                                max_features=max_features)
-        context_x, context_y, query_x = gated_inputs(checks, context_x, context_y, query_x)
-        logits = model({"context_x": context_x, "context_y": context_y, "query_x": query_x},
-                       training=False)                                 # [B, Q, K]
-        probabilities = tf.nn.softmax(tf.cast(logits, tf.float32))
-        return {"probabilities": probabilities,
-                "classes": tf.argmax(probabilities, axis=-1, output_type=tf.int64)}
+    def logits_of(context_x, context_y, query_x):                    # [B, Q, K]
+        return model({"context_x": context_x, "context_y": context_y, "query_x": query_x},
+                     training=False)
 
-    signature = [tf.TensorSpec([None, None, None], tf.float32, name="context_x"),
-                 tf.TensorSpec([None, None], tf.int64, name="context_y"),
-                 tf.TensorSpec([None, None, None], tf.float32, name="query_x")]
-    return serve, signature
+    return endpoint(logits_of, lambda *request: request_checks(
+        *request, k, max_context, max_queries, max_features=max_features), None)
 
 
 class CellExport:
@@ -411,11 +417,15 @@ def export_run(workdir: str, base: str, name: str = "gpicl", *, max_context: int
     `redraw_column_ids` redraws the model's column-identity table
     (`CellTransformer.redraw_column_ids`)."""
     config_path = os.path.join(workdir, train.CONFIG_FILE)
+    summary_path = os.path.join(workdir, train.SUMMARY_FILE)
+    if step and not os.path.exists(config_path):
+        raise MissingFileError(f"{workdir!r} holds no training run ({config_path} missing)")
+    if not step and not os.path.exists(summary_path):
+        raise MissingFileError(f"{workdir!r} holds no finished training run "
+                               f"({train.SUMMARY_FILE} missing)")
+    with open(config_path) as f:
+        config = json.load(f)["config"]
     if step:
-        if not os.path.exists(config_path):
-            raise MissingFileError(f"{workdir!r} holds no training run ({config_path} missing)")
-        with open(config_path) as f:
-            config = json.load(f)["config"]
         if "tables" not in config:
             raise InvalidInputError(f"step={step}: only a cell run keeps the weights of its "
                                     f"steps (train.keep_every); {workdir!r} is a row run")
@@ -430,12 +440,6 @@ def export_run(workdir: str, base: str, name: str = "gpicl", *, max_context: int
         model.load_weights(path)
         extra = {"steps": step, "weights": os.path.basename(path)}
     else:
-        summary_path = os.path.join(workdir, train.SUMMARY_FILE)
-        if not os.path.exists(summary_path):
-            raise MissingFileError(f"{workdir!r} holds no finished training run "
-                                   f"({train.SUMMARY_FILE} missing)")
-        with open(config_path) as f:
-            config = json.load(f)["config"]
         model = keras.models.load_model(os.path.join(workdir, train.MODEL_FILE), compile=False)
         extra = None
         if isinstance(model, CellTransformer):
