@@ -122,10 +122,13 @@ def _fsync(path: str) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str):
-    """Yields a temporary path beside `path`; renames it to `path` on success."""
+def atomic_path(path: str, keep_suffix: bool = False):
+    """Yields a temporary path beside `path`; renames it to `path` on success.
+    `keep_suffix`: the temporary ends as `path` does (".tmp-PID-NAME"), for writers
+    that insist on a file name's ending (Keras' `.keras` and `.weights.h5`)."""
     directory, name = os.path.split(path)
-    tmp = os.path.join(directory, f".{name}.tmp-{os.getpid()}")
+    tmp = os.path.join(directory, f".tmp-{os.getpid()}-{name}" if keep_suffix
+                       else f".{name}.tmp-{os.getpid()}")
     try:
         yield tmp
         _fsync(tmp)

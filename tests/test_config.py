@@ -14,6 +14,40 @@ def test_presets_round_trip_through_json(name):
     assert json.loads(back.to_json()) == cfg.to_dict()
 
 
+@pytest.mark.parametrize("name", sorted(config_lib.PRESETS))
+def test_every_preset_runs_its_named_recipe(name):
+    from gpicl_tf.config import presets
+
+    train = config_lib.get_preset(name).train
+    recipe, curriculum = presets.PRESET_RECIPES[name]
+    for key, value in {**presets.RECIPES[recipe], **presets.CURRICULA[curriculum]}.items():
+        assert getattr(train, key) == value, (name, key)
+    assert presets.recipe_of(train) == (recipe, curriculum)
+
+
+def test_smoke_is_the_cpu_recipe_shrunk():
+    from gpicl_tf.config import presets
+
+    smoke, cpu = config_lib.get_preset("smoke"), config_lib.get_preset("cpu")
+    assert smoke == presets.shrunk(cpu)
+    assert smoke.model.layout == cpu.model.layout == "pfn"
+    assert presets.recipe_of(smoke.train) == presets.recipe_of(cpu.train) == ("muon", "plateau")
+    assert smoke.train.steps < 100 and smoke.data.train_episodes < 1000 and smoke.eval.ensemble > 1
+
+
+def test_a_recipe_is_named_and_not_restated():
+    from gpicl_tf.config import presets
+
+    with pytest.raises(KeyError, match="'sgd'"):
+        presets.train_recipe("sgd", "none", steps=10)
+    with pytest.raises(KeyError, match="'sometimes'"):
+        presets.train_recipe("adam", "sometimes", steps=10)
+    with pytest.raises(KeyError, match="learning_rate"):
+        presets.train_recipe("adam", "none", steps=10, learning_rate=3e-4)
+    assert presets.recipe_of(presets.train_recipe("adam", "none", steps=10)) == ("adam", "none")
+    assert presets.recipe_of(config_lib.TrainConfig(learning_rate=5e-4)) is None
+
+
 def test_override_converts_types():
     cfg = config_lib.override(config_lib.get_preset("smoke"), [
         "train.batch_size=4", "train.learning_rate=3e-4", "data.source=random",

@@ -1,7 +1,13 @@
 """Named configs (`PRESETS`, `get_preset`): `smoke` for tests, `cpu` and the
 other `*_cpu` presets for this machine, the `*_long` runs and `paper`.
 
-    python -m pipelines.run --preset NAME --workdir runs/NAME"""
+    python -m pipelines.run --preset NAME --workdir runs/NAME
+
+Every preset's meta-training is a named recipe (`RECIPES`: the optimizer, its
+learning rate and weight average) and a named curriculum (`CURRICULA`), plus its
+sizes (steps, batch, warm-up): no preset inherits `TrainConfig`'s defaults
+unstated, and `PRESET_RECIPES` says which recipe each one runs (tested).
+`smoke` is the `cpu` preset shrunk (`shrunk`): the tests run the recipe we ship."""
 
 from __future__ import annotations
 
@@ -12,25 +18,80 @@ from gpicl_tf.config.sections import (DataConfig, EvalConfig, FunctionConfig, Mo
                                       PriorConfig, TrainConfig, TuneConfig)
 from gpicl_tf.errors import UnknownKeyError
 
+# The meta-optimisation recipes: every TrainConfig field a recipe sets.
+RECIPES: dict[str, dict] = {
+    # The first recipe (Adam at 1e-3, no weight average): cpu_adam and what builds on it.
+    "adam": dict(optimizer="adam", learning_rate=1e-3, adam_epsilon=1e-8, weight_decay=0.0,
+                 clip_norm=1.0, min_lr_ratio=0.1, ema_momentum=0.0),
+    # The recipe search's winner (docs/results/recipe.md): Muon at 9e-3, EMA 0.99.
+    "muon": dict(optimizer="muon", learning_rate=9e-3, adam_epsilon=1e-8, weight_decay=0.0,
+                 clip_norm=1.0, min_lr_ratio=0.1, ema_momentum=0.99),
+    # The paper's: Adam at 2e-4 with epsilon 1e-10 and gradient clipping at 2.
+    "paper": dict(optimizer="adam", learning_rate=2e-4, adam_epsilon=1e-10, weight_decay=0.0,
+                  clip_norm=2.0, min_lr_ratio=0.1, ema_momentum=0.0),
+}
+
+# The task-distribution curricula (`TrainConfig`'s docstring).
+CURRICULA: dict[str, dict] = {
+    "none": dict(bias_fraction=0.0, bias_mode="permutation", bias_schedule="constant"),
+    # 90% of each batch on one label permutation until the unseen-task loss leaves
+    # the plateau (docs/results/plateau.md).
+    "plateau": dict(bias_fraction=0.9, bias_mode="permutation", bias_schedule="plateau"),
+}
+
+
+def train_recipe(recipe: str, curriculum: str, **sizes) -> TrainConfig:
+    """A TrainConfig of the named recipe and curriculum; `sizes` are the other
+    fields (steps, batch_size, warmup_steps, ...), which may not restate them."""
+    if recipe not in RECIPES:
+        raise UnknownKeyError(f"unknown recipe {recipe!r}; known: {sorted(RECIPES)}")
+    if curriculum not in CURRICULA:
+        raise UnknownKeyError(f"unknown curriculum {curriculum!r}; known: {sorted(CURRICULA)}")
+    named = {**RECIPES[recipe], **CURRICULA[curriculum]}
+    clash = sorted(set(sizes) & set(named))
+    if clash:
+        raise UnknownKeyError(f"train_recipe({recipe!r}, {curriculum!r}): {clash} belong to "
+                              "the recipe or the curriculum, not to the sizes")
+    return TrainConfig(**named, **sizes)
+
+
+def recipe_of(train: TrainConfig) -> tuple[str, str] | None:
+    """(recipe, curriculum) whose every field `train` has, or None."""
+    def match(table):
+        return next((name for name, fields in table.items()
+                     if all(getattr(train, k) == v for k, v in fields.items())), None)
+    recipe, curriculum = match(RECIPES), match(CURRICULA)
+    return (recipe, curriculum) if recipe and curriculum else None
+
+
+def shrunk(config: Config) -> Config:
+    """`config` at the tests' sizes (seconds of training): its data source, layout,
+    recipe, curriculum and ensembles kept; sizes, steps, episodes and the search's
+    budget cut."""
+    return dataclasses.replace(
+        config,
+        data=dataclasses.replace(config.data, input_size=16, episode_length=12,
+                                 log2_num_tasks=4, train_episodes=96, test_episodes=32,
+                                 episodes_per_shard=32),
+        model=dataclasses.replace(config.model, model_size=16, num_layers=1, num_heads=2,
+                                  key_size=8, lstm_units=16, mlp_hidden=16, maml_hidden=8,
+                                  maml_steps=2, vsml_state=4),
+        train=dataclasses.replace(config.train, batch_size=8, steps=20, steps_per_epoch=10,
+                                  warmup_steps=2, shuffle_buffer=64),
+        eval=dataclasses.replace(config.eval, datasets=("random",), episodes=32,
+                                 baseline_steps=20, sgd_tuning_episodes=16,
+                                 sequence_baselines=("lstm", "mlp", "maml", "vsml"),
+                                 ensemble=min(config.eval.ensemble, 2)),
+        tune=dataclasses.replace(config.tune, model_sizes=(8, 16), num_layers=(1,),
+                                 num_heads=(2,), batch_sizes=(8,), bias_fractions=(0.0, 0.5),
+                                 steps=10, trial_seconds=0, max_trials=2, trial_timeout_s=300),
+    )
+
 
 def _smoke() -> Config:
-    return Config(
-        data=DataConfig(
-            source="digits", input_size=16, episode_length=12, log2_num_tasks=4,
-            train_episodes=96, test_episodes=32, episodes_per_shard=32,
-        ),
-        model=ModelConfig(model_size=16, num_layers=1, num_heads=2, key_size=8,
-                          lstm_units=16, mlp_hidden=16, maml_hidden=8, maml_steps=2,
-                          vsml_state=4),
-        train=TrainConfig(batch_size=8, steps=20, steps_per_epoch=10, warmup_steps=2,
-                          shuffle_buffer=64),
-        eval=EvalConfig(datasets=("random",), episodes=32, baseline_steps=20,
-                        sgd_tuning_episodes=16,
-                        sequence_baselines=("lstm", "mlp", "maml", "vsml")),
-        tune=TuneConfig(model_sizes=(8, 16), num_layers=(1,), num_heads=(2,), batch_sizes=(8,),
-                        bias_fractions=(0.0, 0.5), steps=10, max_trials=2,
-                        trial_timeout_s=300),
-    )
+    """The `cpu` preset shrunk: the whole chain in about a minute, on the recipe we
+    ship (PFN layout, Muon, weight average, the plateau curriculum, 2-view ensembles)."""
+    return shrunk(_cpu())
 
 
 def _cpu_adam() -> Config:
@@ -45,8 +106,8 @@ def _cpu_adam() -> Config:
         model=ModelConfig(layout="pfn", model_size=64, num_layers=2, num_heads=4, key_size=16,
                           lstm_units=128, mlp_hidden=128),
         data=DataConfig(train_episodes=2**16),
-        train=TrainConfig(steps=1800, steps_per_epoch=100, warmup_steps=200, bias_fraction=0.9,
-                          bias_mode="permutation", bias_schedule="plateau"),
+        train=train_recipe("adam", "plateau", steps=1800, steps_per_epoch=100,
+                           warmup_steps=200),
     )
 
 
@@ -61,8 +122,7 @@ def _cpu() -> Config:
         first,
         model=dataclasses.replace(first.model, model_size=128, num_layers=3, num_heads=4,
                                   key_size=32),
-        train=dataclasses.replace(first.train, steps=700, learning_rate=9e-3,
-                                  optimizer="muon", ema_momentum=0.99),
+        train=dataclasses.replace(first.train, steps=700, **RECIPES["muon"]),
         eval=EvalConfig(ensemble=16),
         # The recipe search (issue 33): every trial gets the same 5 minutes of
         # training here, the curriculum fixed at the plateau study's 0.9.
@@ -148,8 +208,8 @@ def _functions_smoke() -> Config:
                         log2_num_tasks=8, train_episodes=256, test_episodes=32,
                         episodes_per_shard=128),
         model=ModelConfig(layout="pfn", model_size=16, num_layers=1, num_heads=2, key_size=8),
-        train=TrainConfig(batch_size=16, steps=30, steps_per_epoch=10, warmup_steps=2,
-                          shuffle_buffer=128),
+        train=train_recipe("adam", "none", batch_size=16, steps=30, steps_per_epoch=10,
+                           warmup_steps=2, shuffle_buffer=128),
         eval=EvalConfig(datasets=("functions:sine", "functions:linear"), episodes=16,
                         positions=(1, 2, 5, 10, 16), sequence_baselines=(),
                         sgd_tuning_episodes=16),
@@ -166,8 +226,8 @@ def _functions_cpu() -> Config:
                         episode_length=100, log2_num_tasks=16, train_episodes=2**16,
                         test_episodes=256, episodes_per_shard=8_192),
         model=ModelConfig(layout="pfn", model_size=64, num_layers=3, num_heads=4, key_size=16),
-        train=TrainConfig(batch_size=64, steps=3_000, steps_per_epoch=250, warmup_steps=200,
-                          shuffle_buffer=8_192),
+        train=train_recipe("adam", "none", batch_size=64, steps=3_000, steps_per_epoch=250,
+                           warmup_steps=200, shuffle_buffer=8_192),
         eval=EvalConfig(datasets=("functions:sine", "functions:linear", "functions:poly",
                                   "functions:gp"),
                         episodes=256, positions=(1, 2, 5, 10, 20, 50), sequence_baselines=(),
@@ -191,8 +251,8 @@ def _general_cpu() -> Config:
                         train_episodes=2**16, test_episodes=512, episodes_per_shard=4_096),
         model=ModelConfig(layout="pfn", model_size=128, num_layers=3, num_heads=8, key_size=16,
                           lstm_units=128, mlp_hidden=128),
-        train=TrainConfig(batch_size=32, steps=8_000, steps_per_epoch=500, warmup_steps=500,
-                          bias_fraction=0.9, bias_mode="permutation", bias_schedule="plateau"),
+        train=train_recipe("adam", "plateau", batch_size=32, steps=8_000, steps_per_epoch=500,
+                           warmup_steps=500),
         eval=EvalConfig(datasets=("random",), positions=(1, 2, 5, 10, 20, 50, 100, 127),
                         sequence_baselines=()),
         prior=PriorConfig(max_features=32),
@@ -205,11 +265,10 @@ def _paper() -> Config:
             source="mnist", input_size=784, log2_num_tasks=24,
             train_episodes=1_000_000, test_episodes=2_048, episodes_per_shard=8_192,
         ),
-        model=ModelConfig(model_size=256, num_layers=4, num_heads=8, key_size=32),
-        train=TrainConfig(batch_size=128, steps=500_000, steps_per_epoch=1_000,
-                          learning_rate=2e-4, adam_epsilon=1e-10, clip_norm=2.0,
-                          warmup_steps=1_000, bias_fraction=0.9, bias_schedule="plateau",
-                          shuffle_buffer=16_384),
+        model=ModelConfig(layout="paper", model_size=256, num_layers=4, num_heads=8,
+                          key_size=32),
+        train=train_recipe("paper", "plateau", batch_size=128, steps=500_000,
+                           steps_per_epoch=1_000, warmup_steps=1_000, shuffle_buffer=16_384),
     )
 
 
@@ -218,6 +277,15 @@ PRESETS = {"smoke": _smoke, "cpu": _cpu, "cpu_adam": _cpu_adam, "table1": _table
            "digits_long": _digits_long, "fashion_long": _fashion_long,
            "functions_smoke": _functions_smoke, "functions_cpu": _functions_cpu,
            "general_cpu": _general_cpu, "paper": _paper}
+
+
+# The recipe and curriculum each preset runs (tests/test_config.py checks them).
+PRESET_RECIPES = {"smoke": ("muon", "plateau"), "cpu": ("muon", "plateau"),
+                  "cpu_adam": ("adam", "plateau"), "table1": ("adam", "plateau"),
+                  "table1_mnist": ("muon", "plateau"), "fashion_cpu": ("adam", "plateau"),
+                  "digits_long": ("adam", "plateau"), "fashion_long": ("adam", "plateau"),
+                  "functions_smoke": ("adam", "none"), "functions_cpu": ("adam", "none"),
+                  "general_cpu": ("adam", "plateau"), "paper": ("paper", "plateau")}
 
 
 def get_preset(name: str) -> Config:

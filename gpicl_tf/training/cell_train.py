@@ -188,14 +188,24 @@ def average_weights(model: CellTransformer, paths: list[str]) -> None:
 def run(cfg: CellRunConfig, workdir: str, warm_start: str | None = None) -> dict:
     """Meta-trains (or resumes) the cell learner in `workdir`; returns the summary."""
     # ---- set-up ---------------------------------------------------------------
-    _check_workdir(cfg, workdir)
-    os.makedirs(os.path.join(workdir, "weights"), exist_ok=True)
-    with files.atomic_path(os.path.join(workdir, CONFIG_FILE)) as tmp:
-        with open(tmp, "w") as f:
-            json.dump({"config": cfg.to_dict()}, f, indent=2, sort_keys=True)
-    keras.utils.set_random_seed(cfg.train.seed)
-    with dtype_policy(cfg.train.precision):
-        return _run(cfg, workdir, warm_start)
+    with files.directory_lock(workdir, "cell training run"):
+        _check_workdir(cfg, workdir)
+        os.makedirs(os.path.join(workdir, "weights"), exist_ok=True)
+        for directory in (workdir, os.path.join(workdir, "weights")):
+            files.remove_stale_temporaries(directory)
+        with files.atomic_path(os.path.join(workdir, CONFIG_FILE)) as tmp:
+            with open(tmp, "w") as f:
+                json.dump({"config": cfg.to_dict()}, f, indent=2, sort_keys=True)
+        keras.utils.set_random_seed(cfg.train.seed)
+        with dtype_policy(cfg.train.precision):
+            return _run(cfg, workdir, warm_start)
+
+
+def _save_weights(model: CellTransformer, workdir: str, step: int) -> None:
+    """weights/step-N.weights.h5, never visible half-written."""
+    path = os.path.join(workdir, "weights", f"step-{step}.weights.h5")
+    with files.atomic_path(path, keep_suffix=True) as tmp:
+        model.save_weights(tmp)
 
 
 def _run(cfg: CellRunConfig, workdir: str, warm_start: str | None) -> dict:
@@ -249,7 +259,7 @@ def _run(cfg: CellRunConfig, workdir: str, warm_start: str | None) -> dict:
             if done % t.checkpoint_every == 0 or last:
                 step_var.assign(done)
                 manager.save(checkpoint_number=done)
-                model.save_weights(os.path.join(workdir, "weights", f"step-{done}.weights.h5"))
+                _save_weights(model, workdir, done)
                 _prune_weights(workdir, t.average_last, t.keep_every)
                 v_loss, v_acc = validate(eval_step, valid)
                 _append_csv(os.path.join(workdir, "validation.csv"), {
@@ -258,7 +268,7 @@ def _run(cfg: CellRunConfig, workdir: str, warm_start: str | None) -> dict:
                 logging.info("step %d: validation loss %.4f accuracy %.4f (%.0f s)",
                              done, v_loss, v_acc, time.time() - began)
             elif t.average_every and done % t.average_every == 0:
-                model.save_weights(os.path.join(workdir, "weights", f"step-{done}.weights.h5"))
+                _save_weights(model, workdir, done)
                 _prune_weights(workdir, t.average_last, t.keep_every)
             if last:
                 break
@@ -270,7 +280,8 @@ def _run(cfg: CellRunConfig, workdir: str, warm_start: str | None) -> dict:
     if kept:
         average_weights(model, kept)
     v_loss, v_acc = validate(eval_step, valid)
-    model.save(os.path.join(workdir, MODEL_FILE))
+    with files.atomic_path(os.path.join(workdir, MODEL_FILE), keep_suffix=True) as tmp:
+        model.save(tmp)
     budget = {"stopped_at_max_seconds": t.max_seconds} if final < t.steps else {}
     summary = {"steps": final, **budget, "averaged": [os.path.basename(p) for p in kept],
                "validation_loss": v_loss, "validation_accuracy": v_acc,

@@ -66,6 +66,34 @@ def _history_rows(workdir: str) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+def resume_epoch(workdir: str, loop: str) -> int:
+    """The number of epochs the state a run resumes from has finished (0: fresh)."""
+    if loop == "keras":
+        return callbacks_lib.backup_epoch(os.path.join(workdir, "backup"))
+    return loop_lib.checkpoint_epoch(os.path.join(workdir, "loop_checkpoints"))
+
+
+def resumed_history(workdir: str, epochs: int) -> list[dict]:
+    """history.csv's rows of the first `epochs` epochs, the ones the resume state has
+    finished; the file is cut to them (atomically), so an epoch that ran past its
+    last checkpoint before a kill, and is run again, is neither counted twice nor
+    read by the curriculum as having happened."""
+    rows = _history_rows(workdir)
+    kept = [r for r in rows if int(r["epoch"]) < epochs]
+    if len(kept) != len(rows):
+        path = os.path.join(workdir, "history.csv")
+        with open(path) as f:
+            fields = next(csv.reader(f))
+        with files.atomic_path(path) as tmp:
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=fields, lineterminator="\n")
+                writer.writeheader()
+                writer.writerows(kept)
+        logging.info("history.csv cut to the %d epochs of the resume state (%d rows dropped)",
+                     epochs, len(rows) - len(kept))
+    return kept
+
+
 def _check_resume(workdir: str, config: Config) -> None:
     """A workdir belongs to one config once its run has finished an epoch: resuming
     with another is an error. A run that failed before (a diverging learning rate,
@@ -130,10 +158,8 @@ def check_episode_overrides(config: Config, episodes_dir: str, keys: list[str]) 
 
 
 def _save_model(model: keras.Model, path: str) -> None:
-    directory, name = os.path.split(path)
-    tmp = os.path.join(directory, f".tmp-{os.getpid()}-{name}")
-    model.save(tmp)
-    os.replace(tmp, path)
+    with files.atomic_path(path, keep_suffix=True) as tmp:
+        model.save(tmp)
 
 
 def check_training(tcfg, kind: kinds.EpisodeKind) -> None:
@@ -242,15 +268,17 @@ def run_callbacks(config: Config, workdir: str, bias, monitor: str, with_curricu
     threshold = callbacks_lib.plateau_threshold(max(config.data.num_classes, 2),
                                                 tcfg.plateau_drop)
     # The plateau schedule watches the loss on unseen tasks; a resumed run
-    # remembers from its history whether the plateau was already left.
-    left = callbacks_lib.plateau_left_in(_history_rows(workdir), monitor, threshold)
+    # remembers from its history whether the plateau was already left, reading only
+    # the epochs its resume state has finished (the history row of each epoch is
+    # written before that epoch's resume state: the file callbacks come first).
+    history = resumed_history(workdir, resume_epoch(workdir, loop)) if is_chief \
+        else _history_rows(workdir)
+    left = callbacks_lib.plateau_left_in(history, monitor, threshold)
     out = [curriculum(tcfg, bias, config.data.num_classes, monitor, left)] \
         if with_curriculum else []
     if tcfg.stop_at_plateau_exit:
         out.append(callbacks_lib.PlateauStop(threshold, monitor))
     out.append(callbacks_lib.FiniteGuard())
-    if loop == "keras":  # the custom loop checkpoints with tf.train.CheckpointManager
-        out.append(callbacks_lib.AtomicBackupAndRestore(os.path.join(workdir, "backup")))
     if is_chief:
         out += [
             keras.callbacks.ModelCheckpoint(
@@ -259,6 +287,10 @@ def run_callbacks(config: Config, workdir: str, bias, monitor: str, with_curricu
             keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard")),
             keras.callbacks.CSVLogger(os.path.join(workdir, "history.csv"), append=True),
         ]
+    # Last, so that an epoch's resume state is written after its history row (the
+    # custom loop checkpoints with tf.train.CheckpointManager after every callback).
+    if loop == "keras":
+        out.append(callbacks_lib.AtomicBackupAndRestore(os.path.join(workdir, "backup")))
     return out
 
 

@@ -37,7 +37,7 @@ def _one_nn(inputs: np.ndarray, labels: np.ndarray, positions) -> np.ndarray:
 
 def test_per_position_curves_match_reference_computations(smoke_config, smoke_episodes,
                                                            saved_model, tmp_path):
-    cfg = override(smoke_config, ["eval.positions=1,3,100"]).eval
+    cfg = override(smoke_config, ["eval.positions=1,3,100", "eval.ensemble=1"]).eval
     report = evaluate.evaluate({"learner": saved_model},
                                {"unseen": (smoke_episodes, "test"),
                                 "seen": (smoke_episodes, "seen")},
@@ -168,7 +168,8 @@ def test_main_job_trains_seeds_and_gives_baselines_the_same_budget(smoke_config)
     assert runs[("MAML", "maml")].train.jit_compile and lstm.train.jit_compile
     assert not runs[("VSML", "vsml")].train.jit_compile
     # a paper-layout Transformer with positions: the baselines are built without them
-    with_positions = main_job.training_runs(override(cfg, ["model.positions=sinusoidal"]))
+    with_positions = main_job.training_runs(override(cfg, ["model.layout=paper",
+                                                           "model.positions=sinusoidal"]))
     assert with_positions[("GPICL Transformer (seed 0)", "transformer")].model.positions == \
         "sinusoidal"
     assert {c.model.positions for (_, key), c in with_positions.items()

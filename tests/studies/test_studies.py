@@ -136,7 +136,7 @@ def _check_rows_against_the_saved_runs(study, rows, episode_root):
     from gpicl_tf.data import pipeline
     from gpicl_tf.eval import evaluate
     from gpicl_tf.studies import measure
-    from gpicl_tf.training import train
+    from gpicl_tf.training import callbacks, train
 
     base = runner.base_config(study, "smoke")
     dataset = measure.unseen_dataset(base, episode_root)
@@ -145,8 +145,15 @@ def _check_rows_against_the_saved_runs(study, rows, episode_root):
         model = keras.models.load_model(os.path.join(row["run_dir"], train.MODEL_FILE),
                                         compile=False)
         history = runner.history(row["run_dir"])
-        assert row["steps"] == cfg.train.steps and row["parameters"] == model.count_params()
-        assert len(history) == cfg.train.steps // cfg.train.steps_per_epoch
+        assert row["parameters"] == model.count_params()
+        assert len(history) * cfg.train.steps_per_epoch == row["steps"]
+        if cfg.train.stop_at_plateau_exit and row["steps"] < cfg.train.steps:
+            # stopped after the first epoch below the plateau threshold, and not before
+            threshold = callbacks.plateau_threshold(cfg.data.num_classes, cfg.train.plateau_drop)
+            assert history[-1]["val_loss"] < threshold
+            assert all(h["val_loss"] >= threshold for h in history[:-1])
+        else:
+            assert row["steps"] == cfg.train.steps
         assert row["final_val_loss"] == round(history[-1]["val_loss"], 4)
         if "final_val_acc_last10" in row:
             assert row["final_val_acc_last10"] == round(history[-1]["val_acc_last10"], 4)

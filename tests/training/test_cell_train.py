@@ -39,6 +39,39 @@ def test_a_run_writes_its_files(finished):
     assert np.isfinite(summary["validation_loss"]) and 0 <= summary["validation_accuracy"] <= 1
 
 
+def test_a_run_leaves_no_temporaries_and_holds_its_workdir(finished, tmp_path):
+    """Weights and model.keras are written under temporaries renamed into place (none
+    left behind); a second run in a held workdir is an error naming the holder's pid,
+    and touches nothing; a dead process's temporaries are removed at the next run."""
+    import subprocess
+    import sys
+
+    from gpicl_tf import io as files
+
+    workdir, _ = finished
+    for directory in (workdir, os.path.join(workdir, "weights")):
+        assert not [n for n in os.listdir(directory) if ".tmp-" in n], directory
+    assert not os.path.exists(os.path.join(workdir, files.LOCK_FILE))     # released
+    held = tmp_path / "held"
+    held.mkdir()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        (held / files.LOCK_FILE).write_text(str(other.pid))
+        with pytest.raises(FileExistsError, match=f"in use by another cell training run "
+                                                  f"\\(pid {other.pid}\\)"):
+            cell_train.run(_cfg(), str(held))
+        assert os.listdir(held) == [files.LOCK_FILE]                      # nothing touched
+    finally:
+        other.kill()
+        other.wait()
+    stale = held / "weights" / ".tmp-999999999-step-2.weights.h5"
+    stale.parent.mkdir()
+    stale.write_bytes(b"half")
+    os.remove(held / files.LOCK_FILE)
+    cell_train.run(_cfg("train.steps=2", "train.checkpoint_every=2"), str(held))
+    assert not stale.exists() and (held / "model.keras").exists()
+
+
 def test_the_released_weights_are_the_mean_of_the_last_checkpoints(finished):
     workdir, _ = finished
     model = keras.models.load_model(os.path.join(workdir, "model.keras"), compile=False)

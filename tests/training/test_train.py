@@ -208,6 +208,34 @@ def test_plateau_schedule_on_training_loss_and_after_resume(smoke_config, smoke_
         callbacks.CurriculumCallback(bias, "plateau", 0.8, monitor="acc")
 
 
+def test_a_resumed_run_reads_only_the_history_of_its_resume_state(smoke_config, tmp_path):
+    """An epoch that wrote its history row but was killed before its resume state is
+    run again: its row is cut from history.csv, so the plateau curriculum does not
+    start the rerun as if the plateau had been left (that changed the weights of a
+    killed smoke run); the file callbacks come before the resume state's."""
+    workdir = str(tmp_path)
+    path = os.path.join(workdir, "history.csv")
+    with open(path, "w") as f:
+        f.write("epoch,loss,val_loss\n0,2.3,2.30\n1,2.1,1.90\n2,1.8,1.70\n")
+    threshold = callbacks.plateau_threshold(10, smoke_config.train.plateau_drop)
+    kept = train.resumed_history(workdir, 1)
+    assert [r["epoch"] for r in kept] == ["0"]
+    assert not callbacks.plateau_left_in(kept, "val_loss", threshold)
+    assert open(path).read() == "epoch,loss,val_loss\n0,2.3,2.30\n"
+    assert train.resumed_history(workdir, 5) == kept and open(path).read().count("\n") == 2
+    assert train.resume_epoch(workdir, "keras") == 0 == train.resume_epoch(workdir, "custom")
+    bias = tf.Variable(0.0)
+    for loop in ("keras", "custom"):
+        names = [type(c).__name__ for c in
+                 train.run_callbacks(smoke_config, str(tmp_path / loop), bias, "val_loss",
+                                     True, loop, True)]
+        assert names.index("CSVLogger") > names.index("CurriculumCallback")
+        if loop == "keras":
+            assert names[-1] == "AtomicBackupAndRestore"
+        else:
+            assert "AtomicBackupAndRestore" not in names
+
+
 @pytest.mark.slow
 def test_loss_falls_on_a_single_memorisable_task(smoke_config, smoke_episodes, tmp_path):
     cfg = override(smoke_config, [
@@ -233,9 +261,11 @@ def test_a_workdir_refuses_another_config_and_accepts_older_config_files(smoke_c
                                                                          smoke_episodes,
                                                                          tmp_path):
     workdir = str(tmp_path / "run")
-    cfg = override(smoke_config, ["train.steps=2", "train.steps_per_epoch=2"])
+    # the paper layout: the one that takes a position code, the key changed below
+    cfg = override(smoke_config, ["model.layout=paper", "train.steps=2",
+                                  "train.steps_per_epoch=2"])
     first = train.run(cfg, workdir, smoke_episodes, verbose=0)
-    with pytest.raises(ValueError, match="train.learning_rate=0.001"):
+    with pytest.raises(ValueError, match=f"train.learning_rate={smoke_config.train.learning_rate}"):
         train.run(override(cfg, ["train.learning_rate=0.01"]), workdir, smoke_episodes)
     path = os.path.join(workdir, train.CONFIG_FILE)
     saved = json.load(open(path))
@@ -377,5 +407,5 @@ def test_a_run_that_never_finished_an_epoch_does_not_bind_its_workdir(smoke_conf
         train.run(bad, workdir, smoke_episodes, verbose=0)
     good = override(smoke_config, ["train.steps=2", "train.steps_per_epoch=2"])
     assert train.run(good, workdir, smoke_episodes, verbose=0)["steps"] == 2
-    with pytest.raises(ValueError, match="holds a run with train.learning_rate=0.001"):
+    with pytest.raises(ValueError, match=f"holds a run with train.learning_rate={smoke_config.train.learning_rate}"):
         train.run(override(good, ["train.learning_rate=0.01"]), workdir, smoke_episodes)
