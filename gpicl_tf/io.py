@@ -9,6 +9,7 @@ of dead processes are swept by `remove_stale_temporaries`.
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
 import os
 import re
@@ -136,3 +137,25 @@ def atomic_path(path: str, keep_suffix: bool = False):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def cut_csv(path: str, column: str, below: int) -> list[dict]:
+    """The rows of the CSV file `path` whose integer `column` is below `below`; the
+    file is cut to them (atomically, its header kept) when any other row is there.
+    A resumed run drops the rows it logged past the state it resumes from."""
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+        fields = reader.fieldnames or []
+    kept = [r for r in rows if int(r[column]) < below]
+    if len(kept) != len(rows):
+        with atomic_path(path) as tmp:
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=fields)
+                writer.writeheader()
+                writer.writerows(kept)
+        logging.info("%s cut to the rows of %s < %d (%d dropped)", path, column, below,
+                     len(rows) - len(kept))
+    return kept

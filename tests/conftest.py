@@ -61,3 +61,16 @@ def function_episodes(tmp_path_factory, functions_config):
     out = str(tmp_path_factory.mktemp("function_episodes"))
     episodes.write_episodes(functions_config.data, out, functions_config=functions_config.functions)
     return out
+
+
+@pytest.fixture
+def other_process():
+    """Another live process (a workdir lock's holder), killed at teardown if the test
+    has not killed it."""
+    import subprocess
+    import sys
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    yield other
+    other.kill()
+    other.wait()

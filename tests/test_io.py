@@ -32,3 +32,18 @@ def test_version_names_are_short_ascii_digits():
     assert files.is_version_name("1") and files.is_version_name("0042")
     for bad in ("", "1a", "²", "1" * 19, "-1", ".tmp-3"):
         assert not files.is_version_name(bad), bad
+
+
+def test_cut_csv_keeps_the_rows_below_and_the_header(tmp_path):
+    path = tmp_path / "log.csv"
+    assert files.cut_csv(str(path), "step", 3) == [] and not path.exists()
+    path.write_text("step,loss\n1,0.5\n2,0.4\n3,0.3\n")
+    before = path.stat().st_mtime_ns
+    assert [r["step"] for r in files.cut_csv(str(path), "step", 10)] == ["1", "2", "3"]
+    assert path.stat().st_mtime_ns == before                    # nothing dropped: untouched
+    assert files.cut_csv(str(path), "step", 3) == [{"step": "1", "loss": "0.5"},
+                                                   {"step": "2", "loss": "0.4"}]
+    assert path.read_text() == "step,loss\n1,0.5\n2,0.4\n"
+    assert files.cut_csv(str(path), "step", 0) == []
+    assert path.read_text() == "step,loss\n"                     # the header stays
+    assert not [p for p in os.listdir(tmp_path) if ".tmp-" in p]

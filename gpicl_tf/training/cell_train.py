@@ -159,22 +159,6 @@ def _append_csv(path: str, row: dict) -> None:
         writer.writerow(row)
 
 
-def _truncate_csv(path: str, last_step: int) -> None:
-    """Drops the rows of `path` logged after `last_step` (atomically)."""
-    if not os.path.exists(path):
-        return
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    kept = [r for r in rows if int(r["step"]) <= last_step]
-    if len(kept) == len(rows):
-        return
-    with files.atomic_path(path) as tmp:
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(kept)
-
-
 def average_weights(model: CellTransformer, paths: list[str]) -> None:
     """Sets `model`'s weights to the mean of the weight files `paths`."""
     total = None
@@ -229,7 +213,7 @@ def _run(cfg: CellRunConfig, workdir: str, warm_start: str | None) -> dict:
         logging.info("resumed at step %d from %s", int(step_var), manager.latest_checkpoint)
     start = int(step_var)
     for name in ("log.csv", "validation.csv"):      # rows of steps lost with the kill
-        _truncate_csv(os.path.join(workdir, name), start)
+        files.cut_csv(os.path.join(workdir, name), "step", start + 1)
     train_step, eval_step = make_steps(model, optimizer)
     valid = tables.validation_batches(cfg)
     # ---- the loop -------------------------------------------------------------

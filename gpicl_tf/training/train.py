@@ -75,23 +75,10 @@ def resume_epoch(workdir: str, loop: str) -> int:
 
 def resumed_history(workdir: str, epochs: int) -> list[dict]:
     """history.csv's rows of the first `epochs` epochs, the ones the resume state has
-    finished; the file is cut to them (atomically), so an epoch that ran past its
-    last checkpoint before a kill, and is run again, is neither counted twice nor
-    read by the curriculum as having happened."""
-    rows = _history_rows(workdir)
-    kept = [r for r in rows if int(r["epoch"]) < epochs]
-    if len(kept) != len(rows):
-        path = os.path.join(workdir, "history.csv")
-        with open(path) as f:
-            fields = next(csv.reader(f))
-        with files.atomic_path(path) as tmp:
-            with open(tmp, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=fields, lineterminator="\n")
-                writer.writeheader()
-                writer.writerows(kept)
-        logging.info("history.csv cut to the %d epochs of the resume state (%d rows dropped)",
-                     epochs, len(rows) - len(kept))
-    return kept
+    finished; the file is cut to them, so an epoch that ran past its last checkpoint
+    before a kill, and is run again, is neither counted twice nor read by the
+    curriculum as having happened."""
+    return files.cut_csv(os.path.join(workdir, "history.csv"), "epoch", epochs)
 
 
 def _check_resume(workdir: str, config: Config) -> None:
@@ -103,8 +90,7 @@ def _check_resume(workdir: str, config: Config) -> None:
         return
     progress = os.path.exists(os.path.join(workdir, SUMMARY_FILE)) or \
         os.path.exists(os.path.join(workdir, MODEL_FILE)) or \
-        callbacks_lib.backup_epoch(os.path.join(workdir, "backup")) > 0 or \
-        loop_lib.checkpoint_epoch(os.path.join(workdir, "loop_checkpoints")) > 0
+        resume_epoch(workdir, "keras") > 0 or resume_epoch(workdir, "custom") > 0
     if not progress:
         logging.info("%s holds a run that never finished an epoch; replacing its config", path)
         return
@@ -373,8 +359,7 @@ def _train(config: Config, workdir: str, episodes_dir: str, *, strategy: str = "
     checkpoint_dir = os.path.join(workdir, "loop_checkpoints")
     # A resumed run skips the episodes its finished epochs consumed, so it sees the
     # same batches an uninterrupted run would (bit-identical with train.deterministic).
-    resumed = loop_lib.checkpoint_epoch(checkpoint_dir) if loop == "custom" else \
-        callbacks_lib.backup_epoch(os.path.join(workdir, "backup"))
+    resumed = resume_epoch(workdir, loop)
     make_train, make_val = dataset_makers(episodes, tcfg, bias, resumed_epochs=resumed,
                                           data_service=data_service)
     val_steps = episodes.num_episodes("valid") // tcfg.batch_size

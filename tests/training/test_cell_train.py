@@ -39,13 +39,11 @@ def test_a_run_writes_its_files(finished):
     assert np.isfinite(summary["validation_loss"]) and 0 <= summary["validation_accuracy"] <= 1
 
 
-def test_a_run_leaves_no_temporaries_and_holds_its_workdir(finished, tmp_path):
+def test_a_run_leaves_no_temporaries_and_holds_its_workdir(finished, tmp_path,
+                                                            other_process):
     """Weights and model.keras are written under temporaries renamed into place (none
     left behind); a second run in a held workdir is an error naming the holder's pid,
     and touches nothing; a dead process's temporaries are removed at the next run."""
-    import subprocess
-    import sys
-
     from gpicl_tf import io as files
 
     workdir, _ = finished
@@ -54,16 +52,11 @@ def test_a_run_leaves_no_temporaries_and_holds_its_workdir(finished, tmp_path):
     assert not os.path.exists(os.path.join(workdir, files.LOCK_FILE))     # released
     held = tmp_path / "held"
     held.mkdir()
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
-    try:
-        (held / files.LOCK_FILE).write_text(str(other.pid))
-        with pytest.raises(FileExistsError, match=f"in use by another cell training run "
-                                                  f"\\(pid {other.pid}\\)"):
-            cell_train.run(_cfg(), str(held))
-        assert os.listdir(held) == [files.LOCK_FILE]                      # nothing touched
-    finally:
-        other.kill()
-        other.wait()
+    (held / files.LOCK_FILE).write_text(str(other_process.pid))
+    with pytest.raises(FileExistsError, match=f"in use by another cell training run "
+                                              f"\\(pid {other_process.pid}\\)"):
+        cell_train.run(_cfg(), str(held))
+    assert os.listdir(held) == [files.LOCK_FILE]                          # nothing touched
     stale = held / "weights" / ".tmp-999999999-step-2.weights.h5"
     stale.parent.mkdir()
     stale.write_bytes(b"half")

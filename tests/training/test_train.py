@@ -377,21 +377,19 @@ def test_precision_choices_are_checked(smoke_config):
 
 
 def test_a_second_run_in_a_held_workdir_is_an_error_naming_the_holder(smoke_config,
-                                                                       smoke_episodes, tmp_path):
+                                                                       smoke_episodes, tmp_path,
+                                                                       other_process):
     from gpicl_tf.data import storage
 
     workdir = tmp_path / "run"
     workdir.mkdir()
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
-    try:
-        (workdir / storage.LOCK_FILE).write_text(str(other.pid))
-        with pytest.raises(FileExistsError, match=f"in use by another training run "
-                                                  f"\\(pid {other.pid}\\)"):
-            train.run(smoke_config, str(workdir), smoke_episodes, verbose=0)
-        assert not os.path.exists(workdir / train.CONFIG_FILE)   # nothing touched
-    finally:
-        other.kill()
-        other.wait()
+    (workdir / storage.LOCK_FILE).write_text(str(other_process.pid))
+    with pytest.raises(FileExistsError, match=f"in use by another training run "
+                                              f"\\(pid {other_process.pid}\\)"):
+        train.run(smoke_config, str(workdir), smoke_episodes, verbose=0)
+    assert not os.path.exists(workdir / train.CONFIG_FILE)       # nothing touched
+    other_process.kill()
+    other_process.wait()
     with storage.directory_lock(str(workdir), "training run"):   # a dead holder's lock
         assert (workdir / storage.LOCK_FILE).read_text() == str(os.getpid())
     assert not os.path.exists(workdir / storage.LOCK_FILE)
