@@ -233,7 +233,8 @@ def test_train_cell_names_a_bad_config_or_preset(tmp_path):
             (["--config", str(tmp_path / "nope.json")], "nope.json': no such file"),
             (["--config", str(good), "--preset", "cell_smoke"], "both given"),
             (["--preset", "cpu"], "unknown cell preset 'cpu'; known: ['cell_cpu', "
-                                  "'cell_mixed', 'cell_recipe', 'cell_smoke']")]:
+                                  "'cell_long', 'cell_mixed', 'cell_recipe', "
+                                  "'cell_smoke']")]:
         done = _train_cell(*flags, *work)
         assert done.returncode == 2 and "Traceback" not in done.stderr, (flags, done.stderr)
         assert "error: " in done.stderr and message in done.stderr, (flags, done.stderr)
