@@ -317,8 +317,8 @@ def _cell_long() -> CellRunConfig:
     4,000 steps of one cosine from lr 1.5e-3 (cell_mixed was warm-started for 2,000,
     and its validation loss was still falling as its schedule ended) on tables of up
     to 1,024 rows, so that contexts of 500-900 training rows, the 500-row benchmark's
-    case, are seen in meta-training. About 2.5-3 hours here, so it is built in
-    pieces: the same command resumes from the last checkpoint (bit for bit), each
+    case, are seen in meta-training. Longer than one session here, so it is built
+    in pieces: the same command resumes from the last checkpoint (bit for bit), each
     session's share capped by `train.max_seconds`:
 
         python -m pipelines.train_cell --preset cell_long --workdir runs/cell_long \
